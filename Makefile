@@ -1,0 +1,67 @@
+# lookalike: `make demo` runs the whole pipeline offline; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lookalike-installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,lab]'
+	$(PY) -m lookalike kernel
+	@touch $(STAMP)
+
+## setup: create .venv, install the pinned stack, register the kernel, fetch the VGG16 weights
+.PHONY: setup
+setup: $(STAMP)
+	$(PY) -m lookalike weights
+
+## demo: run all five notebooks on the built-in demo (logos and catalog), offline
+.PHONY: demo
+demo: setup
+	$(PY) -m lookalike run configs/demo-logos.yaml
+	$(PY) -m lookalike run configs/demo-catalog.yaml
+	@echo ""
+	@echo "Demo results:"
+	@echo "  runs/demo-logos/    (reports: runs/demo-logos/report/*.html)"
+	@echo "  runs/demo-catalog/  (reports: runs/demo-catalog/report/*.html)"
+
+## test: run the test suite (pytest)
+.PHONY: test
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+## lab: open JupyterLab on the workspace with the project's kernel
+.PHONY: lab
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+## lint: ruff lint and format check
+.PHONY: lint
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff format --check lib tests benchmarks scripts notebooks
+
+## strip: strip outputs from the notebooks before committing
+.PHONY: strip
+strip: $(STAMP)
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+## bench: run the benchmarks (slow; prints ratios against baselines measured in the same run)
+.PHONY: bench
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## clean-runs: delete every run folder under runs/
+.PHONY: clean-runs
+clean-runs:
+	rm -rf runs/*/
+
+## help: list the targets
+.PHONY: help
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST) | column -t -s ':'

@@ -1,0 +1,7 @@
+"""``python -m lookalike`` is the ``lookalike`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

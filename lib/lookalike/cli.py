@@ -1,0 +1,90 @@
+"""Command line: ``lookalike run | weights | kernel | demo-server | params``.
+
+The CLI only parses options and calls the library (the papermill ``cli.py`` habit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .exceptions import LookalikeError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lookalike", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the notebooks with parameters from a YAML config")
+    run.add_argument("config", help="YAML parameter file, e.g. configs/demo-logos.yaml")
+    run.add_argument("--run-dir", help="output folder (default: run_dir from the config)")
+    run.add_argument("--from", dest="start", metavar="NN", help="first notebook, e.g. 03")
+    run.add_argument("--to", dest="stop", metavar="NN", help="last notebook, e.g. 05")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter; VALUE is parsed as YAML (repeatable)",
+    )
+    run.add_argument("--no-html", action="store_true", help="skip the HTML reports")
+
+    sub.add_parser("weights", help="make sure the real VGG16 ImageNet weights are available")
+    sub.add_parser("kernel", help="register this environment as the 'lookalike' Jupyter kernel")
+    sub.add_parser("params", help="list every notebook's parameters and defaults")
+    demo = sub.add_parser("demo-server", help="serve the built-in demo web until Ctrl-C")
+    demo.add_argument("--port", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lookalike`` command; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .run import load_config, parse_overrides, run_pipeline
+
+            run_dir = run_pipeline(
+                load_config(args.config),
+                run_dir=args.run_dir,
+                start=args.start,
+                stop=args.stop,
+                overrides=parse_overrides(args.param),
+                html=not args.no_html,
+            )
+            print(f"[lookalike] results in {run_dir}")
+            print(f"[lookalike] reports in {run_dir / 'report'} (open gallery or NN_*.html)")
+            return 0
+        if args.command == "weights":
+            from .weights import main_weights
+
+            return main_weights([])
+        if args.command == "kernel":
+            from .run import ensure_kernel
+
+            print(f"kernel '{ensure_kernel()}' registered for {sys.executable}")
+            return 0
+        if args.command == "params":
+            from .run import NOTEBOOKS, notebook_parameters
+
+            for name in NOTEBOOKS:
+                print(name)
+                for key, default in notebook_parameters(name).items():
+                    print(f"  {key} = {default}")
+            return 0
+        if args.command == "demo-server":
+            from .demo import main as demo_main
+
+            return demo_main(["--port", str(args.port)])
+    except LookalikeError as exc:
+        print(f"lookalike: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lookalike: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Reading and writing run files: the image manifest, parquet tables and embeddings.
+
+Every write is atomic (a temporary file in the same folder, then ``os.replace``), so an
+interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import ManifestError
+from .paths import resolve
+
+#: Columns of ``RUN/images.parquet``, the one manifest that stages 03 to 05 read.
+MANIFEST_COLUMNS: dict[str, str] = {
+    "image_id": "string",  # sha256 of the image bytes (hex); empty when the item failed
+    "path": "string",  # where the bytes are: relative to the run dir, or absolute
+    "source": "string",  # catalog | logos | folder
+    "origin": "string",  # page/image URL, domain, or original file path
+    "width": "Int64",  # decoded width in pixels
+    "height": "Int64",  # decoded height in pixels
+    "status": "string",  # ok | failed | skipped
+    "error": "string",  # short reason when status != ok
+}
+
+MANIFEST_NAME = "images.parquet"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``: the image id used everywhere."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks of ``chunk_size`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file and rename, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` atomically as parquet (``.parquet``) or CSV (``.csv``) at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(
+    path: str | os.PathLike[str], *, required: Iterable[str] = (), what: str = "table"
+) -> pd.DataFrame:
+    """Read a parquet or CSV file and check that it has the ``required`` columns.
+
+    Raises
+    ------
+    ManifestError
+        If the file is missing or lacks a required column; the message names both.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{what} not found: {path}")
+    df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{what} {path} lacks column(s) {missing}; it has {list(df.columns)}")
+    return df
+
+
+def empty_manifest() -> pd.DataFrame:
+    """A manifest with no rows and the documented columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in MANIFEST_COLUMNS.items()})
+
+
+def _coerce_manifest(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col, dtype in MANIFEST_COLUMNS.items():
+        if col not in out.columns:
+            out[col] = pd.NA
+        out[col] = out[col].astype(dtype)
+    return out[list(MANIFEST_COLUMNS)]
+
+
+def manifest_path(run_dir: str | os.PathLike[str]) -> Path:
+    """Path of ``RUN/images.parquet``."""
+    return resolve(run_dir) / MANIFEST_NAME
+
+
+def read_manifest(run_dir: str | os.PathLike[str], *, ok_only: bool = False) -> pd.DataFrame:
+    """Read ``RUN/images.parquet``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder (relative paths are taken from the project root).
+    ok_only : bool, default False
+        Keep only rows with ``status == "ok"``, one per ``image_id``.
+
+    Returns
+    -------
+    DataFrame with the columns of :data:`MANIFEST_COLUMNS`.
+    """
+    df = read_table(manifest_path(run_dir), required=MANIFEST_COLUMNS, what="image manifest")
+    df = _coerce_manifest(df)
+    if ok_only:
+        df = df[df["status"] == "ok"].drop_duplicates("image_id").reset_index(drop=True)
+    return df
+
+
+def merge_manifest(run_dir: str | os.PathLike[str], rows: pd.DataFrame) -> pd.DataFrame:
+    """Upsert ``rows`` into ``RUN/images.parquet`` and return the whole manifest.
+
+    A row is identified by ``(source, origin)``: a newer row for the same origin replaces
+    the older one, so re-running a stage never duplicates rows.
+    """
+    new = _coerce_manifest(rows)
+    path = manifest_path(run_dir)
+    old = read_manifest(run_dir) if path.exists() else empty_manifest()
+    merged = pd.concat([old, new], ignore_index=True) if len(old) else new
+    merged = merged.drop_duplicates(["source", "origin"], keep="last").reset_index(drop=True)
+    write_table(merged, path)
+    return merged
+
+
+def image_abspath(run_dir: str | os.PathLike[str], path: str) -> Path:
+    """Absolute path of a manifest ``path`` entry (relative entries are inside the run)."""
+    p = Path(path)
+    return p if p.is_absolute() else resolve(run_dir) / p
+
+
+# -- embeddings ---------------------------------------------------------------------------
+
+EMBEDDINGS_DIR = "embeddings"
+
+
+def embeddings_paths(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(vectors.npy, ids.parquet)`` inside ``RUN/embeddings/``."""
+    d = resolve(run_dir) / EMBEDDINGS_DIR
+    return d / "vectors.npy", d / "ids.parquet"
+
+
+def read_embeddings(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Load ``RUN/embeddings/``.
+
+    Returns
+    -------
+    ids : DataFrame with column ``image_id`` (row i describes vector i)
+    vectors : ndarray of shape (n_images, n_features), float32, memory-mapped read-only
+    """
+    vec_path, ids_path = embeddings_paths(run_dir)
+    ids = read_table(ids_path, required=["image_id"], what="embedding ids")
+    if not vec_path.exists():
+        raise ManifestError(f"embeddings not found: {vec_path}; run 03_embed_vgg16 first")
+    vectors = np.load(vec_path, mmap_mode="r")
+    if vectors.shape[0] != len(ids):
+        raise ManifestError(
+            f"{vec_path} has {vectors.shape[0]} rows but {ids_path} has {len(ids)} ids; "
+            "re-run 03_embed_vgg16"
+        )
+    return ids, vectors
+
+
+# -- the user's own folder ---------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ico")
+
+
+def index_folder(
+    image_dir: str | os.PathLike[str],
+    *,
+    recursive: bool = True,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+) -> pd.DataFrame:
+    """Build manifest rows for the images in a folder, without copying or moving them.
+
+    Each file is hashed and decoded once (with the decompression-bomb guard); files that
+    don't decode get ``status="failed"`` and the reason in ``error``.
+
+    Parameters
+    ----------
+    image_dir : str or Path
+        Folder of images; relative paths are taken from the project root.
+    recursive : bool, default True
+        Also look in sub-folders.
+    extensions : iterable of str
+        File name endings to include (case-insensitive).
+
+    Returns
+    -------
+    DataFrame with the columns of :data:`MANIFEST_COLUMNS`; ``path`` and ``origin`` are the
+    absolute file paths, ``source`` is ``"folder"``.
+    """
+    from .exceptions import ConfigError, ImageError
+    from .images import decode_image
+
+    root = resolve(image_dir)
+    if not root.is_dir():
+        raise ConfigError(f"image_dir={str(image_dir)!r} is not a folder ({root})")
+    exts = {e.lower() for e in extensions}
+    files = sorted(
+        p
+        for p in (root.rglob("*") if recursive else root.iterdir())
+        if p.is_file() and p.suffix.lower() in exts
+    )
+    rows = []
+    for p in files:
+        row = {"path": str(p), "origin": str(p), "source": "folder"}
+        try:
+            data = p.read_bytes()
+            with decode_image(data) as im:
+                w, h = im.size
+            row.update(image_id=sha256_bytes(data), width=w, height=h, status="ok", error=None)
+        except (OSError, ImageError) as exc:
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        rows.append(row)
+    return _coerce_manifest(pd.DataFrame(rows)) if rows else empty_manifest()
