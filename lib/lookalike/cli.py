@@ -34,7 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("kernel", help="register this environment as the 'lookalike' Jupyter kernel")
     sub.add_parser("params", help="list every notebook's parameters and defaults")
     demo = sub.add_parser("demo-server", help="serve the built-in demo web until Ctrl-C")
-    demo.add_argument("--port", type=int, default=0)
+    demo.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     return parser
 
 

