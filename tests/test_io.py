@@ -5,14 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+
 from lookalike import io
 from lookalike.exceptions import ConfigError, ManifestError
-from PIL import Image
 
 
 def _row(origin: str, image_id: str = "a" * 64, status: str = "ok") -> dict:
-    return {"image_id": image_id, "path": f"images/{origin}.png", "source": "catalog",
-            "origin": origin, "width": 10, "height": 12, "status": status, "error": None}
+    return {
+        "image_id": image_id,
+        "path": f"images/{origin}.png",
+        "source": "catalog",
+        "origin": origin,
+        "width": 10,
+        "height": 12,
+        "status": status,
+        "error": None,
+    }
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -71,8 +80,13 @@ def test_index_folder_reads_images_in_place(tmp_path):
     assert by_name["a.png"]["status"] == "ok" and by_name["a.png"]["width"] == 20
     assert by_name["a.png"]["image_id"] == io.sha256_file(folder / "a.png")
     assert by_name["broken.jpg"]["status"] == "failed" and by_name["broken.jpg"]["error"]
-    assert sorted(p.name for p in folder.rglob("*")) == ["a.png", "b.jpg", "broken.jpg",
-                                                         "notes.txt", "sub"]
+    assert sorted(p.name for p in folder.rglob("*")) == [
+        "a.png",
+        "b.jpg",
+        "broken.jpg",
+        "notes.txt",
+        "sub",
+    ]
 
 
 def test_index_folder_rejects_a_missing_folder(tmp_path):

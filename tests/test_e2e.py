@@ -1,0 +1,203 @@
+"""End to end: ``lookalike run`` on a tiny demo with the real VGG16 weights.
+
+These tests start real Jupyter kernels, the real demo web server and the real network;
+they are the slowest in the suite (about a minute each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lookalike import io
+from lookalike.paths import PROJECT_ROOT
+from lookalike.run import NOTEBOOKS
+
+K_VALUES = [2, 3, 4]
+
+
+def _lookalike(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lookalike", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"lookalike {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _errors_in(nb_path: Path) -> list[str]:
+    nb = nbformat.read(nb_path, as_version=4)
+    return [
+        f"{o.get('ename')}: {o.get('evalue')}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+@pytest.fixture(scope="module")
+def logo_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("e2e") / "demo-logos"
+    _lookalike(
+        "run",
+        "configs/demo-logos.yaml",
+        "--run-dir",
+        str(run),
+        "-p",
+        "max_domains=40",
+        "-p",
+        f"k_values={K_VALUES}",
+    )
+    return run
+
+
+def test_manifest_has_a_row_per_logo(logo_run):
+    manifest = io.read_manifest(logo_run)
+    ok = manifest[manifest["status"] == "ok"]
+    assert len(ok) >= 36, manifest["error"].value_counts()
+    assert set(manifest["source"]) == {"logos"}
+    for path in ok["path"]:
+        assert io.image_abspath(logo_run, path).stat().st_size > 0
+
+
+def test_embeddings_are_finite_512d(logo_run):
+    ids, vectors = io.read_embeddings(logo_run)
+    ok = io.read_manifest(logo_run, ok_only=True)
+    assert vectors.shape == (len(ok), 512)
+    assert vectors.dtype == np.float32
+    assert np.isfinite(vectors).all()
+    assert set(ids["image_id"]) == set(ok["image_id"])
+
+
+def test_every_image_has_a_label_at_every_k(logo_run):
+    ids, _ = io.read_embeddings(logo_run)
+    clusters = pd.read_parquet(logo_run / "clusters.parquet")
+    km = clusters[clusters["method"] == "kmeans"]
+    assert sorted(km["k"].unique()) == K_VALUES
+    for k in K_VALUES:
+        at_k = km[km["k"] == k]
+        assert set(at_k["image_id"]) == set(ids["image_id"])
+        assert at_k["cluster"].between(0, k - 1).all()
+        assert at_k["cluster"].nunique() == k
+
+
+def test_metrics_have_a_row_per_k(logo_run):
+    metrics = pd.read_csv(logo_run / "metrics.csv")
+    km = metrics[metrics["method"] == "kmeans"]
+    assert sorted(km["k"]) == K_VALUES
+    cols = ["inertia", "silhouette", "davies_bouldin", "calinski_harabasz"]
+    assert np.isfinite(km[cols].to_numpy()).all()
+
+
+def test_figures_are_nonempty_pngs(logo_run):
+    figures = sorted((logo_run / "figures").rglob("*.png"))
+    names = {p.name for p in figures}
+    assert {"elbow.png", "scores.png"} <= names
+    assert any(n.startswith("overview_k") for n in names)
+    for p in figures:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and min(im.size) > 10
+
+
+def test_executed_notebooks_have_no_errors(logo_run):
+    for name in NOTEBOOKS:
+        nb_path = logo_run / "notebooks" / f"{name}.ipynb"
+        assert nb_path.exists(), name
+        assert _errors_in(nb_path) == [], name
+        html = logo_run / "report" / f"{name}.html"
+        assert html.stat().st_size > 1000
+    assert (logo_run / "params.yaml").exists()
+    log = (logo_run / "run.log").read_text()
+    assert "done 05_elbow_and_inspect" in log
+
+
+def test_rerun_resumes_without_redoing_work(logo_run):
+    logo_files = {p: p.stat().st_mtime_ns for p in (logo_run / "logos").glob("*.png")}
+    vectors_before = np.load(logo_run / "embeddings" / "vectors.npy")
+    _lookalike(
+        "run",
+        "configs/demo-logos.yaml",
+        "--run-dir",
+        str(logo_run),
+        "--to",
+        "03",
+        "-p",
+        "max_domains=40",
+    )
+    assert {p: p.stat().st_mtime_ns for p in logo_files} == logo_files
+    nb = nbformat.read(logo_run / "notebooks" / "03_embed_vgg16.ipynb", as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "'computed': 0" in text or '"computed": 0' in text or "computed 0" in text, text[-2000:]
+    np.testing.assert_array_equal(np.load(logo_run / "embeddings" / "vectors.npy"), vectors_before)
+
+
+def test_plain_papermill_runs_one_notebook(logo_run, tmp_path):
+    out = tmp_path / "04.ipynb"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("papermill")),
+            "notebooks/04_pca_kmeans.ipynb",
+            str(out),
+            "-p",
+            "run_dir",
+            str(logo_run),
+            "-y",
+            f"k_values: {K_VALUES}",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _errors_in(out) == []
+
+
+def test_failure_names_notebook_and_cell(logo_run, tmp_path):
+    proc = _lookalike(
+        "run",
+        "configs/demo-logos.yaml",
+        "--run-dir",
+        str(logo_run),
+        "--from",
+        "03",
+        "--to",
+        "03",
+        "-p",
+        "pooling=bogus",
+        "--no-html",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "03_embed_vgg16" in proc.stderr and "cell" in proc.stderr, proc.stderr
+    assert "bogus" in proc.stderr
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path):
+    proc = _lookalike(
+        "run",
+        "configs/demo-logos.yaml",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "-p",
+        "k_valuez=[2]",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "k_valuez" in proc.stderr and "k_values" in proc.stderr
+    assert not (tmp_path / "r" / "notebooks").exists()

@@ -1,0 +1,339 @@
+"""lookalike.net against real HTTP servers on 127.0.0.1 (no mocks of requests)."""
+
+from __future__ import annotations
+
+import collections
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+from lookalike import net
+
+# -- a tiny route-table HTTP server -------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        srv = self.server
+        key = self.path if self.path in srv.routes else urlsplit(self.path).path
+        with srv.lock:
+            srv.hits[key] += 1
+            n = srv.hits[key]
+        route = srv.routes.get(key)
+        if route is None:
+            route = (404, {"Content-Type": "text/html"}, b"<html>not found</html>")
+        if callable(route):
+            route = route(n)
+        status, headers, body = route
+        self.send_response(status)
+        for k, v in headers.items():
+            if v is not None:
+                self.send_header(k, v)
+        if headers.get("Connection") == "close":
+            self.close_connection = True
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients that hang up early (size caps, timeouts) are part of the tests
+
+
+class Server:
+    """``routes``: path -> (status, headers, body) or callable(hit_number) -> that tuple."""
+
+    def __init__(self, routes):
+        self.httpd = _Quiet(("127.0.0.1", 0), _Handler)
+        self.httpd.routes = routes
+        self.httpd.hits = collections.Counter()
+        self.httpd.lock = threading.Lock()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def hits(self):
+        return self.httpd.hits
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(routes):
+        servers.append(Server(routes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def session():
+    s = net.make_session(user_agent="lookalike-tests")
+    s.trust_env = False  # a developer's HTTP_PROXY must not reroute 127.0.0.1 tests
+    yield s
+    s.close()
+
+
+def ok(body=b"hello", ctype="text/plain"):
+    return (200, {"Content-Type": ctype}, body)
+
+
+def redirect(location, status=302):
+    return (status, {"Location": location}, b"")
+
+
+FAST = dict(allow_private_hosts=True, timeout_s=5.0, backoff_s=0.01, max_wait_s=0.2)
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_fetch_ok_records_body_type_and_status(serve, session):
+    srv = serve({"/a": ok(b"abc", "image/png")})
+    r = net.fetch(session, srv.url + "/a", **FAST)
+    assert r.ok and r.error is None
+    assert (r.content, r.status_code, r.mime_type) == (b"abc", 200, "image/png")
+    assert r.final_url == srv.url + "/a" and r.attempts == 1
+
+
+def test_loopback_refused_without_contacting_server(serve, session):
+    srv = serve({"/a": ok()})
+    for url in (srv.url + "/a", srv.url.replace("127.0.0.1", "localhost") + "/a"):
+        r = net.fetch(session, url, timeout_s=2.0)
+        assert r.error == "private_address", url
+        assert "allow_private_hosts" in r.detail
+    assert srv.hits["/a"] == 0
+
+
+@pytest.mark.parametrize(
+    "ip, public",
+    [
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("192.168.0.10", False),
+        ("172.16.5.4", False),
+        ("169.254.169.254", False),
+        ("fd00:ec2::254", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("224.0.0.1", False),
+        ("0.0.0.0", False),
+        ("100.64.0.1", False),
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+    ],
+)
+def test_is_public_ip(ip, public):
+    import ipaddress
+
+    assert net.is_public_ip(ipaddress.ip_address(ip)) is public
+    assert (net.check_host(ip)[0] == "") is public
+
+
+def test_every_redirect_hop_is_checked(serve, session, monkeypatch):
+    # The local server acts as an HTTP proxy for a "public" host that redirects to loopback.
+    srv = serve({"/start": redirect("http://127.0.0.1:9/secret"), "/secret": ok(b"secret")})
+    real = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host == "public.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    session.proxies = {"http": srv.url, "https": srv.url}
+    r = net.fetch(session, "http://public.test/start", timeout_s=2.0)
+    assert srv.hits["/start"] == 1  # the first hop passed the check and went through the proxy
+    assert r.error == "private_address"
+    assert r.redirects == ["http://127.0.0.1:9/secret"]
+
+
+def test_unresolvable_host_is_dns_error_but_allowed_through_proxy(serve, session, monkeypatch):
+    srv = serve({"/x": ok(b"via proxy")})
+    real = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    r = net.fetch(session, "http://shop.invalid/x", timeout_s=2.0)
+    assert r.error == "dns_error" and srv.hits["/x"] == 0
+    session.proxies = {"http": srv.url}
+    r = net.fetch(session, "http://shop.invalid/x", timeout_s=2.0)
+    assert r.ok and r.content == b"via proxy"
+
+
+def test_make_session_proxy_sets_both_schemes_and_env_is_honoured(serve, monkeypatch):
+    s = net.make_session(proxy="http://127.0.0.1:3128")
+    assert s.proxies == {"http": "http://127.0.0.1:3128", "https": "http://127.0.0.1:3128"}
+    assert s.headers["User-Agent"] == net.DEFAULT_USER_AGENT
+    srv = serve({"/env": ok(b"env proxy")})
+    monkeypatch.setenv("HTTP_PROXY", srv.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with net.make_session() as env_session:
+        r = net.fetch(env_session, "http://catalog.invalid/env", **FAST)
+    assert r.ok and r.content == b"env proxy"
+    assert srv.hits["/env"] == 1
+
+
+def test_redirects_followed_manually(serve, session):
+    srv = serve({"/a": redirect("/b", 301), "/b": redirect("c"), "/c": ok(b"end")})
+    r = net.fetch(session, srv.url + "/a", **FAST)
+    assert r.ok and r.content == b"end"
+    assert r.final_url == srv.url + "/c"
+    assert r.redirects == [srv.url + "/b", srv.url + "/c"]
+
+
+def test_redirect_loop_and_too_many_redirects(serve, session):
+    srv = serve(
+        {
+            "/l1": redirect("/l2"),
+            "/l2": redirect("/l1"),
+            **{f"/r{i}": redirect(f"/r{i + 1}") for i in range(20)},
+        }
+    )
+    assert net.fetch(session, srv.url + "/l1", **FAST).error == "redirect_loop"
+    r = net.fetch(session, srv.url + "/r0", max_redirects=5, **FAST)
+    assert r.error == "redirect_loop" and len(r.redirects) == 5
+
+
+def test_500_then_success_is_retried(serve, session):
+    srv = serve({"/flaky": lambda n: (500, {}, b"oops") if n == 1 else ok(b"fine")})
+    r = net.fetch(session, srv.url + "/flaky", max_retries=2, **FAST)
+    assert r.ok and r.content == b"fine"
+    assert srv.hits["/flaky"] == 2 and r.attempts == 2
+
+
+@pytest.mark.timeout(20)
+def test_429_retry_after_is_honoured_over_backoff(serve, session):
+    # backoff would sleep 60 s; Retry-After: 0 must win (the timeout marker fails otherwise).
+    srv = serve({"/busy": lambda n: (429, {"Retry-After": "0"}, b"") if n == 1 else ok(b"ok")})
+    r = net.fetch(
+        session,
+        srv.url + "/busy",
+        allow_private_hosts=True,
+        max_retries=1,
+        backoff_s=60.0,
+        max_wait_s=60.0,
+    )
+    assert r.ok and srv.hits["/busy"] == 2
+
+
+@pytest.mark.timeout(20)
+def test_retry_after_wait_is_capped_and_final_status_reported(serve, session):
+    srv = serve({"/busy": (429, {"Retry-After": "3600"}, b"slow down")})
+    r = net.fetch(session, srv.url + "/busy", max_retries=2, **FAST)
+    assert r.error == "http_429" and r.status_code == 429
+    assert srv.hits["/busy"] == 3
+
+
+def test_parse_retry_after():
+    assert net.parse_retry_after("2") == 2.0
+    assert net.parse_retry_after(None) is None
+    assert net.parse_retry_after("soon") is None
+    assert net.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_404_is_not_retried(serve, session):
+    srv = serve({})
+    r = net.fetch(session, srv.url + "/missing", max_retries=3, **FAST)
+    assert r.error == "http_404" and r.status_code == 404 and srv.hits["/missing"] == 1
+
+
+def test_timeout(serve, session):
+    def slow(n):
+        time.sleep(2.0)
+        return ok(b"late")
+
+    srv = serve({"/slow": slow})
+    r = net.fetch(session, srv.url + "/slow", allow_private_hosts=True, timeout_s=0.5)
+    assert r.error == "timeout"
+    assert srv.hits["/slow"] == 1  # timeouts are not retried
+
+
+def test_too_large_by_content_length_and_by_streaming(serve, session):
+    srv = serve(
+        {
+            "/big": ok(b"x" * 5000),
+            # A close-delimited body has no Content-Length: the cap must hold while streaming.
+            "/stream": (200, {"Connection": "close", "Content-Length": None}, b"y" * 300_000),
+        }
+    )
+    assert net.fetch(session, srv.url + "/big", max_bytes=1000, **FAST).error == "too_large"
+    r = net.fetch(session, srv.url + "/stream", max_bytes=100_000, **FAST)
+    assert r.error == "too_large" and r.content == b""
+    r = net.fetch(session, srv.url + "/big", max_bytes=5000, **FAST)
+    assert r.ok and len(r.content) == 5000
+
+
+def test_connection_refused_and_invalid_url(session):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    r = net.fetch(session, f"http://127.0.0.1:{port}/", max_retries=3, **FAST)
+    assert r.error == "connection_refused" and r.attempts == 1
+    for bad in ("ftp://example.test/x", "not a url", "file:///etc/passwd"):
+        assert net.fetch(session, bad, **FAST).error == "invalid_url"
+
+
+def test_rate_limiter_spaces_request_starts_per_host():
+    limiter = net.HostRateLimiter(0.2)
+    starts = {"a": [], "b": []}
+    lock = threading.Lock()
+
+    def go(host):
+        limiter.wait(host)
+        with lock:
+            starts[host].append(time.monotonic())
+
+    threads = [threading.Thread(target=go, args=(h,)) for h in ("a", "a", "a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a = sorted(starts["a"])
+    # time.sleep never returns early, so the gaps are a lower bound, not a flaky timing race
+    assert all(y - x >= 0.19 for x, y in zip(a, a[1:], strict=False))
+    assert len(starts["b"]) == 1
+    limiter.set_delay("A", 5.0)
+    assert limiter.delay_for("a") == 5.0 and limiter.delay_for("b") == 0.2
+    with pytest.raises(ValueError, match="delay_s"):
+        net.HostRateLimiter(-1)
+
+
+def test_fetch_uses_rate_limiter_for_every_request(serve, session):
+    srv = serve({"/flaky": lambda n: (503, {}, b"") if n < 3 else ok()})
+
+    class Counting(net.HostRateLimiter):
+        calls = 0
+
+        def wait(self, host):
+            Counting.calls += 1
+            return super().wait(host)
+
+    r = net.fetch(session, srv.url + "/flaky", rate_limiter=Counting(0.0), max_retries=3, **FAST)
+    assert r.ok and Counting.calls == 3
