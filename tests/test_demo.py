@@ -11,10 +11,11 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+from PIL import Image
+
 from lookalike import demo
 from lookalike.exceptions import ConfigError
 from lookalike.paths import DATA_DIR, DEMO_DIR
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,9 @@ def test_index_folder_reads_images_in_place(tmp_path):
     (folder / "notes.txt").write_text("ignored")
     rows = io.index_folder(folder)
     assert len(rows) == 3
-    by_name = {p.rsplit("/", 1)[-1]: r for p, r in zip(rows["path"], rows.to_dict("records"))}
+    by_name = {
+        p.rsplit("/", 1)[-1]: r for p, r in zip(rows["path"], rows.to_dict("records"), strict=True)
+    }
     assert by_name["a.png"]["status"] == "ok" and by_name["a.png"]["width"] == 20
     assert by_name["a.png"]["image_id"] == io.sha256_file(folder / "a.png")
     assert by_name["broken.jpg"]["status"] == "failed" and by_name["broken.jpg"]["error"]

@@ -33,7 +33,8 @@ def test_every_parameter_has_a_comment(name):
         assert isinstance(node, ast.Assign), f"{name}: only assignments in the parameters cell"
         names.append(node.targets[0].id)
         line = lines[node.end_lineno - 1]
-        assert "#" in line.split("=", 1)[1], f"{name}: parameter {node.targets[0].id} lacks a comment"
+        target = node.targets[0].id
+        assert "#" in line.split("=", 1)[1], f"{name}: parameter {target} lacks a comment"
     assert names[0] == "run_dir"
 
 

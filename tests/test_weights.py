@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from lookalike import weights as W
 from lookalike.exceptions import ConfigError, WeightsError
 from lookalike.io import sha256_file
