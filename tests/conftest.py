@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from webserver import RouteServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -13,3 +14,17 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("MPLBACKEND", "Agg")
     yield
     mp.undo()
+
+
+@pytest.fixture
+def serve():
+    """Start :class:`webserver.RouteServer` instances; all are closed after the test."""
+    servers: list[RouteServer] = []
+
+    def start(routes: dict) -> RouteServer:
+        servers.append(RouteServer(routes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

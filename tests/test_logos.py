@@ -12,71 +12,17 @@ import collections
 import io as pyio
 import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
 from PIL import Image
+from webserver import RouteServer
 
 from lookalike import io, logos
 from lookalike.exceptions import ConfigError
 
 # -- a tiny forward proxy with a route table ------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        srv = self.server
-        url = self.path
-        with srv.lock:
-            srv.hits[url] += 1
-            n = srv.hits[url]
-        if url in srv.routes:
-            route = srv.routes[url]
-            status, headers, body = route(n) if callable(route) else route
-        elif urlsplit(url).hostname in srv.hosts:
-            status, headers, body = 404, {"Content-Type": "text/html"}, b"<p>not found</p>"
-        else:
-            status, headers, body = 502, {"Content-Type": "text/plain"}, b"unknown host"
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class Proxy:
-    def __init__(self, routes):
-        self.httpd = _Quiet(("127.0.0.1", 0), _Handler)
-        self.httpd.routes, self.httpd.hits = routes, collections.Counter()
-        self.httpd.hosts = {urlsplit(u).hostname for u in routes}
-        self.httpd.lock = threading.Lock()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def hits(self):
-        return self.httpd.hits
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # -- images and pages ---------------------------------------------------------------------------
@@ -203,7 +149,7 @@ ROUTES = {
 
 @pytest.fixture(scope="module")
 def proxy():
-    p = Proxy(dict(ROUTES))
+    p = RouteServer(dict(ROUTES))
     yield p
     p.close()
 

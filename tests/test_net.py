@@ -2,88 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
 
 from lookalike import net
-
-# -- a tiny route-table HTTP server -------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        srv = self.server
-        key = self.path if self.path in srv.routes else urlsplit(self.path).path
-        with srv.lock:
-            srv.hits[key] += 1
-            n = srv.hits[key]
-        route = srv.routes.get(key)
-        if route is None:
-            route = (404, {"Content-Type": "text/html"}, b"<html>not found</html>")
-        if callable(route):
-            route = route(n)
-        status, headers, body = route
-        self.send_response(status)
-        for k, v in headers.items():
-            if v is not None:
-                self.send_header(k, v)
-        if headers.get("Connection") == "close":
-            self.close_connection = True
-        if "Content-Length" not in headers:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # clients that hang up early (size caps, timeouts) are part of the tests
-
-
-class Server:
-    """``routes``: path -> (status, headers, body) or callable(hit_number) -> that tuple."""
-
-    def __init__(self, routes):
-        self.httpd = _Quiet(("127.0.0.1", 0), _Handler)
-        self.httpd.routes = routes
-        self.httpd.hits = collections.Counter()
-        self.httpd.lock = threading.Lock()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def hits(self):
-        return self.httpd.hits
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(routes):
-        servers.append(Server(routes))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 @pytest.fixture

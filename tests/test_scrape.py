@@ -5,10 +5,7 @@ from __future__ import annotations
 import collections
 import io as pyio
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -16,66 +13,6 @@ from PIL import Image
 
 from lookalike import io, scrape
 from lookalike.exceptions import ConfigError, ScrapeError
-
-# -- a tiny route-table HTTP server (same shape as in test_net.py) -------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        srv = self.server
-        key = self.path if self.path in srv.routes else urlsplit(self.path).path
-        with srv.lock:
-            srv.hits[key] += 1
-            n = srv.hits[key]
-        route = srv.routes.get(key, (404, {"Content-Type": "text/html"}, b"<p>missing</p>"))
-        status, headers, body = route(n) if callable(route) else route
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class Server:
-    def __init__(self, routes):
-        self.httpd = _Quiet(("127.0.0.1", 0), _Handler)
-        self.httpd.routes, self.httpd.hits = routes, collections.Counter()
-        self.httpd.lock = threading.Lock()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def routes(self):
-        return self.httpd.routes
-
-    @property
-    def hits(self):
-        return self.httpd.hits
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-    yield lambda routes: servers.append(Server(routes)) or servers[-1]
-    for s in servers:
-        s.close()
 
 
 def image_bytes(fmt="PNG", size=(64, 48), color=(200, 30, 30)):
