@@ -4,6 +4,12 @@ The notebooks import the stage modules directly (``from lookalike import scrape`
 heavy (TensorFlow) is imported until a stage needs it.
 """
 
+import os as _os
+
+# TensorFlow's C++ INFO/WARNING lines (oneDNN notes, CPU feature hints) drown the stage
+# summaries; errors still show. Users can set TF_CPP_MIN_LOG_LEVEL themselves.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 __all__ = ["cluster", "demo", "embed", "images", "inspect", "io", "logos", "scrape", "weights"]

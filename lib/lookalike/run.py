@@ -216,6 +216,9 @@ def run_pipeline(
     """
     import papermill as pm
 
+    # papermill warns about parameter lines it can't parse (any line with two "=", such as
+    # a URL with a query); lookalike reads the cell with ast, so the warning is noise.
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
     params, per_nb = resolve_parameters(config or {}, overrides or {}, run_dir)
     run = Path(params["run_dir"])
     (run / "notebooks").mkdir(parents=True, exist_ok=True)
