@@ -7,6 +7,9 @@ a randomly initialised network.
 from __future__ import annotations
 
 import io as stdio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +17,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lookalike import io
+from lookalike import embed, io
 from lookalike.embed import (
     VectorCache,
     embed_images,
     l2_normalize,
     load_for_embedding,
     pool_features,
+    trim_borders,
 )
 from lookalike.exceptions import ConfigError, ImageError
+from lookalike.paths import DEMO_DIR
 
 WHITE = np.array([255.0, 255.0, 255.0])
 BLACK = np.zeros(3)
@@ -127,9 +132,11 @@ def test_la_and_grey_modes(tmp_path):
     )
 
 
-def test_ico(tmp_path):
-    img = Image.new("RGBA", (32, 32), (0, 128, 0, 255))
-    p = _save(img, tmp_path / "favicon.ico", sizes=[(16, 16), (32, 32)])
+def test_ico_uses_the_largest_frame(tmp_path):
+    small = Image.new("RGBA", (16, 16), (255, 0, 0, 255))  # a different picture per size
+    large = Image.new("RGBA", (48, 48), (0, 128, 0, 255))
+    p = _save(large, tmp_path / "favicon.ico", sizes=[(16, 16), (48, 48)], append_images=[small])
+    assert Image.open(p).info["sizes"] == {(16, 16), (48, 48)}
     a = load_for_embedding(p, image_size=24)
     np.testing.assert_allclose(a[12, 12], [0, 128, 0], atol=2)
 
@@ -147,12 +154,60 @@ def test_exif_rotated_jpeg(tmp_path):
     np.testing.assert_allclose(a[58, 32], [0, 0, 255], atol=20)
 
 
-def test_animated_gif_uses_first_frame(tmp_path):
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animations_use_the_first_frame(tmp_path, fmt):
     frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 0, 255))]
-    p = tmp_path / "anim.gif"
-    frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    p = tmp_path / f"anim.{fmt.lower()}"
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(p, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
+    assert Image.open(p).n_frames == 2
     a = load_for_embedding(p, image_size=20)
     assert a[10, 10, 0] > 200 and a[10, 10, 2] < 50
+
+
+def test_i16_mode_png(tmp_path):
+    img = Image.new("I;16", (30, 10), 0)
+    img.paste(65535, (15, 0, 30, 10))  # left half black, right half white, 16-bit
+    p = _save(img, tmp_path / "i16.png")
+    assert Image.open(p).mode.startswith("I")
+    a = load_for_embedding(p, image_size=30, fit="stretch")
+    assert a[15, 2, 0] < 5 and a[15, 27, 0] > 250
+
+
+def test_background_none_is_the_seeds_plain_convert(tmp_path):
+    img = Image.new("RGBA", (20, 20), (0, 0, 0, 0))  # transparent black, as most PNGs store it
+    img.paste((200, 0, 0, 255), (5, 5, 15, 15))
+    p = _save(img, tmp_path / "logo.png")
+    np.testing.assert_allclose(load_for_embedding(p, image_size=20, background="none")[1, 1], 0)
+    np.testing.assert_allclose(load_for_embedding(p, image_size=20)[1, 1], WHITE)
+
+
+def test_trim_removes_transparent_and_flat_margins(tmp_path):
+    # A 20x10 blue bar in the middle of a 100x100 transparent canvas fills the width once trimmed.
+    img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    img.paste((0, 0, 255, 255), (40, 45, 60, 55))
+    p = _save(img, tmp_path / "small-logo.png")
+    plain = load_for_embedding(p, image_size=50)
+    trimmed = load_for_embedding(p, image_size=50, trim=True)
+    np.testing.assert_allclose(plain[25, 2], WHITE)  # untrimmed: margin at the left edge
+    np.testing.assert_allclose(trimmed[25, 2], [0, 0, 255], atol=2)  # trimmed: the bar
+    np.testing.assert_allclose(trimmed[2, 25], WHITE)  # padded above and below (2:1 bar)
+    # The same on an opaque light-grey canvas (a JPEG-like flat margin).
+    flat = Image.new("RGB", (100, 100), (240, 240, 240))
+    flat.paste((0, 0, 255), (40, 45, 60, 55))
+    t = load_for_embedding(_save(flat, tmp_path / "flat.png"), image_size=50, trim=True)
+    np.testing.assert_allclose(t[25, 2], [0, 0, 255], atol=2)
+
+
+def test_trim_leaves_photos_and_blank_images_alone():
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8))
+    assert trim_borders(photo).size == (40, 30)  # corners disagree: no uniform margin
+    blank = Image.new("RGBA", (30, 30), (0, 0, 0, 0))
+    assert trim_borders(blank).size == (30, 30)  # nothing but margin: left as it is
+    framed = Image.new("RGB", (30, 30), (255, 255, 255))
+    framed.paste((0, 0, 0), (10, 5, 20, 25))
+    assert trim_borders(framed).size == (10, 20)
 
 
 def test_pad_keeps_aspect_and_stretch_fills(tmp_path):
@@ -274,9 +329,14 @@ def _png(img: Image.Image) -> bytes:
 EMBED_KW = {"image_size": 64, "batch_size": 4, "workers": 2, "progress": False}
 
 
+def _bomb_png() -> bytes:
+    """A few kB of PNG that claims 9000x5000 pixels (45 MP, over the 40 MP budget)."""
+    return _png(Image.new("1", (9000, 5000), 0))
+
+
 @pytest.fixture(scope="module")
 def embedded_run(tmp_path_factory):
-    """A run with 8 good images and 3 bad ones, embedded once with the real weights."""
+    """A run with 8 good images and 4 bad ones, embedded once with the real weights."""
     run = tmp_path_factory.mktemp("embed-run")
     cache = tmp_path_factory.mktemp("embed-cache")
     good = [(f"p{i}.png", _png(_photo(i))) for i in range(7)]
@@ -288,6 +348,7 @@ def embedded_run(tmp_path_factory):
         ("truncated.jpg", jpg.getvalue()[: len(jpg.getvalue()) // 2]),
         ("empty.png", b""),
         ("page.jpg", b"<!doctype html><html><head><title>Not found</title></head></html>"),
+        ("bomb.png", _bomb_png()),
     ]
     _add_rows(run, good[:4] + bad + good[4:])
     _add_rows(run, [("failed_upstream.png", _png(_photo(99)))], status="failed")
@@ -297,8 +358,8 @@ def embedded_run(tmp_path_factory):
 
 def test_embed_writes_unit_vectors(embedded_run):
     run, _, summary, good, _ = embedded_run
-    assert summary["computed"] == 8 and summary["cached"] == 0 and summary["failed"] == 3
-    assert summary["embedded"] == 8 and summary["n_images"] == 11
+    assert summary["computed"] == 8 and summary["cached"] == 0 and summary["failed"] == 4
+    assert summary["embedded"] == 8 and summary["n_images"] == 12
     ids, vectors = io.read_embeddings(run)
     assert vectors.shape == (8, 512) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
@@ -318,6 +379,20 @@ def test_embed_records_failures_without_stopping(embedded_run):
     assert by_path["images/page.jpg"].startswith("html")
     assert by_path["images/empty.png"].startswith("empty")
     assert by_path["images/truncated.jpg"].startswith("corrupt")
+    assert by_path["images/bomb.png"].startswith("decompression_bomb")
+
+
+def test_embed_marks_failures_in_the_manifest(embedded_run):
+    run, _, _, good, bad = embedded_run
+    m = io.read_manifest(run).set_index("path")
+    for name, _ in bad:
+        row = m.loc[f"images/{name}"]
+        assert row["status"] == "failed" and row["error"].startswith("embed: "), row
+    assert m.loc["images/page.jpg", "error"].startswith("embed: html")
+    assert (m.loc[[f"images/{name}" for name, _ in good], "status"] == "ok").all()
+    # A row an earlier stage failed keeps its own status and reason.
+    assert m.loc["images/failed_upstream.png", "status"] == "failed"
+    assert pd.isna(m.loc["images/failed_upstream.png", "error"])
 
 
 def test_embed_vectors_discriminate(embedded_run, tmp_path):
@@ -354,7 +429,7 @@ def test_new_images_are_the_only_ones_computed(embedded_run):
     before = np.array(before)
     _add_rows(run, [("new1.png", _png(_photo(50))), ("new2.png", _png(_photo(51)))])
     summary = embed_images(run, cache_dir=cache, **EMBED_KW)
-    assert summary["computed"] == 2 and summary["cached"] == 8 and summary["failed"] == 3
+    assert summary["computed"] == 2 and summary["cached"] == 8 and summary["failed"] == 4
     ids, vectors = io.read_embeddings(run)
     assert vectors.shape == (10, 512)
     np.testing.assert_array_equal(vectors[:8], before)
@@ -364,7 +439,7 @@ def test_new_images_are_the_only_ones_computed(embedded_run):
 def test_changed_parameters_get_their_own_cache(embedded_run):
     run, cache, first, _, _ = embedded_run
     other = embed_images(run, cache_dir=cache, pooling="gem", normalize=False, **EMBED_KW)
-    assert other["computed"] == other["n_images"] - 3  # nothing shared with the avg vectors
+    assert other["computed"] == other["n_images"] - 4  # nothing shared with the avg vectors
     assert other["cache_dir"] != first["cache_dir"]
     _, v = io.read_embeddings(run)
     assert v.shape[1] == 512 and not np.allclose(np.linalg.norm(v, axis=1), 1.0)
@@ -406,3 +481,169 @@ def test_all_images_failing_gives_empty_embeddings(tmp_path):
     assert summary["embedded"] == 0 and summary["failed"] == 2
     ids, vectors = io.read_embeddings(run)
     assert len(ids) == 0 and vectors.shape == (0, 512)
+
+
+def test_failures_are_retried_and_cleared_when_the_file_is_fixed(tmp_path):
+    """A failure is not stale: the next run retries it and un-marks the row once it works."""
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    items = [("a.png", _png(_photo(1))), ("b.png", _png(_photo(2)))]
+    _add_rows(run, items)
+    (run / "images" / "b.png").unlink()  # e.g. a disk that was not mounted yet
+    first = embed_images(run, cache_dir=cache, **EMBED_KW)
+    assert first["failed"] == 1 and first["manifest_updated"] == 1
+    m = io.read_manifest(run).set_index("path")
+    assert m.loc["images/b.png", "status"] == "failed"
+    assert m.loc["images/b.png", "error"].startswith("embed: FileNotFoundError")
+    (run / "images" / "b.png").write_bytes(items[1][1])
+    second = embed_images(run, cache_dir=cache, **EMBED_KW)
+    assert second["computed"] == 1 and second["cached"] == 1 and second["failed"] == 0
+    assert second["manifest_updated"] == 1
+    m = io.read_manifest(run).set_index("path")
+    assert m.loc["images/b.png", "status"] == "ok" and pd.isna(m.loc["images/b.png", "error"])
+    assert len(io.read_embeddings(run)[0]) == 2
+    assert pd.read_parquet(run / "embeddings" / "failed.parquet").empty
+
+
+def test_temp_folders_of_a_crashed_run_are_removed(tmp_path):
+    run = tmp_path / "run"
+    _add_rows(run, [("a.png", _png(_photo(1)))])
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = [
+        run / f".embeddings-tmp-{dead.stdout.strip()}-abc",  # its process is gone
+        run / ".embeddings-k2j3h4",  # the first version's name, without a pid
+        run / f".embeddings.old-{dead.stdout.strip()}-123",
+    ]
+    live = run / f".embeddings-tmp-{os.getppid()}-xyz"  # a process that is still running
+    for d in [*stale, live]:
+        d.mkdir()
+        (d / "all.npy").write_bytes(b"partial")
+    embed_images(run, cache_dir=tmp_path / "cache", **EMBED_KW)
+    assert not any(d.exists() for d in stale)
+    assert live.exists()
+    left = sorted(p.name for p in run.iterdir() if p.name.startswith(".embeddings"))
+    assert left == [live.name]
+
+
+def test_cache_key_holds_the_weights_digest_and_every_parameter():
+    from lookalike.weights import WEIGHTS_ID, ensure_vgg16_weights
+
+    params = embed.embedding_params()
+    digest_id = ensure_vgg16_weights(allow_download=False).weights_id
+    assert params["weights_id"] == digest_id and digest_id != WEIGHTS_ID
+    assert params["weights_id"].startswith(WEIGHTS_ID + "-")
+    base = embed.params_hash(params)
+    assert embed.params_hash(embed.embedding_params(weights="other-weights")) != base
+    for change in (
+        {"trim": True},
+        {"precision": "bf16"},
+        {"background": "auto"},
+        {"layer": "block4_pool"},
+        {"image_size": 128},
+    ):
+        assert embed.params_hash(embed.embedding_params(**change)) != base, change
+    assert "calib" in embed.embedding_params(precision="int8")["quantization"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "size", "shape"),
+    [
+        ("block5_pool", 224, (7, 7, 512)),
+        ("block4_pool", 64, (4, 4, 512)),
+        ("block3_conv3", 50, (12, 12, 256)),
+        ("block1_pool", 33, (16, 16, 64)),
+    ],
+)
+def test_feature_map_shape_matches_the_network(layer, size, shape):
+    assert embed.feature_map_shape(layer, size) == shape
+    from lookalike.weights import load_vgg16
+
+    out = load_vgg16(layer=layer).compute_output_shape((1, size, size, 3))
+    assert tuple(out[1:]) == shape
+    assert embed.output_dim(layer, size, "flatten") == int(np.prod(shape))
+
+
+def _real_images(n: int) -> list[Path]:
+    """``n`` real images bundled with the repository: logos and product photos."""
+    logos = sorted((DEMO_DIR / "logos").glob("*.png"))
+    shop = sorted((DEMO_DIR / "shop").glob("*.jpg"))
+    return (
+        logos[7 :: len(logos) // (n // 2)][: n // 2]
+        + shop[5 :: len(shop) // (n - n // 2)][: n - n // 2]
+    )
+
+
+@pytest.fixture(scope="module")
+def real_batch():
+    files = _real_images(16)
+    assert len(files) == 16
+    x = np.stack([embed.prepare(load_for_embedding(p, image_size=64)) for p in files])
+    ref = l2_normalize(pool_features(embed.load_extractor(image_size=64)(x), "avg"))
+    return x, ref
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    cos = np.einsum("ij,ij->i", a, b)
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -2)
+    np.fill_diagonal(sb, -2)
+    return cos, float(np.mean(sa.argmax(1) == sb.argmax(1)))
+
+
+def test_onnx_fp32_equals_keras(real_batch):
+    x, ref = real_batch
+    ex = embed.load_extractor(image_size=64, backend="onnxruntime")
+    cos, _ = _agreement(ref, l2_normalize(pool_features(ex(x), "avg")))
+    assert 1.0 - cos.min() < 1e-4
+
+
+@pytest.mark.parametrize(("precision", "min_mean_cos"), [("bf16", 0.999), ("int8", 0.98)])
+def test_fast_path_agrees_with_fp32(real_batch, tmp_path_factory, precision, min_mean_cos):
+    """Loose bounds on 16 real images at 64 px; benchmarks/embed.py measures the real figures."""
+    x, ref = real_batch
+    cache = tmp_path_factory.mktemp("int8-models")
+    ex = embed.load_extractor(image_size=64, precision=precision, cache_dir=cache, progress=False)
+    assert ex.precision == precision
+    cos, nn_same = _agreement(ref, l2_normalize(pool_features(ex(x), "avg")))
+    assert cos.mean() > min_mean_cos and cos.min() > 0.9
+    assert nn_same >= 0.75
+    if precision == "int8":
+        assert len(list(cache.glob("models/*.onnx"))) == 1  # built once, then reused
+
+
+def test_embed_images_int8_has_its_own_cache(embedded_run):
+    run, cache, first, _, _ = embedded_run
+    fast = embed_images(run, cache_dir=cache, precision="int8", **EMBED_KW)
+    assert fast["precision"] == "int8" and fast["backend"] == "onnxruntime"
+    assert fast["cache_dir"] != first["cache_dir"] and fast["cached"] == 0
+    _, v = io.read_embeddings(run)
+    v = np.array(v)
+    assert embed_images(run, cache_dir=cache, **EMBED_KW)["computed"] == 0  # fp32 back
+    _, ref = io.read_embeddings(run)
+    assert np.einsum("ij,ij->i", v, ref).mean() > 0.98
+
+
+def test_bad_precision_and_backend_raise_config_error():
+    with pytest.raises(ConfigError, match="precision"):
+        embed.load_extractor(precision="fp16")
+    with pytest.raises(ConfigError, match="backend"):
+        embed.load_extractor(precision="int8", backend="keras")
+
+
+def test_prepare_is_keras_preprocess_input():
+    from keras.applications.vgg16 import preprocess_input
+
+    x = np.random.default_rng(0).random((2, 5, 4, 3)).astype(np.float32) * 255
+    np.testing.assert_allclose(embed.prepare(x), preprocess_input(x.copy()), atol=1e-4)
+    assert embed.prepare(x[0]).shape == (5, 4, 3)
+
+
+def test_nearest_neighbours_by_cosine():
+    v = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [5.0, 0.2]], np.float32)
+    near = embed.nearest_neighbours(v, [0, 2], k=2, chunk=2)
+    assert near.tolist() == [[4, 1], [1, 4]]  # cosine, not distance: row 4 is far but aligned
+    assert embed.nearest_neighbours(v, [3], k=10).shape == (1, 4)  # at most n - 1, never itself

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -183,9 +184,11 @@ def test_parse_retry_after():
 
 
 def test_404_is_not_retried(serve, session):
-    srv = serve({})
+    srv = serve({"/moved": (302, {}, b"no Location header")})
     r = net.fetch(session, srv.url + "/missing", max_retries=3, **FAST)
     assert r.error == "http_404" and r.status_code == 404 and srv.hits["/missing"] == 1
+    r = net.fetch(session, srv.url + "/moved", max_retries=3, **FAST)
+    assert r.error == "http_302" and r.content == b"" and srv.hits["/moved"] == 1
 
 
 def test_timeout(serve, session):
@@ -228,22 +231,24 @@ def test_connection_refused_and_invalid_url(session):
 def test_rate_limiter_spaces_request_starts_per_host():
     limiter = net.HostRateLimiter(0.2)
     starts = {"a": [], "b": []}
-    lock = threading.Lock()
+    limiter.on_start = lambda host, t: starts[host].append(t)  # told under the host's turn
 
-    def go(host):
-        limiter.wait(host)
-        with lock:
-            starts[host].append(time.monotonic())
+    slept = {}
 
-    threads = [threading.Thread(target=go, args=(h,)) for h in ("a", "a", "a", "b")]
+    def go(i, host):
+        slept[i] = limiter.wait(host)
+
+    hosts = ("a", "a", "a", "b")
+    threads = [threading.Thread(target=go, args=(i, h)) for i, h in enumerate(hosts)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     a = sorted(starts["a"])
-    # time.sleep never returns early, so the gaps are a lower bound, not a flaky timing race
-    assert all(y - x >= 0.19 for x, y in zip(a, a[1:], strict=False))
-    assert len(starts["b"]) == 1
+    # each start is taken after the previous one's start + delay: an exact bound, no jitter
+    assert len(a) == 3 and all(y - x >= 0.2 for x, y in zip(a, a[1:], strict=False))
+    assert len(starts["b"]) == 1 and slept[3] == 0.0  # other hosts do not wait
+    assert sorted(slept[i] > 0 for i in range(3)) == [False, True, True]
     limiter.set_delay("A", 5.0)
     assert limiter.delay_for("a") == 5.0 and limiter.delay_for("b") == 0.2
     with pytest.raises(ValueError, match="delay_s"):
@@ -262,3 +267,161 @@ def test_fetch_uses_rate_limiter_for_every_request(serve, session):
 
     r = net.fetch(session, srv.url + "/flaky", rate_limiter=Counting(0.0), max_retries=3, **FAST)
     assert r.ok and Counting.calls == 3
+
+
+# -- hard deadline, pinned addresses, content types, politeness -------------------------------
+
+
+class Trickle:
+    """A raw TCP server that answers one request a byte at a time (every ``gap_s`` seconds)."""
+
+    def __init__(self, payload: bytes, *, gap_s: float = 0.05, head: bytes = b""):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/x"
+        self.payload, self.head, self.gap_s = payload, head, gap_s
+        self.sent = 0
+        self.cut_off = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn, _ = self.sock.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(self.head)
+            for i in range(len(self.payload)):
+                conn.sendall(self.payload[i : i + 1])
+                self.sent += 1
+                time.sleep(self.gap_s)
+        except OSError:  # the client hung up
+            self.cut_off = True
+        finally:
+            conn.close()
+            self.sock.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_trickling_server_is_cut_off_at_the_deadline(session, phase):
+    # 100 bytes at 50 ms each take 5 s; every single recv is far below the 0.5 s read timeout,
+    # so only a whole-request deadline stops it. Before the watchdog the client read all.
+    if phase == "headers":
+        t = Trickle(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 80 + b"\r\n\r\n")
+    else:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
+        t = Trickle(b"x" * 100, head=head)
+    r = net.fetch(session, t.url, allow_private_hosts=True, timeout_s=0.5, max_retries=2)
+    t.thread.join(10)
+    assert r.error == "timeout" and r.attempts == 1
+    assert t.cut_off and t.sent < len(t.payload)
+
+
+def _fake_dns(monkeypatch, answers: dict[str, list[str]]):
+    """Resolve the names in ``answers`` to the next address of their list (last one repeats)."""
+    real = socket.getaddrinfo
+    calls = collections.Counter()
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in answers:
+            seq = answers[host]
+            ip = seq[min(calls[host], len(seq) - 1)]
+            calls[host] += 1
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port or 80))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(net, "_resolve_cache", {})
+    return calls
+
+
+def test_dns_rebinding_between_check_and_connect_is_refused(serve, session, monkeypatch):
+    # Treat 127.0.0.1 as "public" so the test stays on loopback: the pre-check sees it, then
+    # the name rebinds to 127.0.0.2 (not public here). The connection must use the checked
+    # answer or check again, never connect to the new address.
+    srv = serve({"/x": ok(b"secret")})
+    port = srv.url.rsplit(":", 1)[1]
+    monkeypatch.setattr(net, "is_public_ip", lambda ip: str(ip) == "127.0.0.1")
+    calls = _fake_dns(monkeypatch, {"rebind.test": ["127.0.0.1", "127.0.0.2"]})
+    r = net.fetch(session, f"http://rebind.test:{port}/x", timeout_s=2.0, max_retries=2)
+    assert r.error == "private_address" and "127.0.0.2" in r.detail
+    assert srv.hits["/x"] == 0 and calls["rebind.test"] == 2
+    # A stable answer connects, to the checked address, without a third lookup by urllib3.
+    calls = _fake_dns(monkeypatch, {"stable.test": ["127.0.0.1"]})
+    r = net.fetch(session, f"http://stable.test:{port}/x", timeout_s=2.0)
+    assert r.ok and r.content == b"secret" and calls["stable.test"] == 2
+
+
+def test_guard_applies_only_inside_fetch(serve, session):
+    # Other code may use the session directly (e.g. against a local server): plain requests.
+    srv = serve({"/x": ok(b"plain")})
+    assert session.get(srv.url + "/x", timeout=5).content == b"plain"
+    assert net.fetch(session, srv.url + "/x", timeout_s=2.0).error == "private_address"
+    assert srv.hits["/x"] == 1
+
+
+def test_reject_types_refuses_before_reading_the_body(serve, session):
+    srv = serve(
+        {
+            "/page": ok(b"<html>" + b"x" * 500_000, "text/html; charset=utf-8"),
+            "/img": ok(b"\x89PNG...", "image/png"),
+        }
+    )
+    r = net.fetch(session, srv.url + "/page", reject_types=("text/", "application/json"), **FAST)
+    assert r.error == "content_type" and r.mime_type == "text/html" and r.content == b""
+    r = net.fetch(session, srv.url + "/img", reject_types=("text/",), **FAST)
+    assert r.ok and r.content == b"\x89PNG..."
+
+
+def test_link_header_next():
+    r = net.FetchResult(url="http://s.test/api?p=1", final_url="http://s.test/api?p=1")
+    assert r.link("next") is None
+    r.headers["link"] = '</api?p=2>; rel="next", <http://s.test/api?p=9>; rel="last"'
+    assert r.link("next") == "http://s.test/api?p=2"
+    assert r.link("last") == "http://s.test/api?p=9"
+
+
+def test_limiter_defer_holds_the_host_even_without_a_delay():
+    limiter = net.HostRateLimiter(0.0)
+    assert limiter.wait("a") == 0.0
+    limiter.defer("A", 0.3)
+    t0 = time.monotonic()
+    limiter.wait("b")  # other hosts are not held back
+    assert time.monotonic() - t0 < 0.3
+    limiter.wait("a")
+    assert time.monotonic() - t0 >= 0.3  # time.sleep never returns early: a lower bound
+
+
+@pytest.mark.timeout(20)
+def test_429_retry_after_pauses_every_request_to_the_host(serve, session):
+    # While one request waits out a 429's Retry-After, another request to the same host must
+    # not start either. Causal lower bound: the second request reaches the server no earlier
+    # than Retry-After seconds after the 429 left it.
+    served = {}
+    first_429 = threading.Event()
+
+    def busy(n):
+        if n == 1:
+            served["429"] = time.monotonic()
+            first_429.set()
+            return (429, {"Retry-After": "0.5"}, b"")
+        return ok(b"done")
+
+    def other(n):
+        served["other"] = time.monotonic()
+        return ok(b"other")
+
+    srv = serve({"/busy": busy, "/other": other})
+    limiter = net.HostRateLimiter(0.0)
+    kw = dict(allow_private_hosts=True, timeout_s=5.0, rate_limiter=limiter, max_retries=2)
+    t = threading.Thread(target=net.fetch, args=(session, srv.url + "/busy"), kwargs=kw)
+    t.start()
+    assert first_429.wait(5)
+    deadline = time.monotonic() + 5
+    while "127.0.0.1" not in limiter._next and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the client has read the 429 and deferred the host
+    r = net.fetch(session, srv.url + "/other", **kw)
+    t.join(10)
+    assert r.ok and srv.hits["/busy"] == 2
+    assert served["other"] - served["429"] >= 0.5

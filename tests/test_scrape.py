@@ -1,10 +1,22 @@
-"""lookalike.scrape: HTML parsing on strings, and whole scrapes against a local HTTP server."""
+"""lookalike.scrape: parsing on strings, then whole scrapes of a local catalog site.
+
+The site (``shop_site``) is served on 127.0.0.1 by tests/webserver.py and holds every case
+of issue 3: lazy attributes, srcset and <picture>, <noscript> and CSS background images,
+JSON mode, a robots.txt that disallows a section, a 429 with Retry-After, a 500 that
+succeeds on retry, a page and an image that time out, HTML where an image should be, a
+truncated JPEG, a huge image (bytes cap) and a decompression bomb, one image under two URLs,
+and a redirect loop. ``SHOP_EXPECTED`` is the outcome of every image URL.
+"""
 
 from __future__ import annotations
 
 import collections
 import io as pyio
 import json
+import os
+import subprocess
+import sys
+import threading
 import time
 
 import pandas as pd
@@ -126,215 +138,613 @@ def test_json_path_values():
     assert scrape.json_path_values(data, "nope[*].url") == []
 
 
-# -- whole scrapes ------------------------------------------------------------------------------
+def test_extract_images_noscript_background_and_tracking_pixels():
+    page = """<div class="card">
+      <img class="lazy" src="data:image/gif;base64,R0lGOD">
+      <noscript><img src="/img/real.jpg" alt="real"></noscript>
+      <div class="thumb" style="color: red; background-image: url('/img/bg.jpg')"></div>
+      <div data-bg="/img/lazy-bg.jpg" aria-label="lazy bg"></div>
+      <span style="background: url(&quot;/img/quoted.png&quot;) no-repeat"></span>
+      <div style="background-image: linear-gradient(red, blue)"></div>
+      <img src="/track/p.gif" width="1" height="1">
+      <img src="/img/blank.gif">
+    </div>"""
+    refs = scrape.extract_images(page, "http://s.test/list/")
+    assert [(r.url, r.alt) for r in refs] == [
+        ("http://s.test/img/real.jpg", "real"),
+        ("http://s.test/img/bg.jpg", ""),
+        ("http://s.test/img/lazy-bg.jpg", "lazy bg"),
+        ("http://s.test/img/quoted.png", ""),
+    ]
 
 
-def listing_page(imgs, next_href=None, products=()):
-    items = "".join(
-        f'<div class="product"><a href="{href}"><img {attrs}></a></div>' for href, attrs in products
+def test_normalize_url():
+    n = scrape.normalize_url
+    assert n("HTTP://Shop.Test:80/A/b.JPG?x=1#top") == "http://shop.test/A/b.JPG?x=1"
+    assert n("https://shop.test:443") == "https://shop.test/"
+    assert n("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
+    assert n("http://[::1]:81/x") == "http://[::1]:81/x"
+    assert n("http://shop.test:99999999/x") is None
+
+
+def card(attrs, cls="product-card", href="/p/1"):
+    return f'<div class="{cls}"><a href="{href}"><img {attrs}></a><h2>t</h2></div>'
+
+
+@pytest.mark.parametrize(
+    "body, selector, expected_urls",
+    [
+        # microdata Product wins over the class-based guesses
+        (
+            '<div itemscope itemtype="https://schema.org/Product"><a href="/p/1">'
+            '<img src="/a.jpg"></a></div>'
+            '<div itemscope itemtype="http://schema.org/Product"><a href="/p/2">'
+            '<img src="/b.jpg"></a></div><div class="product-card"><img src="/c.jpg"></div>',
+            '[itemtype$="schema.org/Product" i]',
+            ["/a.jpg", "/b.jpg"],
+        ),
+        (card('src="/a.jpg"') + card('src="/b.jpg"', href="/p/2"), ".product-card", None),
+        # no known class: the largest group of repeated siblings with an image and a link
+        (
+            '<ul class="grid">'
+            + "".join(
+                f'<li class="tile"><a href="/p/{i}"><img src="/{i}.jpg"></a></li>' for i in range(3)
+            )
+            + '</ul><ul class="social">'
+            + "".join(f'<li><a href="/s/{i}"><img src="/s{i}.png"></a></li>' for i in range(2))
+            + "</ul>",
+            "<repeated siblings>",
+            ["/0.jpg", "/1.jpg", "/2.jpg"],
+        ),
+        # no items at all: every image outside header/nav/footer/aside
+        (
+            '<header><img src="/logo.png"></header><nav><img src="/menu.png"></nav>'
+            '<main><img src="/hero.jpg"><p><img src="/inline.jpg"></p></main>'
+            '<aside><img src="/ad.png"></aside><footer><img src="/badge.png"></footer>',
+            None,
+            ["/hero.jpg", "/inline.jpg"],
+        ),
+    ],
+)
+def test_default_item_detection(body, selector, expected_urls):
+    page = f'<html><body><header><img src="/logo.png"></header>{body}</body></html>'
+    listing = scrape.parse_listing(page, "http://s.test/")
+    assert listing.item_selector == selector
+    urls = [r.url.replace("http://s.test", "") for r in listing.images]
+    assert urls == (expected_urls or ["/a.jpg", "/b.jpg"])
+    assert "/logo.png" not in urls
+    if selector:
+        assert listing.item_links and all("/p/" in u for u in listing.item_links)
+
+
+def test_parse_product_default_gallery_and_fallback():
+    page = """<header><img src="/logo.png"></header>
+      <div class="product-detail"><div class="product-gallery">
+        <img src="/g1.jpg"><img data-src="/g2.jpg" src="data:,"></div>
+      <img src="/size-chart.png"></div>"""
+    assert [r.url for r in scrape.parse_product(page, "http://s.test/p/1")] == [
+        "http://s.test/g1.jpg",
+        "http://s.test/g2.jpg",
+    ]
+    plain = '<header><img src="/logo.png"></header><main><img src="/only.jpg"></main>'
+    assert [r.url for r in scrape.parse_product(plain, "http://s.test/p/2")] == [
+        "http://s.test/only.jpg"
+    ]
+    got = scrape.parse_product(page, "http://s.test/p/1", image_selector=".product-detail > img")
+    assert [r.url for r in got] == ["http://s.test/size-chart.png"]
+
+
+def test_find_json_next():
+    page = "http://s.test/api/products?page=1"
+    assert scrape.find_json_next({"next": "?page=2"}, page) == "http://s.test/api/products?page=2"
+    nested = {"data": {"items": [], "pagination": {"next_page_url": "/api/p?page=2"}}}
+    assert scrape.find_json_next(nested, page) == "http://s.test/api/p?page=2"
+    hal = {"_links": {"next": {"href": "/api/p?c=abc"}, "self": {"href": "/x"}}}
+    assert scrape.find_json_next(hal, page) == "http://s.test/api/p?c=abc"
+    assert scrape.find_json_next({"meta": {"next": 3}}, page) is None  # a number, not a URL
+    assert scrape.find_json_next({"data": {"next": None}}, page) is None
+    custom = {"paging": {"cursors": {"after_url": "/api/p?after=9"}}}
+    assert scrape.find_json_next(custom, page) is None
+    got = scrape.find_json_next(custom, page, next_json_path="paging.cursors.after_url")
+    assert got == "http://s.test/api/p?after=9"
+
+
+def test_json_listing_urls_from_strings_and_objects():
+    data = {"items": [{"img": "/a.jpg"}, {"img": {"src": "/b.jpg"}}, {"img": None}, {"img": 3}]}
+    refs = scrape.parse_json_listing(data, "http://s.test/api", image_json_path="items[*].img")
+    assert [r.url for r in refs] == ["http://s.test/a.jpg", "http://s.test/b.jpg"]
+
+
+def test_journal_replays_rows_and_drops_a_torn_line(tmp_path):
+    path = tmp_path / "t.parquet"
+    j = scrape._Journal(path, scrape.PAGE_COLUMNS, what="t")
+    j.put({"url": "u1", "status": "ok", "image_urls": ["a", "b"], "page": 1})
+    j.put({"url": "u2", "status": "failed", "reason": "timeout", "page": 2})
+    assert not path.exists() and j.journal.exists()  # not folded yet, but already on disk
+    with j.journal.open("a") as f:
+        f.write('{"url": "u3", "status": "o')  # a kill in the middle of a line
+    again = scrape._Journal(path, scrape.PAGE_COLUMNS, what="t")
+    assert set(again.rows) == {"u1", "u2"} and not again.journal.exists()
+    df = pd.read_parquet(path)
+    assert df["url"].tolist() == ["u1", "u2"] and list(df["image_urls"][0]) == ["a", "b"]
+    again.put({"url": "u1", "status": "failed", "reason": "http_500"})  # an upsert, not a dup
+    assert again.flush()["url"].tolist() == ["u1", "u2"]
+    assert scrape._Journal(path, scrape.PAGE_COLUMNS, what="t").rows["u1"]["status"] == "failed"
+
+
+def test_summarize_table():
+    df = pd.DataFrame(
+        {
+            "url": list("abcdef"),
+            "page_url": ["p1"] * 4 + ["p2"] * 2,
+            "status": ["ok", "ok", "skipped", "failed", "failed", "ok"],
+            "reason": [None, None, "too_small", "timeout", "timeout", None],
+        }
     )
-    tags = "".join(f"<img {a}>" for a in imgs)
-    nxt = f'<link rel="next" href="{next_href}">' if next_href else ""
-    return html(f"<html><head>{nxt}</head><body>{tags}{items}</body></html>")
+    s = scrape.summarize(df, 2.0, fetched=4, cached=2)["value"]
+    assert s["pages visited"] == 2 and s["images found"] == 6 and s["downloaded"] == 3
+    assert s["  kept from an earlier run"] == 2
+    assert s["skipped"] == 1 and s["  skipped: too_small"] == 1
+    assert s["failed"] == 2 and s["  failed: timeout"] == 2
+    assert s["success rate %"] == 50.0 and s["images/s"] == 2.0
+    line = scrape._summary_line(scrape.summarize(df, 2.0, fetched=4, cached=2))
+    assert line.startswith(
+        "scrape: 2 pages, 6 images found, 3 downloaded (2 kept from an earlier run)"
+    )
+    assert "failed 2 (timeout: 2)" in line and "2.0 images/s" in line
 
 
-@pytest.fixture
-def catalog(serve):
-    red, blue, green = image_bytes(), image_bytes(color=(0, 0, 220)), image_bytes(color=(0, 200, 0))
+# -- whole scrapes --------------------------------------------------------------------------
+
+
+# -- the local catalog site: every case of the issue on one site ------------------------------
+
+
+def bomb_png() -> bytes:
+    """8000 x 8000 pixels (64 MP, over the 40 MP budget) in a few kilobytes."""
+    buf = pyio.BytesIO()
+    Image.new("1", (8000, 8000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def slow(route, seconds=1.5):
+    def handler(n):
+        time.sleep(seconds)
+        return route
+
+    return handler
+
+
+def shop_site(srv) -> dict:
+    """Routes of the test shop; ``srv.url`` is needed for the protocol-relative URL."""
+    host = srv.url.split("//", 1)[1]
+    colors = iter((i * 13 % 256, i * 71 % 256, i * 37 % 256) for i in range(1, 200))
+
+    def png(size=(64, 48)):
+        return img(image_bytes(size=size, color=next(colors)))
+
+    red = png()
     jpeg = image_bytes("JPEG", (80, 60), (10, 120, 200))
+    cards1 = [
+        'src="/img/red.png" alt="Red  shoe"',
+        'src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/img/photo.jpg"',
+        'src="/img/spacer.gif" data-lazy-src="/img/lazy2.png"',
+        'data-original="/img/orig.png"',
+        'src="/img/blue-small.png" srcset="/img/blue-small.png 100w, /img/blue.png 800w"',
+        None,  # a <picture>
+        f'src="//{host}/img/proto.png"',
+        'class="lazy" src="data:image/gif;base64,R0lGOD"><noscript><img src="/img/noscript.png"',
+        None,  # a background image
+        'src="/img/pixel.gif" width="1" height="1"><img src="/img/ten.png"',
+    ]
+    items = []
+    for i, attrs in enumerate(cards1):
+        if i == 5:
+            inner = (
+                '<picture><source srcset="/img/pic-800.png 800w, /img/pic-1600.png 1600w">'
+                '<img src="/img/pic.png" alt="pic"></picture>'
+            )
+        elif i == 8:
+            inner = '<div class="thumb" style="background-image: url(\'/img/bg.png\')"></div>'
+        else:
+            inner = f"<img {attrs}>"
+        items.append(f'<div class="product-card"><a href="/p/{i}">{inner}</a></div>')
+    page1 = (
+        '<html><head><link rel="next" href="/shop/?page=2"></head><body>'
+        '<header><img src="/img/logo.png" alt="Shop"></header><main>'
+        + "".join(items)
+        + '</main><footer><img src="/img/badge.png"></footer></body></html>'
+    )
+    names2 = [
+        "../img/red-copy.png",  # same bytes as red.png, resolved against <base href>
+        "/img/red.png",  # the same URL as on page 1: fetched once
+        "rel.png",  # relative to <base href="/media/">
+        "/img/tiny.png",
+        "/img/not-an-image.png",
+        "/img/disguised.png",
+        "/img/json.png",
+        "/img/truncated.jpg",
+        "/img/missing.png",
+        "/private/secret.png",
+        "/img/busy.png",
+        "/img/flaky.png",
+        "/img/slow.png",
+        "/img/big.png",
+        "/img/bomb.png",
+        "/img/loop.png",
+        "/img/vector.svg",
+    ]
+    page2 = (
+        '<html><head><base href="/media/"></head><body>'
+        + "".join(card(f'src="{n}"', href=f"/q/{i}") for i, n in enumerate(names2))
+        + '<nav class="pagination"><a rel="next" href="/shop/?page=3">next</a></nav></body></html>'
+    )
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"></svg>'
+    served = {}
+
+    def busy(n):
+        served.setdefault("busy", []).append(time.monotonic())
+        return (429, {"Retry-After": "1"}, b"") if n == 1 else png()
+
     routes = {
         "/robots.txt": (
             200,
             {"Content-Type": "text/plain"},
             b"User-agent: *\nDisallow: /private/\n",
         ),
-        "/shop/": listing_page(
-            [
-                'src="/img/red.png" alt="red"',
-                'src="data:image/gif;base64,R0lGOD" data-src="/img/photo.jpg"',  # PNG bytes
-                'srcset="/img/blue-small.png 100w, /img/blue.png 800w"',
-            ],
-            next_href="/shop/?page=2",
+        "/shop/": html(page1),
+        "/shop/?page=2": html(page2),
+        "/shop/?page=3": listing_page(
+            [card('src="/img/green.png"'), card('src="/img/last.png"', href="/p/x")],
+            next_href="/shop/?page=4",
         ),
-        "/shop/?page=2": listing_page(
-            [
-                'src="/img/red-copy.png"',  # same bytes as red.png
-                'src="/img/tiny.png"',
-                'src="/img/not-an-image.png"',
-                'src="/img/truncated.jpg"',
-                'src="/img/missing.png"',
-                'src="/private/secret.png"',
-                'src="/img/red.png"',  # seen on page 1: fetched once
-            ],
-            next_href="/shop/?page=3",
-        ),
-        "/shop/?page=3": listing_page(['src="/img/green.png"'], next_href="/shop/"),
-        "/img/red.png": img(red),
-        "/img/red-copy.png": img(red),
-        "/img/photo.jpg": img(blue, "image/jpeg"),  # the URL lies; the bytes are PNG
-        "/img/blue.png": img(image_bytes(size=(120, 90), color=(0, 0, 255))),
-        "/img/blue-small.png": img(blue),
-        "/img/green.png": img(green),
+        "/shop/?page=4": slow(html("<html>too late</html>")),  # a page that times out
+        "/img/red.png": red,
+        "/img/red-copy.png": red,
+        "/img/photo.jpg": png(),  # the URL says JPEG, the bytes are PNG
+        "/img/lazy2.png": png(),
+        "/img/orig.png": png(),
+        "/img/blue.png": png((120, 90)),
+        "/img/pic-1600.png": png(),
+        "/img/proto.png": png(),
+        "/img/noscript.png": png(),
+        "/img/bg.png": png(),
+        "/img/ten.png": png(),
+        "/media/rel.png": png(),
+        "/img/green.png": png(),
+        "/img/last.png": png(),
         "/img/tiny.png": img(image_bytes(size=(8, 8))),
         "/img/not-an-image.png": html("<html><body>Please log in</body></html>"),
+        "/img/disguised.png": img(b"<!DOCTYPE html><html><body>Error</body></html>"),
+        "/img/json.png": (200, {"Content-Type": "application/json"}, b'{"error": "gone"}'),
         "/img/truncated.jpg": img(jpeg[: len(jpeg) * 2 // 3], "image/jpeg"),
-        "/private/secret.png": img(green),
+        "/private/secret.png": png(),
+        "/img/busy.png": busy,
+        "/img/flaky.png": lambda n: (500, {}, b"oops") if n == 1 else png(),
+        "/img/slow.png": slow(png()),
+        "/img/big.png": img(image_bytes(size=(400, 400)) + b"\0" * 300_000),
+        "/img/bomb.png": img(bomb_png()),
+        "/img/loop.png": (302, {"Location": "/img/loop.png?again"}, b""),
+        "/img/loop.png?again": (302, {"Location": "/img/loop.png"}, b""),
+        "/img/vector.svg": img(svg, "image/svg+xml"),
+        # JSON mode: pagination by a "next" URL in the body, then by a Link header
+        "/api/products?page=1": json_page(
+            ["/img/j1.png", None, "/img/j2.png"], "/api/products?page=2"
+        ),
+        "/api/products?page=2": json_page(["/img/j3.png"], None),
+        "/api/v2?page=1": json_page(["/img/j1.png"], None, link="</api/v2?page=2>; rel=next"),
+        "/api/v2?page=2": json_page(["/img/j4.png"], None),
+        "/img/j1.png": png(),
+        "/img/j2.png": png(),
+        "/img/j3.png": png(),
+        "/img/j4.png": png(),
     }
-    return serve(routes)
+    routes["_served"] = served  # not a path: lets the test read the request times
+    return routes
 
 
-OPTS = dict(allow_private_hosts=True, timeout_s=5.0, max_retries=0, concurrency=3)
+def json_page(urls, next_url, link=None):
+    products = [{"images": {"main": {"url": u}} if u else {}} for u in urls]
+    body = {"data": {"products": products, "pagination": {"next": next_url}}}
+    headers = {"Content-Type": "application/json"}
+    if link:
+        headers["Link"] = link
+    return (200, headers, json.dumps(body).encode())
 
 
-def test_scrape_catalog_end_to_end(catalog, tmp_path, capsys):
+#: Expected (status, reason) of every image URL of the shop's HTML listing.
+SHOP_EXPECTED = {
+    "/img/red.png": ("ok", None),
+    "/img/photo.jpg": ("ok", None),
+    "/img/lazy2.png": ("ok", None),
+    "/img/orig.png": ("ok", None),
+    "/img/blue.png": ("ok", None),
+    "/img/pic-1600.png": ("ok", None),
+    "/img/proto.png": ("ok", None),
+    "/img/noscript.png": ("ok", None),
+    "/img/bg.png": ("ok", None),
+    "/img/ten.png": ("ok", None),
+    "/img/red-copy.png": ("ok", None),
+    "/media/rel.png": ("ok", None),
+    "/img/tiny.png": ("skipped", "too_small"),
+    "/img/not-an-image.png": ("failed", "html"),
+    "/img/disguised.png": ("failed", "html"),
+    "/img/json.png": ("failed", "content_type"),
+    "/img/truncated.jpg": ("failed", "corrupt"),
+    "/img/missing.png": ("failed", "http_404"),
+    "/private/secret.png": ("skipped", "robots_disallowed"),
+    "/img/busy.png": ("ok", None),
+    "/img/flaky.png": ("ok", None),
+    "/img/slow.png": ("failed", "timeout"),
+    "/img/big.png": ("failed", "too_large"),
+    "/img/bomb.png": ("failed", "decompression_bomb"),
+    "/img/loop.png": ("failed", "redirect_loop"),
+    "/img/vector.svg": ("skipped", "unsupported_format"),
+    "/img/green.png": ("ok", None),
+    "/img/last.png": ("ok", None),
+}
+
+SHOP_OPTS = dict(allow_private_hosts=True, timeout_s=0.5, max_retries=1, concurrency=3)
+
+
+@pytest.fixture
+def shop(serve):
+    srv = serve({})
+    routes = shop_site(srv)
+    srv.served = routes.pop("_served")
+    srv.routes.update(routes)
+    return srv
+
+
+@pytest.mark.timeout(60)
+def test_catalog_site_every_case(shop, tmp_path, capsys):
     run = tmp_path / "run"
-    df = scrape.scrape_catalog(catalog.url + "/shop/", run, **OPTS)
-    assert list(df.columns) == list(scrape.SCRAPE_COLUMNS)
-    by = df.set_index("url")
-    u = catalog.url
-    assert len(df) == 10 and df["url"].is_unique
-    assert set(by.loc[by.status == "ok"].index) == {
-        f"{u}/img/red.png",
-        f"{u}/img/photo.jpg",
-        f"{u}/img/blue.png",
-        f"{u}/img/red-copy.png",
-        f"{u}/img/green.png",
+    df = scrape.scrape_catalog(shop.url + "/shop/", run, max_bytes=200_000, **SHOP_OPTS)
+    u = shop.url
+    assert list(df.columns) == list(scrape.SCRAPE_COLUMNS) and df["url"].is_unique
+    got = {
+        url.replace(u, ""): (row.status, None if pd.isna(row.reason) else row.reason)
+        for url, row in df.set_index("url").iterrows()
     }
-    assert by.loc[f"{u}/img/tiny.png", ["status", "reason"]].tolist() == ["skipped", "too_small"]
-    assert by.loc[f"{u}/img/not-an-image.png", "reason"] == "html"
-    assert by.loc[f"{u}/img/truncated.jpg", ["status", "reason"]].tolist() == ["failed", "corrupt"]
-    assert by.loc[f"{u}/img/missing.png", ["reason", "http_status"]].tolist() == ["http_404", 404]
-    assert by.loc[f"{u}/private/secret.png", ["status", "reason"]].tolist() == [
-        "skipped",
-        "robots_disallowed",
-    ]
-    assert catalog.hits["/private/secret.png"] == 0
-    # each URL once; srcset's largest candidate only; pages 1..3 then the loop back is noticed
-    assert catalog.hits["/img/red.png"] == 1 and catalog.hits["/img/blue-small.png"] == 0
-    assert catalog.hits["/shop/"] == 1
-    assert by.loc[f"{u}/img/green.png", "page"] == 3
-    assert by.loc[f"{u}/img/red.png", "alt"] == "red"
-    # extension from the decoded bytes, not the URL; duplicates share one file
-    assert by.loc[f"{u}/img/photo.jpg", "path"].endswith(".png")
-    red, copy = by.loc[f"{u}/img/red.png"], by.loc[f"{u}/img/red-copy.png"]
+    assert got == SHOP_EXPECTED
+    by = df.set_index(df["url"].str.replace(u, ""))
+    # never requested: page chrome, tracking pixel, placeholders, srcset's smaller candidates,
+    # robots-disallowed paths; the URL on two pages once; timeouts and too-large not retried
+    for path in ("/img/logo.png", "/img/badge.png", "/img/pixel.gif", "/img/spacer.gif"):
+        assert shop.hits[path] == 0, path
+    for path in ("/img/blue-small.png", "/img/pic-800.png", "/img/pic.png", "/private/secret.png"):
+        assert shop.hits[path] == 0, path
+    assert shop.hits["/img/red.png"] == 1 and shop.hits["/img/slow.png"] == 1
+    assert shop.hits["/img/flaky.png"] == 2 and shop.hits["/img/busy.png"] == 2
+    busy = shop.served["busy"]
+    assert busy[1] - busy[0] >= 1.0  # Retry-After: 1 honoured (a causal lower bound)
+    assert shop.hits["/img/big.png"] == 1 and by.loc["/img/big.png", "http_status"] == 200
+    assert by.loc["/img/missing.png", "http_status"] == 404
+    # what was found where
+    assert by.loc["/img/red.png", ["page", "alt"]].tolist() == [1, "Red shoe"]
+    assert by.loc["/img/red.png", "page_url"] == u + "/shop/"
+    assert by.loc["/media/rel.png", "page"] == 2 and by.loc["/img/green.png", "page"] == 3
+    # stored once per distinct bytes, named by content hash, extension from the bytes
+    assert by.loc["/img/photo.jpg", "path"].endswith(".png")
+    red, copy = by.loc["/img/red.png"], by.loc["/img/red-copy.png"]
     assert red["sha256"] == copy["sha256"] and red["path"] == copy["path"]
+    ok = df[df.status == "ok"]
     files = sorted(p.name for p in (run / "images").iterdir())
-    assert len(files) == 4 and not any(f.startswith(".") for f in files)
-    for row in df[df.status == "ok"].itertuples():
+    assert files == sorted(set(ok["path"].str.split("/").str[1])) and len(files) == len(ok) - 1
+    for row in ok.itertuples():
         data = (run / row.path).read_bytes()
         assert io.sha256_bytes(data) == row.sha256 == row.path.split("/")[1].split(".")[0]
+        assert len(data) == row.bytes
         assert Image.open(run / row.path).size == (row.width, row.height)
     assert pd.read_parquet(run / "scrape.parquet").equals(df)
-    out = capsys.readouterr().out.strip().splitlines()[-1]
-    assert out.startswith("scrape: 3 pages, 10 images found, 5 downloaded")
-    assert "too_small: 1" in out and "http_404: 1" in out
-    # the generic manifest
-    m = scrape.to_image_manifest(df)
-    assert list(m.columns) == list(io.MANIFEST_COLUMNS)
-    assert set(m["source"]) == {"catalog"} and m["origin"].tolist() == df["url"].tolist()
-    merged = io.merge_manifest(run, m)
-    assert len(merged) == 10
+    assert not list(run.glob(".*journal"))
+    # the pages: three read, the fourth timed out and ended the crawl
+    pages = pd.read_parquet(run / "scrape_pages.parquet").set_index("url")
+    assert pages["status"].tolist() == ["ok", "ok", "ok", "failed"]
+    assert pages.loc[u + "/shop/?page=4", "reason"] == "timeout"
+    assert pages.loc[u + "/shop/", "n_images"] == 10 and shop.hits["/shop/?page=5"] == 0
+    # the summary table and line
+    summary = df.attrs["summary"]["value"]
+    n_ok = sum(s == "ok" for s, _ in SHOP_EXPECTED.values())
+    assert summary["pages visited"] == 4 and summary["images found"] == len(SHOP_EXPECTED)
+    assert summary["downloaded"] == n_ok and summary["  kept from an earlier run"] == 0
+    assert summary["  pages read from an earlier run"] == 0
+    statuses = collections.Counter(s for s, _ in SHOP_EXPECTED.values())
+    assert summary["skipped"] == statuses["skipped"] and summary["  skipped: too_small"] == 1
+    assert summary["failed"] == statuses["failed"] and summary["  failed: html"] == 2
+    assert summary["success rate %"] == round(100 * n_ok / len(SHOP_EXPECTED), 1)
+    out = capsys.readouterr().out
+    assert "images/s" in out and "success rate %" in out
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith(f"scrape: 4 pages, {len(SHOP_EXPECTED)} images found, {n_ok} downloaded")
+    )
+    # merged into the run's image manifest
+    merged = io.merge_manifest(run, scrape.to_image_manifest(df))
+    assert len(merged) == len(df) and set(merged["source"]) == {"catalog"}
+    assert merged.set_index("origin").loc[u + "/img/bomb.png", "error"] == "decompression_bomb"
+
+    # JSON mode on the same site: URLs at a [*] path, next page from the body, then from a
+    # Link header
+    df = scrape.scrape_catalog(
+        u + "/api/products?page=1",
+        tmp_path / "json",
+        json_mode=True,
+        image_json_path="data.products[*].images.main.url",
+        **SHOP_OPTS,
+    )
+    assert df["url"].tolist() == [u + "/img/j1.png", u + "/img/j2.png", u + "/img/j3.png"]
+    assert df["page"].tolist() == [1, 1, 2] and (df["status"] == "ok").all()
+    df = scrape.scrape_catalog(
+        u + "/api/v2?page=1",
+        tmp_path / "json2",
+        json_mode=True,
+        image_json_path="data.products[*].images.main.url",
+        **SHOP_OPTS,
+    )
+    assert df["url"].tolist() == [u + "/img/j1.png", u + "/img/j4.png"]
 
 
-def test_rerun_does_not_refetch_stored_images(catalog, tmp_path):
+def test_max_bytes_default_is_20_mb():
+    import inspect
+
+    params = inspect.signature(scrape.scrape_catalog).parameters
+    assert params["max_bytes"].default == 20_000_000
+    assert params["respect_robots"].default is True
+    assert params["allow_private_hosts"].default is False
+
+
+def test_rerun_requests_nothing_it_already_has(shop, tmp_path):
     run = tmp_path / "run"
-    first = scrape.scrape_catalog(catalog.url + "/shop/", run, **OPTS)
-    before = collections.Counter(catalog.hits)
-    removed = first.set_index("url").loc[catalog.url + "/img/green.png", "path"]
+    first = scrape.scrape_catalog(shop.url + "/shop/", run, max_bytes=200_000, **SHOP_OPTS)
+    before = collections.Counter(shop.hits)
+    removed = first.set_index("url").loc[shop.url + "/img/green.png", "path"]
     (run / removed).unlink()
-    second = scrape.scrape_catalog(catalog.url + "/shop/", run, **OPTS)
-    refetched = {k for k in catalog.hits if k.startswith("/img/") and catalog.hits[k] > before[k]}
-    # ok rows with their file are kept; the deleted file and the failures are tried again
-    assert refetched == {
+    second = scrape.scrape_catalog(shop.url + "/shop/", run, max_bytes=200_000, **SHOP_OPTS)
+    again = {k for k in shop.hits if shop.hits[k] > before[k]}
+    # ok rows with their file, too-small and unsupported images are final; failed rows and
+    # the deleted file are tried again; listing pages read before are not; a failed page is
+    retried = {p for p, (status, reason) in SHOP_EXPECTED.items() if status == "failed"}
+    retried -= {"/img/loop.png"}  # its two hops count under the looping URLs below
+    assert again == retried | {
         "/img/green.png",
-        "/img/tiny.png",
-        "/img/not-an-image.png",
-        "/img/truncated.jpg",
-        "/img/missing.png",
+        "/img/loop.png",
+        "/img/loop.png?again",
+        "/robots.txt",
+        "/shop/?page=4",
     }
     assert (run / removed).exists()
     assert second["status"].tolist() == first["status"].tolist()
+    kept = sum(s != "failed" for s, _ in SHOP_EXPECTED.values()) - 2  # green, robots skip
+    assert second.attrs["summary"]["value"]["  kept from an earlier run"] == kept
+    assert second.attrs["summary"]["value"]["  pages read from an earlier run"] == 3
+    # a different item_selector is another parse: those listing pages are read again
+    hits = shop.hits["/shop/"]
+    scrape.scrape_catalog(
+        shop.url + "/shop/", run, item_selector="div.product-card", max_pages=1, **SHOP_OPTS
+    )
+    assert shop.hits["/shop/"] == hits + 1
+
+
+def listing_page(cards, next_href=None):
+    nxt = f'<link rel="next" href="{next_href}">' if next_href else ""
+    return html(f"<html><head>{nxt}</head><body>{''.join(cards)}</body></html>")
 
 
 def test_template_pagination_stops_when_nothing_new(serve, tmp_path):
     def page(n):
         if n > 3:  # the site repeats its last page forever
             n = 3
-        return listing_page([f'src="/img/{n}.png"'])
+        return html(f'<img src="/img/{n}.png">')
 
     routes = {"/robots.txt": (404, {}, b""), "/list": page(1)}
     routes.update({f"/list?p={n}": page(n) for n in range(2, 10)})
     routes.update({f"/img/{n}.png": img(image_bytes(color=(n * 40, 0, 0))) for n in range(1, 4)})
     srv = serve(routes)
+    opts = dict(SHOP_OPTS, timeout_s=5.0)
     df = scrape.scrape_catalog(
-        srv.url + "/list", tmp_path, page_url_template=srv.url + "/list?p={page}", **OPTS
+        srv.url + "/list", tmp_path, page_url_template=srv.url + "/list?p={page}", **opts
     )
     assert df["page"].tolist() == [1, 2, 3] and (df.status == "ok").all()
     assert srv.hits["/list?p=4"] == 1 and srv.hits["/list?p=5"] == 0
 
 
-def test_follow_product_pages_and_max_images(serve, tmp_path):
+@pytest.mark.timeout(30)
+def test_follow_product_pages_with_default_selectors_and_max_images(serve, tmp_path):
     routes = {
         "/robots.txt": (200, {}, b"User-agent: *\nAllow: /\n"),
         "/c": listing_page(
-            ['src="/img/banner.png"'],
-            products=[("/p/1", 'src="/img/t1.png"'), ("/p/2", 'src="/img/t2.png"')],
+            [
+                '<header><a href="/"><img src="/img/logo.png"></a></header>',
+                card('src="/img/t1.png"', cls="product", href="/p/1"),
+                card('src="/img/t2.png"', cls="product", href="/p/2"),
+                card('src="/img/t3.png"', cls="product", href="/p/3"),
+                card('src="/img/t4.png"', cls="product", href="/p/1"),  # a second link to p/1
+            ]
         ),
-        "/p/1": html('<div class="gallery"><img src="/img/g1a.png"><img src="/img/g1b.png"></div>'),
-        "/p/2": html('<img src="/img/logo.png"><div class="gallery"><img src="/img/g2.png"></div>'),
+        "/p/1": html(
+            '<header><img src="/img/logo.png"></header><div class="gallery">'
+            '<img src="/img/g1a.png"><img src="/img/g1b.png"></div>'
+        ),
+        "/p/2": html(
+            '<img src="/img/other.png"><div class="gallery"><img src="/img/g2.png"></div>'
+        ),
+        "/p/3": slow(html('<div class="gallery"><img src="/img/g3.png"></div>')),
     }
-    for i, name in enumerate(["banner", "t1", "t2", "g1a", "g1b", "g2", "logo"]):
-        routes[f"/img/{name}.png"] = img(image_bytes(color=(i * 30, 100, 50)))
+    for i, name in enumerate(["logo", "t1", "t2", "t3", "t4", "g1a", "g1b", "g2", "g3", "other"]):
+        routes[f"/img/{name}.png"] = img(image_bytes(color=(i * 20, 100, 50)))
     srv = serve(routes)
-    df = scrape.scrape_catalog(
-        srv.url + "/c",
-        tmp_path / "a",
-        item_selector="div.product",
-        image_selector=".gallery img",
-        follow_product_pages=True,
-        **OPTS,
+    opts = dict(SHOP_OPTS, timeout_s=0.5)
+    df = scrape.scrape_catalog(srv.url + "/c", tmp_path / "a", follow_product_pages=True, **opts)
+    assert [u.rsplit("/", 1)[1] for u in df["url"]] == ["g1a.png", "g1b.png", "g2.png"]
+    assert df["page_url"].tolist() == [srv.url + "/p/1"] * 2 + [srv.url + "/p/2"]
+    assert srv.hits["/p/1"] == 1 and srv.hits["/img/logo.png"] == 0
+    pages = pd.read_parquet(tmp_path / "a" / "scrape_pages.parquet").set_index("url")
+    assert pages.loc[srv.url + "/p/3", ["kind", "status", "reason"]].tolist() == [
+        "product",
+        "failed",
+        "timeout",
+    ]
+    df = scrape.scrape_catalog(srv.url + "/c", tmp_path / "b", max_images=2, **opts)
+    assert [u.rsplit("/", 1)[1] for u in df["url"]] == ["t1.png", "t2.png"]
+    # a listing without product links cannot be followed
+    srv.routes["/flat"] = html('<img src="/img/t1.png"><img src="/img/t2.png">')
+    with pytest.raises(ScrapeError, match="item_selector"):
+        scrape.scrape_catalog(srv.url + "/flat", tmp_path / "c", follow_product_pages=True, **opts)
+
+
+def test_json_mode_with_template(serve, tmp_path):
+    def payload(n):
+        items = (
+            [{"images": {"main": {"url": f"/img/{n}-{i}.png"}}} for i in range(2)] if n < 3 else []
+        )
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"data": {"products": items}}).encode(),
+        )
+
+    routes = {"/robots.txt": (404, {}, b"")}
+    routes.update({f"/api/products?page={n}": payload(n) for n in range(1, 5)})
+    routes.update(
+        {
+            f"/img/{n}-{i}.png": img(image_bytes(color=(0, n * 60, i * 90)))
+            for n in (1, 2)
+            for i in (0, 1)
+        }
     )
-    assert sorted(u.rsplit("/", 1)[1] for u in df["url"]) == ["g1a.png", "g1b.png", "g2.png"]
-    assert set(df["page_url"]) == {srv.url + "/p/1", srv.url + "/p/2"}
-    df = scrape.scrape_catalog(srv.url + "/c", tmp_path / "b", max_images=2, **OPTS)
-    assert len(df) == 2
-    df = scrape.scrape_catalog(srv.url + "/c", tmp_path / "c", item_selector=".product", **OPTS)
-    assert sorted(u.rsplit("/", 1)[1] for u in df["url"]) == ["t1.png", "t2.png"]
-
-
-def test_json_mode(serve, tmp_path):
-    payload = {
-        "data": {"products": [{"images": {"main": {"url": f"/img/{i}.png"}}} for i in range(3)]}
-    }
-    routes = {
-        "/robots.txt": (404, {}, b""),
-        "/api/products": (200, {"Content-Type": "application/json"}, json.dumps(payload).encode()),
-    }
-    routes.update({f"/img/{i}.png": img(image_bytes(color=(0, i * 60, 0))) for i in range(3)})
     srv = serve(routes)
     df = scrape.scrape_catalog(
-        srv.url + "/api/products",
+        srv.url + "/api/products?page=1",
         tmp_path,
+        page_url_template=srv.url + "/api/products?page={page}",
         json_mode=True,
         image_json_path="data.products[*].images.main.url",
-        **OPTS,
+        **dict(SHOP_OPTS, timeout_s=5.0),
     )
-    assert df["url"].tolist() == [f"{srv.url}/img/{i}.png" for i in range(3)]
-    assert (df["status"] == "ok").all()
+    assert [u.rsplit("/", 1)[1] for u in df["url"]] == ["1-0.png", "1-1.png", "2-0.png", "2-1.png"]
+    assert (df["status"] == "ok").all() and srv.hits["/api/products?page=4"] == 0
+    srv.routes["/api/bad"] = html("<html>not json</html>")
+    with pytest.raises(ScrapeError, match="bad_json"):
+        scrape.scrape_catalog(
+            srv.url + "/api/bad", tmp_path / "x", json_mode=True, image_json_path="a", **SHOP_OPTS
+        )
 
 
 def test_first_page_problems_raise_scrape_error(serve, tmp_path):
     srv = serve(
         {
             "/robots.txt": (200, {}, b"User-agent: *\nDisallow: /shop/\n"),
-            "/shop/": listing_page(['src="/a.png"']),
+            "/shop/": html('<img src="/a.png">'),
         }
     )
+    opts = dict(SHOP_OPTS, timeout_s=5.0)
     with pytest.raises(ScrapeError, match="robots_disallowed"):
-        scrape.scrape_catalog(srv.url + "/shop/", tmp_path, **OPTS)
+        scrape.scrape_catalog(srv.url + "/shop/", tmp_path, **opts)
     assert srv.hits["/shop/"] == 0
     # respect_robots=False is the explicit opt-out
-    df = scrape.scrape_catalog(srv.url + "/shop/", tmp_path, respect_robots=False, **OPTS)
+    df = scrape.scrape_catalog(srv.url + "/shop/", tmp_path, respect_robots=False, **opts)
     assert df["reason"].tolist() == ["http_404"]
     # a local server is refused unless the caller allows private hosts
     with pytest.raises(ScrapeError, match="private_address.*allow_private_hosts=True"):
@@ -347,9 +757,12 @@ def test_first_page_problems_raise_scrape_error(serve, tmp_path):
     [
         ({"page_url_template": "http://s.test/?p=1"}, "{page}"),
         ({"json_mode": True}, "image_json_path"),
-        ({"follow_product_pages": True}, "item_selector"),
+        ({"json_mode": True, "image_json_path": "a", "follow_product_pages": True}, "gallery"),
         ({"concurrency": 0}, "concurrency"),
         ({"max_pages": 0}, "max_pages"),
+        ({"delay_s": -1}, "delay_s"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"max_images": 0}, "max_images"),
     ],
 )
 def test_bad_options_raise_config_error(tmp_path, kwargs, match):
@@ -357,37 +770,198 @@ def test_bad_options_raise_config_error(tmp_path, kwargs, match):
         scrape.scrape_catalog("http://s.test/", tmp_path, **kwargs)
 
 
-def test_network_failures_become_rows(serve, tmp_path):
-    def slow(n):
-        time.sleep(1.5)
-        return img(image_bytes())
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["delay_s", "crawl_delay"])
+def test_politeness_one_request_at_a_time_per_host(serve, tmp_path, how):
+    # Five workers, 50 ms answers, requests to the host spaced 0.25 s apart: with the
+    # per-host limit in force the server never sees two image requests at once.
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
 
+    def image(color):
+        def handler(n):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            time.sleep(0.05)
+            with lock:
+                state["now"] -= 1
+            return img(image_bytes(color=color))
+
+        return handler
+
+    robots = b"User-agent: *\nCrawl-delay: 0.25\n" if how == "crawl_delay" else b""
     routes = {
-        "/robots.txt": (404, {}, b""),
-        "/c": listing_page(
-            [f'src="/img/{name}.png"' for name in ("flaky", "slow", "big", "loop", "busy")]
-        ),
-        "/img/flaky.png": lambda n: (500, {}, b"") if n == 1 else img(image_bytes()),
-        "/img/slow.png": slow,
-        "/img/big.png": img(image_bytes(size=(400, 400)) + b"\0" * 50_000),
-        "/img/loop.png": (302, {"Location": "/img/loop.png?again"}, b""),
-        "/img/loop.png?again": (302, {"Location": "/img/loop.png"}, b""),
-        "/img/busy.png": lambda n: (
-            (429, {"Retry-After": "0"}, b"") if n == 1 else img(image_bytes(color=(1, 2, 3)))
-        ),
+        "/robots.txt": (200, {}, robots),
+        "/c": html("".join(f'<img src="/i/{i}.png">' for i in range(5))),
     }
+    routes.update({f"/i/{i}.png": image((i * 40, 0, 0)) for i in range(5)})
     srv = serve(routes)
-    opts = dict(OPTS, max_retries=1, timeout_s=0.5, max_bytes=20_000)
-    df = scrape.scrape_catalog(srv.url + "/c", tmp_path, **opts)
-    got = {
-        url.rsplit("/", 1)[1]: (row.status, row.reason if row.status != "ok" else "")
-        for url, row in df.set_index("url").iterrows()
+    delay = 0.25 if how == "delay_s" else 0.0
+    df = scrape.scrape_catalog(
+        srv.url + "/c", tmp_path, delay_s=delay, **dict(SHOP_OPTS, concurrency=5, timeout_s=5.0)
+    )
+    assert (df["status"] == "ok").all() and len(df) == 5
+    assert state["max"] == 1
+    # and without politeness the same five workers do overlap (the check can fail)
+    if how == "delay_s":
+        state["max"] = 0
+        scrape.scrape_catalog(
+            srv.url + "/c", tmp_path / "fast", **dict(SHOP_OPTS, concurrency=5, timeout_s=5.0)
+        )
+        assert state["max"] > 1
+
+
+# -- resume after a kill ----------------------------------------------------------------------
+
+
+class Gate:
+    """Counts image requests; once ``limit`` is reached, further ones hang until released."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.limit: int | None = None
+        self.count = self.blocked = 0
+
+    def wrap(self, route):
+        def handler(n):
+            with self.lock:
+                self.count += 1
+                block = self.limit is not None and self.count > self.limit
+                self.blocked += block
+            if block:
+                self.release.wait(60)
+            return route
+
+        return handler
+
+
+def resume_site(srv, gate: Gate) -> None:
+    def card_for(i):
+        return card(f'src="/img/{i}.png" alt="item {i}"', href=f"/p/{i}")
+
+    page1 = [card_for(i) for i in range(14)] + [card('src="/img/missing.png"', href="/p/m")]
+    page2 = [card_for(i) for i in range(14, 26)] + [
+        card('src="/img/tiny.png"', href="/p/t"),
+        card('src="/img/copy-of-3.png"', href="/p/c"),
+    ]
+    srv.routes.update(
+        {
+            "/robots.txt": (200, {}, b"User-agent: *\nDisallow: /private/\n"),
+            "/list": listing_page(page1, next_href="/list?page=2"),
+            "/list?page=2": listing_page(page2),
+            "/img/missing.png": gate.wrap((404, {}, b"no")),
+            "/img/tiny.png": gate.wrap(img(image_bytes(size=(8, 8)))),
+        }
+    )
+    for i in range(26):
+        srv.routes[f"/img/{i}.png"] = gate.wrap(img(image_bytes(color=(i * 9, 255 - i * 9, 7))))
+    srv.routes["/img/copy-of-3.png"] = srv.routes["/img/3.png"]
+
+
+def _rows_on_disk(run, name="scrape.parquet") -> dict[str, dict]:
+    """What a killed run left: the parquet rows, then the journal's complete lines."""
+    rows = {}
+    if (run / name).exists():
+        for rec in pd.read_parquet(run / name).to_dict("records"):
+            rows[rec["url"]] = rec
+    journal = run / f".{name}.journal"
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            rows[rec["url"]] = rec
+    return rows
+
+
+RESUME_COLS = ["url", "status", "reason", "sha256", "path", "width", "height", "bytes", "page"]
+RESUME_COLS += ["page_url", "alt", "http_status"]
+KILL_AFTER = 9
+CONCURRENCY = 3
+CHILD = """
+import sys
+from lookalike import scrape
+scrape.scrape_catalog(sys.argv[1], sys.argv[2], allow_private_hosts=True, concurrency=3,
+                      timeout_s=30.0, max_retries=0)
+"""
+
+
+def _key(df):
+    return sorted(
+        map(
+            tuple,
+            df[RESUME_COLS].astype(object).where(df[RESUME_COLS].notna(), None).values.tolist(),
+        )
+    )
+
+
+@pytest.mark.timeout(120)
+def test_resume_after_kill_equals_an_uninterrupted_run(serve, tmp_path):
+    gate = Gate()
+    srv = serve({})
+    resume_site(srv, gate)
+    url = srv.url + "/list"
+    opts = dict(allow_private_hosts=True, concurrency=CONCURRENCY, timeout_s=30.0, max_retries=0)
+
+    # 1. the reference: one uninterrupted run
+    full = scrape.scrape_catalog(url, tmp_path / "full", **opts)
+    assert len(full) == 29 and (full["status"] == "ok").sum() == 27
+
+    # 2. the same scrape in a child process, SIGKILLed while image requests are in flight
+    gate.limit = gate.count + KILL_AFTER
+    run = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    with open(tmp_path / "child.err", "w") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(run)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while (
+                gate.blocked < CONCURRENCY and child.poll() is None and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+            assert child.poll() is None, (tmp_path / "child.err").read_text()
+            assert gate.blocked == CONCURRENCY  # every worker is stuck in a request
+        finally:
+            child.kill()
+            child.wait()
+            gate.release.set()
+    gate.limit = None
+
+    # the manifest grew as the run went: every image answered before the kill is recorded
+    partial = _rows_on_disk(run)
+    assert len(partial) == KILL_AFTER
+    done = {u for u, r in partial.items() if r["status"] == "ok" or r["reason"] == "too_small"}
+    assert {p.name for p in (run / "images").iterdir()} == {
+        r["path"].split("/")[1] for r in partial.values() if r["status"] == "ok"
     }
-    assert got == {
-        "flaky.png": ("ok", ""),
-        "slow.png": ("failed", "timeout"),
-        "big.png": ("failed", "too_large"),
-        "loop.png": ("failed", "redirect_loop"),
-        "busy.png": ("ok", ""),
+    pages = _rows_on_disk(run, "scrape_pages.parquet")  # pages are journaled too
+    pages_before = {u for u, r in pages.items() if r["status"] == "ok"}
+    assert srv.url + "/list" in pages_before
+
+    # 3. run again: finishes the job without asking for anything it already has
+    before = collections.Counter(srv.hits)
+    resumed = scrape.scrape_catalog(url, run, **opts)
+    asked = {k for k in srv.hits if srv.hits[k] > before[k] and k.startswith("/img/")}
+    assert asked == {u.replace(srv.url, "") for u in full["url"]} - {
+        u.replace(srv.url, "") for u in done
     }
-    assert srv.hits["/img/flaky.png"] == 2 and srv.hits["/img/busy.png"] == 2
+    assert all(srv.hits[k] - before[k] == 1 for k in asked)
+    assert all(
+        srv.hits[p.replace(srv.url, "")] == before[p.replace(srv.url, "")] for p in pages_before
+    )
+
+    # ... and ends exactly where the uninterrupted run ended
+    assert resumed["url"].is_unique and len(resumed) == len(full)
+    assert _key(resumed) == _key(full)
+    files = {p.name for p in (run / "images").iterdir()}
+    assert files == {p.name for p in (tmp_path / "full" / "images").iterdir()}
+    assert pd.read_parquet(run / "scrape.parquet").equals(resumed)
+    assert not list(run.glob(".*journal"))

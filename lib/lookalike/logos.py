@@ -1,39 +1,61 @@
-"""Stage 02: fetch one logo per domain of a list into the run folder.
+"""Stage 02: find the best logo for every domain of a list, with a chain of providers.
 
 Outputs (inside ``run_dir``):
 
-- ``logos/<domain>.png`` — the chosen logo as RGBA PNG (alpha kept), longest side at most
+- ``logos/<domain>.png`` -- the chosen logo as RGBA PNG (alpha kept), longest side at most
   :data:`MAX_LOGO_SIDE`; the file name comes only from the normalized domain.
-- ``logos/original/<domain>.<ext>`` — the bytes as downloaded (``svg``, ``ico``, ``png``...).
-- ``logos.parquet`` — one row per normalized domain or invalid input (see :data:`LOGO_COLUMNS`).
+- ``logos/original/<domain>.<ext>`` -- the chosen bytes as downloaded (``svg``, ``ico``...).
+- ``logos.parquet`` -- one row per normalized domain or invalid input (see :data:`LOGO_COLUMNS`).
+- ``logos_summary.csv`` -- the table :func:`summarize` returns.
 
-Providers are tried in order until one yields an acceptable image:
+Providers are tried in the order of ``providers`` until one yields a logo whose shorter side is
+at least ``prefer_side`` pixels (a smaller one is kept, and the largest found wins):
 
 ``site``
-    The domain's own homepage (``https://`` then ``http://``, then ``www.``): every
-    ``<link rel>`` icon (icon, shortcut icon, apple-touch-icon(-precomposed), mask-icon), web
-    app manifest icons, then ``/apple-touch-icon.png`` and ``/favicon.ico``. All candidates
-    are downloaded and the biggest real decoded image wins (SVG ranks above any raster; a
-    monochrome Safari ``mask-icon`` ranks below the rest). ``og:image``/``twitter:image`` are
-    used only when no icon works, as they are usually banners rather than logos.
-``duckduckgo``, ``google``
-    Third-party favicon services, fetched from a URL template.
+    The domain's own homepage (``https://{domain}/``, then ``http://``, then the ``www.`` host;
+    redirects followed, robots.txt honoured): every ``<link rel>`` icon (icon, shortcut icon,
+    apple-touch-icon(-precomposed), mask-icon) with its ``sizes``, the web app manifest's icons,
+    ``<base href>``; then ``/apple-touch-icon.png`` and ``/favicon.ico``; ``og:image`` and
+    ``twitter:image`` only when no icon works (they are usually banners). Candidates are
+    downloaded and ranked by their real decoded size: an SVG (rendered without network or file
+    access) ranks above any raster, a large PNG above small ICO frames (an ICO counts as its
+    largest frame), and a monochrome Safari ``mask-icon`` below every colour icon.
+``logodev``, ``brandfetch``
+    Logo APIs; used only when ``logodev_token`` / ``brandfetch_client_id`` is set.
+``duckduckgo``
+    ``/ip3/{host}.ico`` for the bare host, then the ``www.`` host.
+``google``
+    ``/s2/favicons?domain=...&sz=256``. Google answers a domain it has no icon for with a 404
+    and its default 16x16 globe; both the 404 and a 16x16 answer count as a miss
+    (``placeholder``).
+``clearbit``
+    The seed's ``https://logo.clearbit.com/{domain}``. The free Clearbit Logo API shut down on
+    1 December 2025; it stays available (off by default) to reproduce historical runs.
+
+Every candidate goes through :func:`decode_logo`, which rejects blank and single-colour images,
+images smaller than ``min_side`` (1x1 pixels), HTML served as an image, corrupt data and
+decompression bombs.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import os
 import re
+import string
 import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import idna
 import pandas as pd
@@ -45,36 +67,65 @@ from . import images, io, net
 from .exceptions import ConfigError, ImageError, LogoFetchError
 from .net import DEFAULT_USER_AGENT
 from .paths import resolve
-from .scrape import absolute_url, base_url
+from .scrape import RobotsCache, absolute_url, base_url
 
 LOGOS_NAME = "logos.parquet"
+SUMMARY_NAME = "logos_summary.csv"
 LOGOS_DIR = "logos"
 #: Size SVG logos are rendered at (pixels, longest side).
 SVG_RENDER_SIZE = 256
 #: Logos larger than this (for example og:image banners) are downscaled when written.
 MAX_LOGO_SIDE = 512
-#: At most this many icon URLs are downloaded per domain and provider.
+#: At most this many icon URLs are downloaded per domain from the site.
 MAX_CANDIDATES = 10
+#: A site icon at least this big (shorter side, pixels) ends the search on that site early.
+GOOD_ENOUGH_SIDE = 256
+#: What Google's favicon service sends when it has no icon (with a 404): a 16x16 globe.
+GOOGLE_PLACEHOLDER_SIZE = (16, 16)
 CHECKPOINT_EVERY = 25
-PROVIDERS = ("site", "duckduckgo", "google")
+
+SITE_URL = "https://{domain}/"
+DUCKDUCKGO_URL = "https://icons.duckduckgo.com/ip3/{domain}.ico"
+GOOGLE_URL = "https://www.google.com/s2/favicons?domain={domain}&sz=256"
+#: logo.dev image CDN: a publishable key (``pk_...``) as ``token``; ``fallback=404`` turns
+#: its generated monogram for unknown domains into a 404.
+LOGODEV_URL = "https://img.logo.dev/{domain}?token={token}&size=256&format=png&fallback=404"
+#: Brandfetch Logo API: the client id as ``c``; ``fallback/404`` instead of a placeholder.
+BRANDFETCH_URL = (
+    "https://cdn.brandfetch.io/domain/{domain}/w/256/h/256/fallback/404/type/icon?c={client_id}"
+)
+#: The seed's provider. Shut down on 1 December 2025; kept for historical runs.
+CLEARBIT_URL = "https://logo.clearbit.com/{domain}"
+
+#: Every provider, and the default chain (``clearbit`` is off: the service is gone).
+PROVIDERS = ("site", "logodev", "brandfetch", "duckduckgo", "google", "clearbit")
+DEFAULT_PROVIDERS = ("site", "logodev", "brandfetch", "duckduckgo", "google")
+#: Credential each provider needs (parameter name, environment variable, template field).
+CREDENTIALS = {
+    "logodev": ("logodev_token", "LOGODEV_TOKEN", "token"),
+    "brandfetch": ("brandfetch_client_id", "BRANDFETCH_CLIENT_ID", "client_id"),
+}
 
 #: Columns of ``RUN/logos.parquet`` (``input_rows`` holds lists of ints).
 LOGO_COLUMNS: dict[str, str] = {
     "domain": "string",  # normalized domain (missing for invalid input)
     "input_rows": "object",  # 0-based data-row indices of the input that map to this domain
     "status": "string",  # ok | failed | invalid
-    "provider": "string",  # site | duckduckgo | google (the one that produced the logo)
-    "url": "string",  # URL of the chosen icon
-    "http_status": "Int64",  # HTTP status of the chosen icon (or of the last failure)
-    "reason": "string",  # short code when status != ok
-    "width": "Int64",  # size of the written PNG
+    "provider": "string",  # the provider that produced the logo (see PROVIDERS)
+    "url": "string",  # URL of the chosen image (credentials redacted)
+    "http_status": "Int64",  # HTTP status of the chosen image, or of the failure in ``reason``
+    "reason": "string",  # short code when status != ok (see the README)
+    "width": "Int64",  # size of the written PNG, pixels
     "height": "Int64",
     "format": "string",  # format of the original bytes: PNG, ICO, SVG, JPEG...
     "sha256": "string",  # sha256 of the written PNG (the image_id)
-    "candidates_tried": "Int64",  # icon URLs downloaded for this domain
-    "elapsed_ms": "Int64",
+    "candidates_tried": "Int64",  # image URLs downloaded for this domain, all providers
+    "elapsed_ms": "Int64",  # wall time spent on this domain
+    # extra columns
     "raw": "string",  # the input spelling (first one seen)
-    "detail": "string",  # per-provider explanation of a failure
+    "kind": "string",  # how the logo was found: icon, apple-touch-icon, manifest, favicon.ico...
+    "providers_tried": "string",  # comma-separated, in order
+    "detail": "string",  # what went wrong with each provider (credentials redacted)
 }
 
 _ICON_RELS = frozenset(
@@ -82,6 +133,10 @@ _ICON_RELS = frozenset(
 )
 _MONO_KINDS = frozenset({"mask-icon", "manifest-monochrome"})
 _SAFE_NAME = re.compile(r"^[a-z0-9._-]+$")
+#: Failures after which a host is not tried again for the same domain.
+_DEAD_HOST_ERRORS = frozenset({"dns_error", "timeout", "private_address"})
+#: Image formats by preference when two candidates have the same size.
+_FORMAT_PREFERENCE = {"SVG": 3, "PNG": 2, "WEBP": 2, "ICO": 0}
 
 
 # -- domains ----------------------------------------------------------------------------------
@@ -322,16 +377,26 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
 
 @dataclass
 class Decoded:
+    """A candidate that downloaded and decoded to an acceptable image."""
+
     candidate: Candidate
     image: Image.Image  # RGBA
     data: bytes
     fmt: str  # PNG, ICO, SVG...
     http_status: int | None
+    final_url: str = ""  # after redirects
+
+    @property
+    def side(self) -> float:
+        """Shorter side in pixels; ``inf`` for SVG, which renders at any size."""
+        return math.inf if self.fmt == "SVG" else min(self.image.size)
 
     def rank(self) -> tuple:
+        """Sort key, larger is better: icons before social images, colour before
+        monochrome, then the real size, then the format (SVG, PNG, ..., ICO) on ties."""
         mono = self.candidate.kind in _MONO_KINDS
-        size = float("inf") if self.fmt == "SVG" else min(self.image.size)
-        return (self.candidate.tier == 0, not mono, size)
+        pref = _FORMAT_PREFERENCE.get(self.fmt, 1)
+        return (self.candidate.tier == 0, not mono, self.side, pref)
 
 
 def decode_logo(data: bytes, *, min_side: int = 16) -> tuple[Image.Image, str]:
@@ -387,135 +452,228 @@ def is_blank(im: Image.Image, *, tolerance: int = 6) -> bool:
     return True
 
 
-# -- providers --------------------------------------------------------------------------------
+# -- fetching ---------------------------------------------------------------------------------
+
+
+class _HostSlots:
+    """At most ``per_host`` requests in flight to one host (favicon services are one host)."""
+
+    def __init__(self, per_host: int):
+        self.per_host = per_host
+        self._sems: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, host: str) -> Iterator[None]:
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with sem:
+            yield
 
 
 @dataclass
-class _Ctx:
+class _Settings:
+    """Everything a worker needs, shared by all domains of one run."""
+
     session: object
-    fetch_kwargs: dict
-    min_side: int
+    limiter: net.HostRateLimiter
+    slots: _HostSlots
+    robots: RobotsCache | None
+    timeout_s: float
+    max_retries: int
+    allow_private_hosts: bool
     max_bytes: int
+    min_side: int
+    prefer_side: int
+    budget_s: float
     site_url_template: str
-    templates: dict
+    templates: dict[str, str]  # provider -> URL template, credentials filled in
+    secrets: tuple[str, ...]  # credential strings to redact from recorded URLs
+
+
+class _Attempt:
+    """One domain's fetches: the per-domain deadline, robots.txt and per-host limits."""
+
+    def __init__(self, st: _Settings):
+        self.st = st
+        self.deadline = time.monotonic() + st.budget_s
+        self.tried = 0
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def get(self, url: str, *, accept: str, site: bool, max_bytes: int | None = None):
+        st = self.st
+        if self.left() <= 0:
+            return net.FetchResult(url, url, error="budget_exceeded", detail="no time left")
+        if site and st.robots is not None:
+            allowed, why = st.robots.allowed(url)
+            if not allowed:
+                return net.FetchResult(url, url, error=why, detail="robots.txt")
+        with st.slots((urlsplit(url).hostname or "").lower()):
+            left = self.left()
+            if left <= 0:
+                return net.FetchResult(url, url, error="budget_exceeded", detail="no time left")
+            return net.fetch(
+                st.session,
+                url,
+                accept=accept,
+                max_bytes=max_bytes or st.max_bytes,
+                timeout_s=max(0.1, min(st.timeout_s, left)),
+                max_retries=st.max_retries,
+                allow_private_hosts=st.allow_private_hosts,
+                rate_limiter=st.limiter,
+                max_wait_s=max(0.0, min(30.0, left)),
+            )
 
 
 @dataclass
 class _Outcome:
+    """What one provider found for one domain."""
+
     best: Decoded | None = None
     tried: int = 0
     reason: str = ""
     http_status: int | None = None
     detail: str = ""
+    errors: Counter = field(default_factory=Counter)
+
+    def fail(self, reason: str, http_status: int | None, detail: str = "") -> None:
+        if not self.reason:
+            self.reason, self.http_status = reason, http_status
+        self.errors[reason] += 1
+        if detail:
+            self.detail = f"{self.detail}; {detail}" if self.detail else detail
 
 
 def _homepage_urls(domain: str, template: str) -> list[str]:
-    urls = [template.format(domain=domain)]
+    """``template`` for the bare host and then ``www.``; each https URL followed by http."""
     try:
         ipaddress.ip_address(domain)
-        is_ip = True
+        hosts = [domain]
     except ValueError:
-        is_ip = False
-    if not is_ip:
-        urls.append(template.format(domain="www." + domain))
+        hosts = [domain, "www." + domain]
     out = []
-    for u in urls:
-        out.append(u)
-        if u.startswith("https://"):
-            out.append("http://" + u[len("https://") :])
-    # https first for both hosts, then http
-    return sorted(out, key=lambda u: (not u.startswith("https://"), out.index(u)))
+    for host in hosts:
+        url = template.format(domain=host)
+        out.append(url)
+        if url.startswith("https://"):
+            out.append("http://" + url[len("https://") :])
+    return out
 
 
-def _try_candidates(ctx: _Ctx, cands: list[Candidate], out: _Outcome, errors: Counter) -> None:
-    """Download candidates (SVG and biggest declared first) and keep the best in ``out``."""
-    order = sorted(cands, key=lambda c: (not c.svg, -c.declared))[:MAX_CANDIDATES]
-    for cand in order:
-        r = net.fetch(
-            ctx.session,
-            cand.url,
-            accept=net.ACCEPT_IMAGES,
-            max_bytes=ctx.max_bytes,
-            **ctx.fetch_kwargs,
-        )
-        out.tried += 1
-        if not r.ok:
-            errors[r.error] += 1
-            out.http_status = r.status_code
-            continue
-        try:
-            im, fmt = decode_logo(r.content, min_side=ctx.min_side)
-        except ImageError as exc:
-            errors[images.error_reason(exc)] += 1
-            out.http_status = r.status_code
-            continue
-        found = Decoded(cand, im, r.content, fmt, r.status_code)
-        if out.best is None or found.rank() > out.best.rank():
-            out.best = found
-        if fmt == "SVG" and cand.kind not in _MONO_KINDS:
-            return  # nothing ranks above a full-colour vector icon
+def _download(att: _Attempt, cand: Candidate, out: _Outcome, *, site: bool) -> Decoded | None:
+    """Fetch and judge one candidate; failures are counted in ``out``."""
+    r = att.get(cand.url, accept=net.ACCEPT_IMAGES, site=site)
+    if r.error in ("budget_exceeded", "robots_disallowed", "robots_unavailable"):
+        out.fail(r.error, r.status_code)  # not a download
+        return None
+    out.tried += 1
+    att.tried += 1
+    google = cand.kind == "google"
+    if google and r.status_code == 404:
+        out.fail("placeholder", 404, "404: Google's globe")
+        return None
+    if not r.ok:
+        out.fail(r.error, r.status_code)
+        return None
+    try:
+        im, fmt = decode_logo(r.content, min_side=att.st.min_side)
+    except ImageError as exc:
+        out.fail(images.error_reason(exc), r.status_code)
+        return None
+    if google and im.size == GOOGLE_PLACEHOLDER_SIZE:
+        out.fail("placeholder", r.status_code, "16x16: the size of Google's globe")
+        return None
+    return Decoded(cand, im, r.content, fmt, r.status_code, final_url=r.final_url)
 
 
-def _site_provider(ctx: _Ctx, domain: str) -> _Outcome:
+def _keep(out: _Outcome, found: Decoded | None) -> None:
+    if found is not None and (out.best is None or found.rank() > out.best.rank()):
+        out.best = found
+
+
+def _site_provider(att: _Attempt, domain: str) -> _Outcome:
     out = _Outcome()
     page = None
-    failures = []
+    failures: list[tuple[str, net.FetchResult]] = []
     dead_hosts: set[str] = set()
-    for url in _homepage_urls(domain, ctx.site_url_template):
+    for url in _homepage_urls(domain, att.st.site_url_template):
         host = urlsplit(url).hostname
         if host in dead_hosts:
             continue
-        r = net.fetch(
-            ctx.session, url, accept=net.ACCEPT_HTML, max_bytes=ctx.max_bytes, **ctx.fetch_kwargs
-        )
+        r = att.get(url, accept=net.ACCEPT_HTML, site=True)
         if r.ok:
             page = r
             break
         failures.append((url, r))
-        if r.error in ("dns_error", "timeout", "private_address"):
+        if r.error in ("robots_disallowed", "budget_exceeded"):
+            break
+        if r.error in _DEAD_HOST_ERRORS:
             dead_hosts.add(host)
     if page is None:
-        first = failures[0][1]
-        out.reason, out.http_status = first.error, first.status_code
-        out.detail = "; ".join(f"{u}: {r.error}" for u, r in failures)
+        errors = [r.error for _, r in failures]
+        # robots.txt on a host that answers 5xx says little; the page's own error says more
+        informative = [e for e in errors if e != "robots_unavailable"] or errors
+        first = next(
+            (r for _, r in failures if r.error in ("robots_disallowed", "budget_exceeded")),
+            next(r for _, r in failures if r.error == informative[0]),
+        )
+        out.fail(first.error, first.status_code, "; ".join(f"{u} {r.error}" for u, r in failures))
         return out
     cands, manifest_url = parse_icon_links(page.content, page.final_url)
     if manifest_url:
-        m = net.fetch(
-            ctx.session,
-            manifest_url,
-            accept=net.ACCEPT_JSON,
-            max_bytes=1_000_000,
-            **ctx.fetch_kwargs,
-        )
+        m = att.get(manifest_url, accept=net.ACCEPT_JSON, site=True, max_bytes=1_000_000)
         if m.ok:
             cands += parse_manifest_icons(m.content, m.final_url)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.final_url))
-    cands += [
-        Candidate(origin + "/apple-touch-icon.png", "well-known", 180),
-        Candidate(origin + "/favicon.ico", "well-known", 0),
-    ]
-    cands = _dedupe(cands)
-    errors: Counter = Counter()
-    for tier in (0, 1):
-        _try_candidates(ctx, [c for c in cands if c.tier == tier], out, errors)
-        if out.best is not None:
-            return out
-    out.reason = "no_usable_icon"
-    out.detail = f"{out.tried} candidates: " + ", ".join(
-        f"{k} x{v}" for k, v in errors.most_common()
+    icons = sorted(
+        (c for c in _dedupe(cands) if c.tier == 0),
+        key=lambda c: (c.kind in _MONO_KINDS, not c.svg, -c.declared),
     )
+    well_known = [
+        Candidate(origin + "/apple-touch-icon.png", "apple-touch-icon.png", 180),
+        Candidate(origin + "/favicon.ico", "favicon.ico", 0),
+    ]
+    seen = {c.url for c in icons}
+    well_known = [c for c in well_known if c.url not in seen]
+    social = [c for c in _dedupe(cands) if c.tier == 1]
+    for cand in icons[:MAX_CANDIDATES]:
+        _keep(out, _download(att, cand, out, site=True))
+        if out.best is not None and out.best.side >= GOOD_ENOUGH_SIDE:
+            break  # an SVG or a big raster; nothing listed after it can rank higher in practice
+    # last resorts: the well-known files when the markup gave nothing (or only a tiny icon),
+    # then social images, which are usually banners rather than logos
+    if out.best is None or out.best.side < att.st.prefer_side:
+        for cand in well_known:
+            _keep(out, _download(att, cand, out, site=True))
+    if out.best is None:
+        for cand in social[:2]:
+            _keep(out, _download(att, cand, out, site=True))
+    if out.best is None:
+        if "budget_exceeded" in out.errors:
+            out.reason = "budget_exceeded"
+        elif out.tried or not out.reason:
+            out.reason = "no_usable_icon"  # each candidate's own reason is in the detail
+        out.detail = f"{out.tried} candidates: " + ", ".join(
+            f"{k} x{v}" for k, v in out.errors.most_common()
+        )
     return out
 
 
-def _template_provider(ctx: _Ctx, domain: str, name: str) -> _Outcome:
+def _service_provider(att: _Attempt, domain: str, name: str) -> _Outcome:
     out = _Outcome()
-    url = ctx.templates[name].format(domain=domain)
-    errors: Counter = Counter()
-    _try_candidates(ctx, [Candidate(url, name)], out, errors)
-    if out.best is None:
-        out.reason = next(iter(errors), "no_usable_icon")
-        out.detail = f"{url}: {out.reason}"
+    template = att.st.templates[name]
+    hosts = [domain, "www." + domain] if name == "duckduckgo" else [domain]
+    for host in hosts:
+        found = _download(att, Candidate(template.format(domain=host), name), out, site=False)
+        if found is not None:
+            out.best = found
+            return out
+        if out.reason == "budget_exceeded":
+            break
+    counts = ", ".join(f"{k} x{v}" for k, v in out.errors.items())
+    out.detail = f"{counts}: {out.detail}" if out.detail else counts
     return out
 
 
@@ -552,64 +710,77 @@ def _write_logo(run_dir: Path, domain: str, best: Decoded) -> tuple[str, int, in
     return io.sha256_bytes(png), im.size[0], im.size[1]
 
 
-def _fetch_one(ctx: _Ctx, run_dir: Path, row: dict, providers: tuple[str, ...], stats) -> dict:
+def _redact(text, secrets: tuple[str, ...]):
+    if not isinstance(text, str):
+        return text
+    for secret in secrets:
+        text = text.replace(secret, "REDACTED")
+    return text
+
+
+def _fetch_one(st: _Settings, run_dir: Path, row: dict, providers: tuple[str, ...]) -> dict:
     t0 = time.monotonic()
     domain = row["domain"]
-    out_row = {
-        "domain": domain,
-        "input_rows": row["input_rows"],
-        "raw": row["raw"],
-        "status": "failed",
-        "candidates_tried": 0,
-    }
-    details, first_reason, last_status = [], None, None
+    att = _Attempt(st)
+    out_row = {"domain": domain, "input_rows": row["input_rows"], "raw": row["raw"]}
+    details, reasons, tried = [], [], []
+    best, best_provider, out_of_time = None, None, False
     for name in providers:
-        outcome = (
-            _site_provider(ctx, domain) if name == "site" else _template_provider(ctx, domain, name)
-        )
-        out_row["candidates_tried"] += outcome.tried
-        stats.add(name, outcome.best is not None)
-        if outcome.best is not None:
-            best = outcome.best
-            sha, w, h = _write_logo(run_dir, domain, best)
-            out_row.update(
-                status="ok",
-                provider=name,
-                url=best.candidate.url,
-                http_status=best.http_status,
-                reason=None,
-                width=w,
-                height=h,
-                format=best.fmt,
-                sha256=sha,
-                detail="; ".join(details) or None,
-            )
+        if att.left() <= 0:
+            out_of_time = True
             break
+        if name == "site":
+            outcome = _site_provider(att, domain)
+        else:
+            outcome = _service_provider(att, domain, name)
+        tried.append(name)
+        if outcome.best is not None:
+            found = outcome.best
+            rejected = ", ".join(f"{k} x{v}" for k, v in outcome.errors.most_common())
+            details.append(
+                f"{name}: {found.candidate.kind} {found.image.size[0]}x{found.image.size[1]}"
+                + (f", rejected {rejected}" if rejected else "")
+            )
+            if best is None or found.rank() > best.rank():
+                best, best_provider = found, name
+            if best.side >= st.prefer_side:
+                break
+            continue  # a tiny icon: keep it, and ask the next provider for a bigger one
+        out_of_time = out_of_time or outcome.reason == "budget_exceeded"
+        reasons.append((outcome.reason or "no_usable_icon", outcome.http_status))
         details.append(
             f"{name}: {outcome.reason} ({outcome.detail})"
             if outcome.detail
             else f"{name}: {outcome.reason}"
         )
-        first_reason = first_reason or outcome.reason
-        last_status = outcome.http_status if outcome.http_status is not None else last_status
-    else:
+    if best is not None:
+        sha, w, h = _write_logo(run_dir, domain, best)
         out_row.update(
-            reason=first_reason or "no_provider", http_status=last_status, detail="; ".join(details)
+            status="ok",
+            provider=best_provider,
+            url=best.final_url,
+            http_status=best.http_status,
+            reason=None,
+            width=w,
+            height=h,
+            format=best.fmt,
+            sha256=sha,
+            kind=best.candidate.kind,
         )
-    out_row["elapsed_ms"] = int((time.monotonic() - t0) * 1000)
+    else:
+        reason, status = reasons[0] if reasons else ("no_provider", None)
+        if out_of_time:
+            reason = "budget_exceeded"
+        out_row.update(status="failed", reason=reason, http_status=status)
+    out_row.update(
+        candidates_tried=att.tried,
+        providers_tried=",".join(tried),
+        detail="; ".join(details) or None,
+        elapsed_ms=int((time.monotonic() - t0) * 1000),
+    )
+    for key in ("url", "detail"):
+        out_row[key] = _redact(out_row.get(key), st.secrets)
     return out_row
-
-
-class _ProviderStats:
-    def __init__(self):
-        self.tried: Counter = Counter()
-        self.ok: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, name: str, ok: bool) -> None:
-        with self._lock:
-            self.tried[name] += 1
-            self.ok[name] += bool(ok)
 
 
 def _to_table(rows: Iterable[dict]) -> pd.DataFrame:
@@ -623,21 +794,22 @@ def _to_table(rows: Iterable[dict]) -> pd.DataFrame:
     return df[list(LOGO_COLUMNS)]
 
 
-def _as_domain_rows(domains) -> list[dict]:
-    if isinstance(domains, (str, bytes, Path)):
-        raise ConfigError(
-            "fetch_logos needs domains, not a single string/path; pass read_domains(path) "
-            "or a list of domains"
-        )
+def _as_domain_rows(domains, *, domain_column: str, allow_ip: bool) -> list[dict]:
+    if isinstance(domains, (str, Path)):
+        domains = read_domains(domains, domain_column=domain_column, allow_ip=allow_ip)
+    elif isinstance(domains, bytes):
+        raise ConfigError("fetch_logos needs a path or a list of domains, not bytes")
     if isinstance(domains, pd.DataFrame):
-        if "domain" not in domains.columns:
-            raise ConfigError(
-                f"domains DataFrame has no 'domain' column; it has {list(domains.columns)}"
-            )
-        if not {"status", "input_rows", "raw"} <= set(domains.columns):
-            domains = normalize_domains(domains["domain"].tolist(), allow_ip=False)
+        if not {"domain", "status", "input_rows", "raw"} <= set(domains.columns):
+            column = domain_column if domain_column in domains.columns else "domain"
+            if column not in domains.columns:
+                raise ConfigError(
+                    f"domains DataFrame has no {domain_column!r} column; it has "
+                    f"{list(domains.columns)}. Pass domain_column= or read_domains(path)."
+                )
+            domains = normalize_domains(domains[column].tolist(), allow_ip=allow_ip)
     else:
-        domains = normalize_domains(list(domains), allow_ip=False)
+        domains = normalize_domains(list(domains), allow_ip=allow_ip)
     rows = []
     for rec in domains.to_dict("records"):
         rec = {k: (None if not isinstance(v, list) and pd.isna(v) else v) for k, v in rec.items()}
@@ -646,74 +818,193 @@ def _as_domain_rows(domains) -> list[dict]:
     return rows
 
 
+def _check_template(name: str, template: str, needs: set[str]) -> None:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{name} {template!r} is not a valid template: {exc}") from None
+    allowed = needs | {"domain"}
+    if "domain" not in fields or not needs <= fields or not fields <= allowed:
+        want = ", ".join("{" + f + "}" for f in sorted(allowed))
+        raise ConfigError(
+            f"{name} {template!r} must contain {want} and nothing else in braces, "
+            f"e.g. {name}={DEFAULT_TEMPLATES[name]!r}"
+        )
+    if urlsplit(template.format(**{f: "x" for f in fields})).scheme not in ("http", "https"):
+        raise ConfigError(f"{name} {template!r} must start with https:// or http://")
+
+
+#: The URL template parameters of :func:`fetch_logos` and their defaults.
+DEFAULT_TEMPLATES = {
+    "site_url_template": SITE_URL,
+    "duckduckgo_url": DUCKDUCKGO_URL,
+    "google_url": GOOGLE_URL,
+    "logodev_url": LOGODEV_URL,
+    "brandfetch_url": BRANDFETCH_URL,
+    "clearbit_url": CLEARBIT_URL,
+}
+
+
 def fetch_logos(
     domains,
     run_dir,
     *,
-    providers: Iterable[str] = PROVIDERS,
-    site_url_template: str = "https://{domain}/",
-    duckduckgo_url: str = "https://icons.duckduckgo.com/ip3/{domain}.ico",
-    google_url: str = "https://www.google.com/s2/favicons?domain={domain}&sz=256",
+    providers: Iterable[str] = DEFAULT_PROVIDERS,
+    site_url_template: str = SITE_URL,
+    duckduckgo_url: str = DUCKDUCKGO_URL,
+    google_url: str = GOOGLE_URL,
+    logodev_url: str = LOGODEV_URL,
+    brandfetch_url: str = BRANDFETCH_URL,
+    clearbit_url: str = CLEARBIT_URL,
+    logodev_token: str | None = None,
+    brandfetch_client_id: str | None = None,
+    domain_column: str = "domain",
+    allow_ip: bool = False,
     max_domains: int | None = None,
     concurrency: int = 8,
+    per_host_concurrency: int = 4,
+    delay_s: float = 0.0,
+    service_delay_s: float = 0.05,
     timeout_s: float = 10.0,
     max_retries: int = 2,
-    delay_s: float = 0.0,
+    domain_budget_s: float = 60.0,
+    respect_robots: bool = True,
     min_side: int = 16,
+    prefer_side: int = 48,
     max_bytes: int = 5_000_000,
     user_agent: str = DEFAULT_USER_AGENT,
     proxy: str | None = None,
     allow_private_hosts: bool = False,
+    progress: bool = True,
 ) -> pd.DataFrame:
-    """Fetch one logo per domain into ``run_dir/logos/``.
+    """Find the best logo for each domain and write it to ``run_dir/logos/``.
 
     Parameters
     ----------
-    domains : DataFrame or iterable of str
-        The output of :func:`read_domains`, or raw domain spellings (normalized and
-        deduplicated here).
+    domains : str, Path, DataFrame or iterable of str
+        A CSV/parquet file (read with :func:`read_domains`), its output, a DataFrame with a
+        ``domain_column``, or raw spellings. Everything is normalized and deduplicated.
     run_dir : str or Path
         The run folder (relative paths are from the project root).
-    providers : iterable of str, default ("site", "duckduckgo", "google")
-        Tried in this order per domain; the first one that yields a usable image wins.
-    site_url_template, duckduckgo_url, google_url : str
-        URL templates with ``{domain}``. The site provider also tries ``http://`` and the
-        ``www.`` host when the first homepage URL fails.
+    providers : iterable of str, default ("site", "logodev", "brandfetch", "duckduckgo", "google")
+        Tried in this order per domain (see the module docstring and :data:`PROVIDERS`).
+        ``logodev`` and ``brandfetch`` are skipped when their credential is not set.
+    site_url_template : str, default "https://{domain}/"
+        The homepage; the ``http://`` twin and the ``www.`` host are tried when it fails.
+    duckduckgo_url, google_url, logodev_url, brandfetch_url, clearbit_url : str
+        URL templates with ``{domain}`` (and ``{token}`` / ``{client_id}`` for the APIs).
+    logodev_token, brandfetch_client_id : str or None
+        Credentials; ``None`` reads ``LOGODEV_TOKEN`` / ``BRANDFETCH_CLIENT_ID`` from the
+        environment (so they stay out of parameter files). They are redacted from the table.
+    domain_column : str, default "domain"
+        The column holding the domains when ``domains`` is a file or a plain DataFrame.
+    allow_ip : bool, default False
+        Accept bare IP addresses as domains (otherwise they are ``invalid``).
     max_domains : int or None
         Process only the first valid domains (after deduplication).
     concurrency : int, default 8
         Domains processed in parallel (threads).
-    timeout_s, max_retries, delay_s, max_bytes, user_agent, proxy, allow_private_hosts
-        See :func:`lookalike.net.fetch`; ``delay_s`` is the minimum time between requests to
-        one host (the favicon services are hosts too).
+    per_host_concurrency : int, default 4
+        Requests in flight to one host at a time; this is what protects the favicon services,
+        which every domain asks.
+    delay_s, service_delay_s : float, default 0.0, 0.05
+        Minimum seconds between two requests to one site / to one service host
+        (robots.txt ``Crawl-delay`` raises a site's delay).
+    timeout_s, max_retries : float, int, default 10.0, 2
+        Per request; see :func:`lookalike.net.fetch`.
+    domain_budget_s : float, default 60.0
+        Wall-time budget per domain, all providers together; each request's timeout is cut to
+        what is left. A domain that runs out gets ``budget_exceeded`` unless it already has a
+        logo.
+    respect_robots : bool, default True
+        Check the site's robots.txt before fetching its homepage, manifest or icons. The
+        services are APIs called once per domain, not crawled, so robots.txt does not apply.
     min_side : int, default 16
-        Icons with a shorter side are rejected (``too_small``); so are blank images.
+        Images with a shorter side are rejected (``too_small``; 1x1 pixels).
+    prefer_side : int, default 48
+        A logo smaller than this is kept, but the next providers are still asked for a
+        bigger one; the largest wins.
+    max_bytes : int, default 5_000_000
+        Largest download accepted (``too_large``).
+    user_agent, proxy, allow_private_hosts
+        See :func:`lookalike.net.make_session` and :func:`lookalike.net.fetch`. ``proxy=None``
+        honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``; ``REQUESTS_CA_BUNDLE`` names the
+        CA of a TLS-inspecting proxy. Private and loopback addresses are refused unless
+        ``allow_private_hosts`` (checked after DNS and on every redirect).
+    progress : bool, default True
+        Show a tqdm progress bar.
 
     Returns
     -------
     DataFrame
-        ``RUN/logos.parquet`` with the columns of :data:`LOGO_COLUMNS`: one row per
-        normalized domain (``ok``/``failed``) and per invalid input (``invalid``). Domains that
-        are already ``ok`` with their PNG on disk are not fetched again.
+        ``RUN/logos.parquet`` with the columns of :data:`LOGO_COLUMNS`: one row per normalized
+        domain (``ok``/``failed``) and per invalid input (``invalid``). Domains that are
+        already ``ok`` with their PNG on disk are not fetched again. :func:`summarize` turns
+        it into the summary table (also written to ``RUN/logos_summary.csv`` and printed).
+
+    Raises
+    ------
+    ConfigError
+        An unknown provider, a malformed template or option, a missing domain file or column.
     """
-    providers = tuple(providers)
+    providers = tuple(dict.fromkeys(providers))  # each provider once, in the given order
     unknown = [p for p in providers if p not in PROVIDERS]
     if unknown or not providers:
-        raise ConfigError(f"unknown provider(s) {unknown or providers}; choose from {PROVIDERS}")
-    if concurrency < 1:
-        raise ConfigError(f"concurrency must be >= 1, got {concurrency!r}")
-    if "{domain}" not in site_url_template:
         raise ConfigError(
-            f"site_url_template {site_url_template!r} has no '{{domain}}'; use 'https://{{domain}}/'"
+            f"unknown provider(s) {unknown or list(providers)}; choose from {list(PROVIDERS)}"
         )
+    for name, value in (
+        ("concurrency", concurrency),
+        ("per_host_concurrency", per_host_concurrency),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if not domain_budget_s > 0:
+        raise ConfigError(f"domain_budget_s must be > 0 seconds, got {domain_budget_s!r}")
+    values = (site_url_template, duckduckgo_url, google_url, logodev_url, brandfetch_url)
+    templates = dict(zip(DEFAULT_TEMPLATES, (*values, clearbit_url), strict=True))
+    for key, template in templates.items():
+        provider = key.split("_")[0]
+        needs = {CREDENTIALS[provider][2]} if provider in CREDENTIALS else set()
+        _check_template(key, template, needs)
+    creds = {"logodev": logodev_token, "brandfetch": brandfetch_client_id}
+    filled: dict[str, str] = {}
+    skipped = []
+    for name in providers:
+        if name == "site":
+            continue
+        template = templates[f"{name}_url"]
+        if name in CREDENTIALS:
+            param, env, field_name = CREDENTIALS[name]
+            value = creds[name] or os.environ.get(env) or ""
+            if not value.strip():
+                skipped.append(f"{name} (no {param})")
+                continue
+            creds[name] = value.strip()
+            template = template.replace("{" + field_name + "}", quote(creds[name], safe=""))
+        filled[name] = template
+    if "clearbit" in providers:
+        warnings.warn(
+            "provider 'clearbit': the free Clearbit Logo API shut down on 1 December 2025; "
+            "expect every request to fail. Keep it only to reproduce historical runs.",
+            UserWarning,
+            stacklevel=2,
+        )
+    active = tuple(p for p in providers if p == "site" or p in filled)
+    if not active:
+        raise ConfigError(
+            f"no provider can run: skipped {', '.join(skipped)}. Set the credential "
+            "(parameter or environment variable) or add 'site', 'duckduckgo' or 'google'."
+        )
+    secrets = tuple(s for v in creds.values() if v for s in {v, quote(v, safe="")} if len(s) >= 4)
+
     run_dir = resolve(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = _as_domain_rows(domains)
+    rows = _as_domain_rows(domains, domain_column=domain_column, allow_ip=allow_ip)
     valid = [r for r in rows if r["status"] == "ok"]
     if max_domains is not None:
         keep = {r["domain"] for r in valid[:max_domains]}
         rows = [r for r in rows if r["status"] != "ok" or r["domain"] in keep]
-        valid = [r for r in rows if r["status"] == "ok"]
 
     out_path = run_dir / LOGOS_NAME
     previous = {}
@@ -724,7 +1015,6 @@ def fetch_logos(
                 previous[rec["domain"]] = rec
     results: dict[int, dict] = {}
     todo = []
-    cached = 0
     for i, row in enumerate(rows):
         if row["status"] != "ok":
             results[i] = {**row, "status": "invalid", "candidates_tried": 0, "elapsed_ms": 0}
@@ -732,25 +1022,44 @@ def fetch_logos(
         old = previous.get(row["domain"])
         if old is not None and (run_dir / logo_path(row["domain"])).exists():
             results[i] = {**old, "input_rows": row["input_rows"], "raw": row["raw"]}
-            cached += 1
         else:
             todo.append(i)
+    cached = len(rows) - len(todo) - sum(r["status"] != "ok" for r in rows)
 
-    session = net.make_session(user_agent=user_agent, proxy=proxy, pool_size=concurrency + 2)
-    ctx = _Ctx(
+    session = net.make_session(user_agent=user_agent, proxy=proxy, pool_size=concurrency + 4)
+    limiter = net.HostRateLimiter(delay_s)
+    for template in filled.values():
+        host = urlsplit(template.format(domain="example.com")).hostname
+        if host:
+            limiter.set_delay(host, service_delay_s)
+    robots = None
+    if respect_robots:
+        robots = RobotsCache(
+            session,
+            user_agent=user_agent,
+            fetch_kwargs=dict(
+                timeout_s=min(timeout_s, 5.0),  # a tiny text file; a dead host shows up fast
+                allow_private_hosts=allow_private_hosts,
+                rate_limiter=limiter,
+            ),
+            limiter=limiter,
+        )
+    st = _Settings(
         session=session,
-        fetch_kwargs=dict(
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            allow_private_hosts=allow_private_hosts,
-            rate_limiter=net.HostRateLimiter(delay_s),
-        ),
-        min_side=min_side,
+        limiter=limiter,
+        slots=_HostSlots(per_host_concurrency),
+        robots=robots,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        allow_private_hosts=allow_private_hosts,
         max_bytes=max_bytes,
+        min_side=min_side,
+        prefer_side=prefer_side,
+        budget_s=domain_budget_s,
         site_url_template=site_url_template,
-        templates={"duckduckgo": duckduckgo_url, "google": google_url},
+        templates=filled,
+        secrets=secrets,
     )
-    stats = _ProviderStats()
 
     def checkpoint() -> pd.DataFrame:
         table = _to_table(results[i] for i in sorted(results))
@@ -759,15 +1068,20 @@ def fetch_logos(
 
     t0 = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=concurrency)
-    futures = {pool.submit(_fetch_one, ctx, run_dir, rows[i], providers, stats): i for i in todo}
+    futures = {pool.submit(_fetch_one, st, run_dir, rows[i], active): i for i in todo}
     try:
-        bar = tqdm(total=len(todo), desc="logos", unit="domain")
+        bar = tqdm(total=len(todo), desc="logos", unit="domain", disable=not progress)
         for n, fut in enumerate(as_completed(futures), 1):
             i = futures[fut]
             try:
                 results[i] = fut.result()
             except Exception as exc:  # one domain's bug must not lose the batch
-                results[i] = {**rows[i], "status": "failed", "reason": "error", "detail": repr(exc)}
+                results[i] = {
+                    **rows[i],
+                    "status": "failed",
+                    "reason": "error",
+                    "detail": _redact(repr(exc), secrets),
+                }
             bar.update(1)
             if n % CHECKPOINT_EVERY == 0:
                 checkpoint()
@@ -776,28 +1090,86 @@ def fetch_logos(
         pool.shutdown(wait=False, cancel_futures=True)
         session.close()
         table = checkpoint()
-    _print_summary(table, stats, cached, len(todo), time.monotonic() - t0)
+    seconds = time.monotonic() - t0
+    summary = summarize(table)
+    io.write_table(summary, run_dir / SUMMARY_NAME)
+    print(summary.to_string(index=False))
+    _print_summary_line(table, cached, len(todo), seconds, skipped)
     return table
 
 
-def _print_summary(
-    table: pd.DataFrame, stats: _ProviderStats, cached: int, fetched: int, seconds: float
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Success rate overall and per provider, and failures by reason, from a logo table.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The output of :func:`fetch_logos` (or ``RUN/logos.parquet``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``section`` (``overall``, ``provider``, ``failed``, ``invalid``), ``name``,
+        ``domains``, ``ok``, ``percent``. ``overall``: all valid domains, how many have a logo.
+        ``provider``: domains that reached this provider and how many it gave the logo to
+        (``percent`` is its hit rate). ``failed``/``invalid``: domains (invalid: input rows)
+        per reason, ``percent`` of all valid domains (invalid: of all input rows).
+    """
+    valid = table[table["status"] != "invalid"]
+    n_valid = len(valid)
+    n_ok = int((valid["status"] == "ok").sum())
+    rows = [("overall", "all domains", n_valid, n_ok)]
+    order: list[str] = []
+    reached: Counter = Counter()
+    for value in valid["providers_tried"].dropna():
+        for name in str(value).split(","):
+            if name:
+                reached[name] += 1
+                if name not in order:
+                    order.append(name)
+    wins = Counter(valid.loc[valid["status"] == "ok", "provider"].dropna())
+    rows += [("provider", p, reached[p], wins[p]) for p in order]
+    failed = valid.loc[valid["status"] == "failed", "reason"].fillna("?")
+    rows += [("failed", reason, n, 0) for reason, n in Counter(failed).most_common()]
+    invalid = table[table["status"] == "invalid"]
+    n_rows = sum(len(r) for r in table["input_rows"])
+    by_reason: Counter = Counter()
+    for reason, input_rows in zip(
+        invalid["reason"].fillna("?"), invalid["input_rows"], strict=True
+    ):
+        by_reason[reason] += len(input_rows)
+    rows += [("invalid", reason, n, 0) for reason, n in by_reason.most_common()]
+    df = pd.DataFrame(rows, columns=["section", "name", "domains", "ok"])
+    df["percent"] = [
+        _percent(ok, n)
+        if sec in ("overall", "provider")
+        else _percent(n, n_rows if sec == "invalid" else n_valid)
+        for sec, n, ok in zip(df["section"], df["domains"], df["ok"], strict=True)
+    ]
+    return df
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else math.nan
+
+
+def _print_summary_line(
+    table: pd.DataFrame, cached: int, fetched: int, seconds: float, skipped: list[str]
 ) -> None:
     n_invalid = int((table["status"] == "invalid").sum())
     n_valid = len(table) - n_invalid
     n_ok = int((table["status"] == "ok").sum())
     rate = 100.0 * n_ok / n_valid if n_valid else 0.0
-    per = ", ".join(
-        f"{p} {stats.ok[p]}/{stats.tried[p]} ({100.0 * stats.ok[p] / stats.tried[p]:.0f}%)"
-        for p in stats.tried
-    )
     fails = Counter(table.loc[table["status"] == "failed", "reason"].fillna("?"))
     fail_txt = ", ".join(f"{k}: {v}" for k, v in fails.most_common()) or "none"
+    wins = Counter(table.loc[table["status"] == "ok", "provider"].dropna())
+    win_txt = ", ".join(f"{k} {v}" for k, v in wins.most_common()) or "none"
     speed = fetched / seconds if seconds > 0 else 0.0
+    skip_txt = f"; skipped {', '.join(skipped)}" if skipped else ""
     print(
         f"logos: {n_valid} domains ({n_invalid} invalid inputs), {n_ok} ok ({rate:.1f}%, "
-        f"{cached} already on disk); per provider: {per or 'none tried'}; "
-        f"failed by reason: {fail_txt}; {seconds:.1f} s, {speed:.1f} domains/s"
+        f"{cached} already on disk); logos by provider: {win_txt}; failed by reason: "
+        f"{fail_txt}{skip_txt}; {fetched} fetched in {seconds:.1f} s, {speed:.1f} domains/s"
     )
 
 

@@ -1,0 +1,221 @@
+"""Embedding speed: the seeds' way against ``embed_images``, on the same real images, same run.
+
+On ``--n`` real images (default: half the repository's brand logos ``data/demo/logos/*.png``,
+half its product photos ``data/demo/shop/*.jpg``; or ``--set DIR``, e.g.
+``../shared/data/logos-dev/images``), measured one after the other in this process:
+
+(a) the seeds' way: for each image, ``PIL.Image.open(p).convert("RGB").resize((224, 224))``,
+    ``preprocess_input``, one ``model.predict`` call, flatten; fp32 Keras, no batching, no
+    overlap. The baseline every ratio is against.
+(b) our default: ``lookalike.embed.embed_images`` with its defaults (fp32 Keras, batches of 32,
+    decoding on 2 threads ahead of the model) into a fresh run folder and an empty vector cache.
+(c) the fast path: the same with ``precision="int8"`` (ONNX Runtime, statically quantized), and
+    for the record ``precision="bf16"`` and int8 at a lower ``image_size`` (128).
+
+For each: images/s (model loading excluded everywhere; the one-time int8 quantization is
+timed separately), the ratio to (a), the model-only throughput of the same network on
+already-decoded batches (so ``busy`` = end-to-end / model-only shows whether decoding keeps the
+model fed), and, against (b)'s vectors of the same images, the mean and minimum cosine and
+the share of images whose nearest neighbour is unchanged. ONNX Runtime fp32 is measured
+model-only too (the alternative exact backend). Targets on a 2-core CPU: (b) >= 2x (a);
+int8 >= 4x (a) with mean cosine >= 0.99 and nearest neighbour unchanged >= 95%.
+
+Run: ``.venv/bin/python benchmarks/embed.py [--n 200] [--set DIR]`` (about 5 min at n=200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the figures
+
+import numpy as np  # noqa: E402
+from _common import agreement, demo_images, folder_images, folder_run, seeds_load  # noqa: E402
+
+from lookalike import embed, io  # noqa: E402
+
+
+def seeds_way(paths: list[Path]) -> tuple[np.ndarray, float]:
+    """(a): one ``predict`` per image, as the seed notebooks did. Returns (vectors, images/s)."""
+    from keras.applications.vgg16 import preprocess_input
+
+    from lookalike.weights import load_vgg16
+
+    model = load_vgg16()
+    model.predict(preprocess_input(seeds_load(paths[0])[None]), verbose=0)  # build + trace
+    out = []
+    t0 = time.perf_counter()
+    for p in paths:
+        x = preprocess_input(seeds_load(p)[None])
+        out.append(np.asarray(model.predict(x, verbose=0)).reshape(-1))
+    return np.stack(out), len(paths) / (time.perf_counter() - t0)
+
+
+def model_only(extractor, batches: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Feature maps of pre-decoded ``batches`` and the model-only images/s (after a warm-up)."""
+    extractor(batches[0][:2])
+    t0 = time.perf_counter()
+    feats = [extractor(b) for b in batches]
+    n = sum(len(b) for b in batches)
+    return np.concatenate(feats), n / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    ap.add_argument("--set", type=Path, default=None, help="folder of images instead of the demo")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--small-size", type=int, default=128, help="lower image_size row (int8)")
+    ap.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="where quantized models are kept between runs (default: the lookalike cache)",
+    )
+    args = ap.parse_args(argv)
+
+    paths = folder_images(args.set, args.n) if args.set else demo_images(args.n)
+    print(f"{len(paths)} real images from {args.set or 'data/demo (logos + shop photos)'}")
+    print(f"CPUs: {os.cpu_count()}; batch {args.batch_size}, {args.workers} decode workers")
+    models_dir = args.models_dir or embed.default_cache_dir() / "embeddings" / "models"
+    work = Path(tempfile.mkdtemp(prefix="lookalike-bench-embed-"))
+    try:
+        return _run(args, paths, models_dir, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
+    run = folder_run(paths, work / "run")
+    models_dir.mkdir(parents=True, exist_ok=True)
+
+    def fresh_cache(name: str) -> Path:
+        """An empty vector cache that shares the quantized models between runs."""
+        root = work / f"cache-{name}"
+        root.mkdir()
+        (root / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
+        return root
+
+    t0 = time.perf_counter()
+    for size in (224, args.small_size):
+        embed.build_int8_model(image_size=size, cache_dir=models_dir.parent, progress=False)
+    print(f"int8 models ready in {time.perf_counter() - t0:.1f} s (one-time, then cached)")
+
+    rows: list[dict] = []
+
+    # (a) the seeds' way
+    _, seeds_rate = seeds_way(paths)
+    rows.append({"way": "(a) seeds: predict per image, fp32", "rate": seeds_rate})
+
+    # Decoded once for the model-only figures (not timed).
+    decoded = {
+        size: np.stack([embed.prepare(embed.load_for_embedding(p, image_size=size)) for p in paths])
+        for size in (224, args.small_size)
+    }
+    bs = args.batch_size
+
+    def batches(size: int) -> list[np.ndarray]:
+        x = decoded[size]
+        return [x[i : i + bs] for i in range(0, len(x), bs)]
+
+    # (b) and (c): embed_images end to end, then the same network model-only.
+    ways = [
+        ("(b) default: fp32, keras", {}, "fp32", "keras", 224),
+        ("(c) fast path: int8, onnxruntime", {"precision": "int8"}, "int8", None, 224),
+        ("    bf16, keras mixed precision", {"precision": "bf16"}, "bf16", None, 224),
+        (
+            f"    int8 at {args.small_size} px (*)",
+            {"precision": "int8", "image_size": args.small_size},
+            "int8",
+            None,
+            args.small_size,
+        ),
+    ]
+    ref = None
+    for label, kw, precision, backend, size in ways:
+        cache = fresh_cache(f"{len(rows)}-{precision}-{size}")
+        s = embed.embed_images(
+            run,
+            cache_dir=cache,
+            batch_size=bs,
+            workers=args.workers,
+            progress=False,
+            force=True,
+            **kw,
+        )
+        _, vectors = io.read_embeddings(run)
+        vectors = np.array(vectors)
+        if s["embedded"] != len(paths):
+            print(f"  note: {s['failed']} image(s) failed in {label}")
+        ex = embed.load_extractor(
+            precision=precision, backend=backend, image_size=size, cache_dir=cache, progress=False
+        )
+        _, mrate = model_only(ex, batches(size))
+        row = {"way": label, "rate": s["images_per_s"], "model": mrate}
+        if ref is None:
+            ref = vectors
+        else:
+            row.update(agreement(ref, vectors))
+        rows.append(row)
+
+    # ONNX Runtime fp32, model only: the alternative exact backend.
+    ex = embed.load_extractor(backend="onnxruntime")
+    feats, mrate = model_only(ex, batches(224))
+    pooling = inspect.signature(embed.embed_images).parameters["pooling"].default
+    v = embed.l2_normalize(embed.pool_features(feats, pooling))
+    rows.append({"way": "    fp32, onnxruntime (model only)", "model": mrate, **agreement(ref, v)})
+
+    print()
+    head = (
+        f"{'way':38s} {'images/s':>9s} {'x seeds':>8s} {'model-only':>11s} {'busy':>6s} "
+        f"{'mean cos':>9s} {'min cos':>8s} {'NN same':>8s}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        rate, model = r.get("rate"), r.get("model")
+        cells = [
+            f"{rate:9.2f}" if rate else f"{'-':>9s}",
+            f"{rate / seeds_rate:7.2f}x" if rate else f"{'-':>8s}",
+            f"{model:11.2f}" if model else f"{'-':>11s}",
+            f"{100 * rate / model:5.0f}%" if rate and model else f"{'-':>6s}",
+            f"{r['mean_cos']:9.5f}" if "mean_cos" in r else f"{'-':>9s}",
+            f"{r['min_cos']:8.4f}" if "min_cos" in r else f"{'-':>8s}",
+            f"{100 * r['nn_same']:7.1f}%" if "nn_same" in r else f"{'-':>8s}",
+        ]
+        print(f"{r['way']:38s} " + " ".join(cells))
+
+    default, fast = rows[1], rows[2]
+    print()
+    print(
+        f"default vs seeds: {default['rate'] / seeds_rate:.2f}x (target >= 2x: "
+        f"{'met' if default['rate'] >= 2 * seeds_rate else 'NOT met'})"
+    )
+    met = fast["rate"] >= 4 * seeds_rate and fast["mean_cos"] >= 0.99 and fast["nn_same"] >= 0.95
+    print(
+        f"fast path (int8) vs seeds: {fast['rate'] / seeds_rate:.2f}x, mean cos "
+        f"{fast['mean_cos']:.4f}, NN unchanged {100 * fast['nn_same']:.1f}% (target >= 4x, "
+        f">= 0.99, >= 95%: {'met' if met else 'NOT met'})"
+    )
+    print(f"int8 vs fp32 default, same pipeline: {fast['rate'] / default['rate']:.2f}x")
+    print(
+        f"int8 nearest-neighbour changes: {fast['flips']} of {len(paths)}; "
+        f"{100 * fast['flip_top3']:.0f}% of them to one of fp32's 3 nearest, median fp32 "
+        f"cosine gap {fast['flip_gap']:.4f} (near ties)"
+    )
+    print(
+        "(*) a smaller input is a different embedding, not an approximation: its agreement "
+        "is against fp32 at 224 px"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

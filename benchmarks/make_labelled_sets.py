@@ -1,0 +1,237 @@
+"""Build labelled real image sets for the quality benchmarks from npm icon packages.
+
+Each set is written in the layout of ``shared/data/logos-dev``::
+
+    OUT/<set>/images/<group>__<source>__<variant>.png   RGBA PNG, longest side --size px
+    OUT/<set>/labels.csv                                path,group
+    OUT/<set>/meta.csv                                  path,group,source,variant,package,license
+
+Sets
+----
+``devicon``
+    Technology logos from the Devicon project, a different logo collection from logos-dev
+    (which comes from "SVG Logos"), with the same lockup-against-icon structure: for each
+    technology the colour icon (``original``), the colour lockup (``wordmark``, icon plus
+    name) and, where they exist, the one-colour ``plain`` and ``plain-wordmark`` drawings.
+    Group = the technology. Packages: ``@iconify-json/devicon`` 1.2.68 (MIT) and
+    ``@iconify-json/devicon-plain`` 1.2.57 (MIT), artwork by the Devicon contributors
+    (konpa et al.).
+``emoji``
+    The same emoji drawn by four vendors: a look-alike set that is not logos (same meaning,
+    different drawing style and palette). Group = the emoji's CLDR short name; ``--n-emoji``
+    of them (default 250) are drawn at random (``--seed``) among those that all four vendors
+    have (skin-tone variants left out). Packages: ``@iconify-json/noto`` 1.2.9 (Apache-2.0,
+    Google), ``@iconify-json/twemoji`` 1.2.5 (CC-BY-4.0, Twitter/X and jdecked/twemoji
+    contributors), ``@iconify-json/openmoji`` 1.2.29 (CC-BY-SA-4.0, HfG Schwaebisch Gmuend),
+    ``@iconify-json/fluent-emoji-flat`` 1.2.6 (MIT, Microsoft).
+
+The artwork is rendered from SVG with resvg (:func:`lookalike.images.render_svg`, which strips
+every external reference), kept with its transparency and the icon set's own padding (unlike
+logos-dev, which is cropped and composited on white), so the sets also exercise background
+handling and content cropping. Identical renders inside a group are kept once; groups with
+fewer than two images are dropped. Packages are fetched with ``npm pack`` into
+``OUT/_npm/`` (reused when present). Output folders are git-ignored.
+
+Usage::
+
+    .venv/bin/python benchmarks/make_labelled_sets.py                 # both sets
+    .venv/bin/python benchmarks/make_labelled_sets.py --sets emoji --n-emoji 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lookalike.exceptions import ImageError
+from lookalike.images import render_svg
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUT = ROOT / "sets"
+
+#: npm package -> (pinned version, SPDX licence, attribution).
+PACKAGES: dict[str, tuple[str, str, str]] = {
+    "@iconify-json/devicon": ("1.2.68", "MIT", "Devicon contributors (konpa et al.)"),
+    "@iconify-json/devicon-plain": ("1.2.57", "MIT", "Devicon contributors (konpa et al.)"),
+    "@iconify-json/noto": ("1.2.9", "Apache-2.0", "Google Inc (Noto Emoji)"),
+    "@iconify-json/twemoji": ("1.2.5", "CC-BY-4.0", "Twitter/X, jdecked/twemoji contributors"),
+    "@iconify-json/openmoji": ("1.2.29", "CC-BY-SA-4.0", "OpenMoji, HfG Schwaebisch Gmuend"),
+    "@iconify-json/fluent-emoji-flat": ("1.2.6", "MIT", "Microsoft Corporation (Fluent Emoji)"),
+}
+
+SETS = {
+    "devicon": ["@iconify-json/devicon", "@iconify-json/devicon-plain"],
+    "emoji": [
+        "@iconify-json/noto",
+        "@iconify-json/twemoji",
+        "@iconify-json/openmoji",
+        "@iconify-json/fluent-emoji-flat",
+    ],
+}
+
+
+def fetch_icon_set(package: str, npm_dir: Path) -> dict:
+    """The parsed ``icons.json`` of an Iconify package, fetched with ``npm pack`` if needed."""
+    version = PACKAGES[package][0]
+    npm_dir.mkdir(parents=True, exist_ok=True)
+    tgz = npm_dir / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    if not tgz.exists():
+        if shutil.which("npm") is None:
+            raise SystemExit("npm is not installed; install Node.js/npm (apt-get install npm)")
+        subprocess.run(
+            ["npm", "pack", f"{package}@{version}", "--pack-destination", str(npm_dir)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    with tarfile.open(tgz, "r:gz") as tar:
+        f = tar.extractfile("package/icons.json")
+        if f is None:
+            raise SystemExit(f"{tgz} has no package/icons.json")
+        return json.load(f)
+
+
+def icon_svg(icon_set: dict, name: str) -> bytes:
+    """A standalone SVG document for icon ``name`` of an Iconify ``icons.json``."""
+    icon = icon_set["icons"][name]
+    left = icon.get("left", icon_set.get("left", 0))
+    top = icon.get("top", icon_set.get("top", 0))
+    width = icon.get("width", icon_set.get("width", 16))
+    height = icon.get("height", icon_set.get("height", 16))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="{left} {top} {width} {height}" width="{width}" height="{height}">'
+        f"{icon['body']}</svg>"
+    ).encode()
+
+
+def _devicon_items(sets: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(group, source, variant, icon name) for every Devicon drawing."""
+    items = []
+    for package, variant_base in (
+        ("@iconify-json/devicon", "original"),
+        ("@iconify-json/devicon-plain", "plain"),
+    ):
+        for name in sorted(sets[package]["icons"]):
+            if sets[package]["icons"][name].get("hidden"):
+                continue
+            group, wordmark = (
+                (name[: -len("-wordmark")], True) if name.endswith("-wordmark") else (name, False)
+            )
+            variant = f"{variant_base}-wordmark" if wordmark else variant_base
+            items.append((group, package.split("/")[1], variant, name))
+    return items
+
+
+def _emoji_items(
+    sets: dict[str, dict], packages: list[str], *, n_emoji: int, seed: int
+) -> list[tuple[str, str, str, str]]:
+    """(group, source, variant, icon name) for ``n_emoji`` emoji drawn by every vendor."""
+    common = None
+    for package in packages:
+        names = {n for n, icon in sets[package]["icons"].items() if not icon.get("hidden")}
+        common = names if common is None else common & names
+    pool = sorted(n for n in common or () if "tone" not in n)
+    chosen = sorted(random.Random(seed).sample(pool, min(n_emoji, len(pool))))
+    return [(name, p.split("/")[1], "emoji", name) for name in chosen for p in packages]
+
+
+def _render(svg: bytes, size: int) -> bytes | None:
+    """PNG bytes of the rendered SVG, or None when it renders blank."""
+    img = render_svg(svg, size=size)
+    if img.getchannel("A").getextrema()[1] == 0:
+        return None
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def build_set(
+    name: str, out_dir: Path, *, size: int = 256, n_emoji: int = 250, seed: int = 0
+) -> pd.DataFrame:
+    """Render set ``name`` into ``out_dir/name`` and return its ``meta.csv`` table."""
+    t0 = time.perf_counter()
+    packages = SETS[name]
+    sets = {p: fetch_icon_set(p, out_dir / "_npm") for p in packages}
+    if name == "devicon":
+        items = _devicon_items(sets)
+    else:
+        items = _emoji_items(sets, packages, n_emoji=n_emoji, seed=seed)
+    pkg_of = {p.split("/")[1]: p for p in packages}
+
+    dest = out_dir / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "images").mkdir(parents=True)
+    rows, seen, failures = [], set(), 0
+    for group, source, variant, icon in items:
+        package = pkg_of[source]
+        try:
+            png = _render(icon_svg(sets[package], icon), size)
+        except ImageError as e:
+            print(f"  skip {source}:{icon}: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        if png is None:
+            failures += 1
+            continue
+        digest = hashlib.sha256(png).hexdigest()
+        if digest in seen:  # e.g. a plain drawing identical to the original
+            continue
+        seen.add(digest)
+        rel = f"images/{group}__{source}__{variant}.png"
+        (dest / rel).write_bytes(png)
+        version, licence, _ = PACKAGES[package]
+        rows.append(
+            {
+                "path": rel,
+                "group": group,
+                "source": source,
+                "variant": variant,
+                "package": f"{package}@{version}",
+                "license": licence,
+            }
+        )
+    meta = pd.DataFrame(rows)
+    counts = meta["group"].map(meta["group"].value_counts())
+    for rel in meta.loc[counts < 2, "path"]:
+        (dest / rel).unlink()
+    meta = meta[counts >= 2].reset_index(drop=True)
+    meta[["path", "group"]].to_csv(dest / "labels.csv", index=False)
+    meta.to_csv(dest / "meta.csv", index=False)
+    print(
+        f"{name}: {len(meta)} images of {meta['group'].nunique()} groups -> {dest} "
+        f"({failures} blank or failed renders skipped, {time.perf_counter() - t0:.1f} s)"
+    )
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
+    ap.add_argument("--size", type=int, default=256, help="longest side in pixels")
+    ap.add_argument("--n-emoji", type=int, default=250, help="emoji drawn for the emoji set")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the emoji draw")
+    args = ap.parse_args(argv)
+    for name in args.sets:
+        print(f"{name}: licences:")
+        for p in SETS[name]:
+            version, licence, who = PACKAGES[p]
+            print(f"  {p}@{version}  {licence}  ({who})")
+        build_set(name, args.out, size=args.size, n_emoji=args.n_emoji, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

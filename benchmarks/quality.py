@@ -1,0 +1,287 @@
+"""Embedding quality on labelled image sets: which settings put look-alikes together.
+
+For every labelled set (``--set DIR``, where ``DIR/labels.csv`` has the columns ``path,group``,
+e.g. ``../shared/data/logos-dev`` or the sets ``benchmarks/make_labelled_sets.py`` builds) and
+every named recipe of :data:`RECIPES` (embedding parameters on top of
+``lookalike.embed.embed_images``' defaults), all in the same run, it prints:
+
+* ``P@1``: share of images whose nearest neighbour (Euclidean on the vectors as produced;
+  cosine for unit vectors) is in the same group;
+* for every clustering of :data:`CLUSTERINGS` (KMeans for now), ``ARI`` and ``NMI`` of its
+  labels at k = the number of groups, on PCA to 100 components like stage 04.
+
+Then the default against the seeds' recipe (stretch, plain RGB convert, flatten, no
+normalisation), metric by metric. The seeds' recipe is not tuned on, and neither is anything
+else here: the rows are fixed settings, compared on every set given.
+
+Add a row by adding an entry to :data:`RECIPES`, a clustering by adding one to
+:data:`CLUSTERINGS`. Images are decoded and run through VGG16 once per group of recipes that
+differ only in pooling/normalisation; vectors are cached per recipe in the same cache as
+stage 03 (``--cache-dir``, default ``~/.cache/lookalike/embeddings``), so a second run, or a
+new row, only computes what is missing.
+
+Run: ``.venv/bin/python benchmarks/quality.py --set ../shared/data/logos-dev``
+(repeat ``--set`` for more sets; without it, every set of :data:`DEFAULT_SETS` that
+exists). About 2-3 min per 1,000 images and model pass at fp32 on 2 cores;
+``--precision int8`` is ~3x faster and agrees with fp32 to a cosine of ~0.999.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import ROOT, nearest_neighbours, read_labelled_set
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from lookalike import embed, io
+from lookalike.cluster import fit_pca
+from lookalike.exceptions import LookalikeError
+
+#: Named embedding settings: overrides of ``embed_images``' defaults. ``default`` is the
+#: library's own defaults (so it follows them), ``seeds`` reproduces the seed notebooks.
+RECIPES: dict[str, dict[str, Any]] = {
+    "seeds": {"fit": "stretch", "background": "none", "pooling": "flatten", "normalize": False},
+    "default": {},
+    "avg": {"pooling": "avg"},
+    "max": {"pooling": "max"},
+    "gem": {"pooling": "gem"},
+    "flatten+l2": {"pooling": "flatten"},
+    "max, unnormalised": {"pooling": "max", "normalize": False},
+    "max, block4_pool": {"pooling": "max", "layer": "block4_pool"},
+    "max, trim": {"pooling": "max", "trim": True},
+    "max, background auto": {"pooling": "max", "background": "auto"},
+    "max, plain RGB convert": {"pooling": "max", "background": "none"},
+    "max, stretch": {"pooling": "max", "fit": "stretch"},
+}
+
+#: Sets used when no ``--set`` is given (those present): the shared logos-dev set and the
+#: sets ``benchmarks/make_labelled_sets.py`` builds.
+DEFAULT_SETS = [
+    ROOT.parent / "shared" / "data" / "logos-dev",
+    ROOT / "benchmarks" / "sets" / "devicon",
+    ROOT / "benchmarks" / "sets" / "emoji",
+]
+
+#: Clusterings scored at k = number of groups: ``fn(Z, k, random_state) -> labels``.
+CLUSTERINGS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "kmeans": lambda Z, k, rs: KMeans(n_clusters=k, n_init=4, random_state=rs).fit_predict(Z),
+}
+
+#: Parameters that change the network's input or the network: recipes that agree on these
+#: share one model pass.
+_PASS_KEYS = ("layer", "image_size", "background", "fit", "trim", "precision")
+_POOL_KEYS = ("pooling", "normalize")
+
+
+def embed_defaults() -> dict[str, Any]:
+    """The embedding parameters of ``embed_images`` and their defaults."""
+    sig = inspect.signature(embed.embed_images)
+    keys = _PASS_KEYS + _POOL_KEYS
+    return {k: sig.parameters[k].default for k in keys}
+
+
+def recipe_params(overrides: dict[str, Any], **common: Any) -> dict[str, Any]:
+    """Full parameters of a recipe: defaults, then ``common`` (e.g. precision), then its own."""
+    unknown = set(overrides) - set(_PASS_KEYS + _POOL_KEYS)
+    if unknown:
+        raise SystemExit(f"recipe uses unknown parameter(s) {sorted(unknown)}")
+    return {**embed_defaults(), **common, **overrides}
+
+
+def embed_set(
+    paths: list[Path],
+    recipes: dict[str, dict[str, Any]],
+    *,
+    cache_dir: Path | None,
+    batch_size: int,
+    workers: int,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+    """Vectors of ``paths`` for every recipe, from the cache or one model pass per group.
+
+    Returns
+    -------
+    vectors : {recipe: ndarray (n_ok, dim)}, rows of the images that decoded
+    ok : bool ndarray (len(paths),), which images decoded
+    seconds : {recipe: seconds of its model pass, shared by the recipes of a pass}
+    """
+    ids = [io.sha256_bytes(p.read_bytes()) for p in paths]
+    cache_root = Path(cache_dir) if cache_dir else embed.default_cache_dir() / "embeddings"
+    wid = embed.weights_id()
+    groups: dict[tuple, list[str]] = {}
+    for name, params in recipes.items():
+        groups.setdefault(tuple(params[k] for k in _PASS_KEYS), []).append(name)
+
+    n = len(paths)
+    out: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    bad = np.zeros(n, dtype=bool)
+    for key, names in groups.items():
+        pre = dict(zip(_PASS_KEYS, key, strict=True))
+        caches, dims = {}, {}
+        for name in names:
+            p = recipes[name]
+            cache_params = embed.embedding_params(
+                **{k: p[k] for k in _PASS_KEYS + _POOL_KEYS}, weights=wid
+            )
+            caches[name] = embed.VectorCache(cache_root / embed.params_hash(cache_params))
+            dims[name] = embed.output_dim(p["layer"], p["image_size"], p["pooling"])
+            out[name] = np.zeros((n, dims[name]), dtype=np.float32)
+        todo = []
+        for i in range(n):
+            hit = True
+            for name in names:
+                v = caches[name].get(ids[i], dims[name])
+                if v is None:
+                    hit = False
+                    break
+                out[name][i] = v
+            if not hit:
+                todo.append(i)
+        t0 = time.perf_counter()
+        if todo:
+            extractor = embed.load_extractor(
+                layer=pre["layer"],
+                precision=pre["precision"],
+                image_size=pre["image_size"],
+                cache_dir=cache_root,
+            )
+
+            def load(i: int, pre: dict[str, Any] = pre) -> np.ndarray:
+                return embed.load_for_embedding(
+                    paths[i],
+                    image_size=pre["image_size"],
+                    background=pre["background"],
+                    fit=pre["fit"],
+                    trim=pre["trim"],
+                )
+
+            label = ", ".join(names)
+            stream = embed.feature_batches(
+                todo, load, extractor, batch_size=batch_size, workers=workers, desc=label
+            )
+            for positions, feats, errors in stream:
+                for j, _ in errors:
+                    bad[todo[j]] = True
+                if feats is None:
+                    continue
+                rows = [todo[j] for j in positions]
+                for name in names:
+                    p = recipes[name]
+                    v = embed.pool_features(feats, p["pooling"])
+                    if p["normalize"]:
+                        v = embed.l2_normalize(v)
+                    out[name][rows] = v
+                    for r, vec in zip(rows, v, strict=True):
+                        caches[name].put(ids[r], vec)
+        for name in names:
+            seconds[name] = time.perf_counter() - t0
+    ok = ~bad
+    return {name: v[ok] for name, v in out.items()}, ok, seconds
+
+
+def score(
+    vectors: np.ndarray, labels: np.ndarray, *, pca_components: int = 100, random_state: int = 0
+) -> dict[str, float]:
+    """``P@1`` and, for every clustering, ``<name> ARI`` and ``<name> NMI`` at k = #groups."""
+    k = len(np.unique(labels))
+    res = {"P@1": float(np.mean(labels[nearest_neighbours(vectors)] == labels))}
+    Z, _ = fit_pca(vectors, n_components=pca_components, random_state=random_state)
+    for name, cluster in CLUSTERINGS.items():
+        pred = cluster(Z, k, random_state)
+        res[f"{name} ARI"] = float(adjusted_rand_score(labels, pred))
+        res[f"{name} NMI"] = float(normalized_mutual_info_score(labels, pred))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--set",
+        action="append",
+        help="labelled set folder (repeatable); default: those of DEFAULT_SETS that exist",
+    )
+    ap.add_argument("--recipes", nargs="*", help=f"subset of {list(RECIPES)}")
+    ap.add_argument("--precision", default="fp32", choices=embed.PRECISIONS)
+    ap.add_argument("--image-size", type=int, default=None, help="override for every recipe")
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--random-state", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    sets = args.set or [str(d) for d in DEFAULT_SETS if (d / "labels.csv").is_file()]
+    if not sets:
+        print(f"no labelled set found (looked for {[str(d) for d in DEFAULT_SETS]}); pass --set")
+        return 0
+    names = args.recipes or list(RECIPES)
+    for must in ("seeds", "default"):
+        if must not in names:
+            names.insert(0 if must == "seeds" else 1, must)
+    common: dict[str, Any] = {"precision": args.precision}
+    if args.image_size:
+        common["image_size"] = args.image_size
+    try:
+        recipes = {
+            name: recipe_params(RECIPES[name], **(common if name != "seeds" else {}))
+            for name in names
+        }
+    except KeyError as e:
+        raise SystemExit(f"unknown recipe {e}; known: {list(RECIPES)}") from None
+    print(f"default parameters: {embed_defaults()}; precision {args.precision}")
+    for name in names:
+        print(f"  {name:24s} {RECIPES[name] or '(the defaults)'}")
+
+    for folder in sets:
+        df = read_labelled_set(folder)
+        try:
+            vectors, ok, seconds = embed_set(
+                list(df["path"]),
+                recipes,
+                cache_dir=args.cache_dir,
+                batch_size=args.batch_size,
+                workers=args.workers,
+            )
+        except LookalikeError as e:
+            raise SystemExit(f"error: {e}") from None
+        labels = df["label"].to_numpy()[ok]
+        n_groups = len(np.unique(labels))
+        print(
+            f"\n== {folder}: {int(ok.sum())} images in {n_groups} groups "
+            f"({int((~ok).sum())} unreadable, left out)"
+        )
+        table = {
+            name: score(v, labels, random_state=args.random_state) for name, v in vectors.items()
+        }
+        cols = list(next(iter(table.values())))
+        print(f"{'recipe':26s} {'dim':>6s} " + " ".join(f"{c:>11s}" for c in cols) + "  pass s")
+        for name in names:
+            row = table[name]
+            print(
+                f"{name:26s} {vectors[name].shape[1]:6d} "
+                + " ".join(f"{row[c]:11.3f}" for c in cols)
+                + f"  {seconds[name]:6.0f}"
+            )
+        base, ours = table["seeds"], table["default"]
+        wins = [c for c in cols if ours[c] > base[c]]
+        print(
+            "default vs seeds: "
+            + ", ".join(
+                f"{c} {ours[c]:.3f} vs {base[c]:.3f} ({ours[c] / base[c]:.2f}x)"
+                if base[c] > 0
+                else f"{c} {ours[c]:.3f} vs {base[c]:.3f}"
+                for c in cols
+            )
+            + f"; default better on {len(wins)}/{len(cols)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The HTML gallery in a real browser: Debian's chromium, headless.
+
+``make test`` installs chromium first (``make browser``); without it these tests are skipped
+with the command that installs it. The page is opened from disk (file://), as someone would
+open a shared gallery. A small check script, added to a copy of the page, renders every
+clustering with every image before the page's load event, then writes which images failed
+to load into the DOM, which chromium dumps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+from PIL import Image
+from test_inspect import COLORS, make_run
+
+from lookalike.inspect import choose_k, find_near_duplicates, write_gallery
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed and could not be: run `make browser` "
+    "(as root: apt-get install -y chromium) to run the real-browser gallery test",
+)
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
+
+CHECK = """
+<script>
+(function () {
+  // Runs while the page is parsed: every image created now delays the load event, so when
+  // "load" fires each one has loaded or failed. All views are cloned into one off-screen box.
+  const g = window.gallery;
+  const all = document.createElement("div");
+  all.style.cssText = "position: absolute; left: -100000px; top: 0";
+  document.body.appendChild(all);
+  let views = 0;
+  for (let i = 0; i < g.data.clusterings.length; i++) {
+    g.render(i, {expand: true});
+    for (const node of document.getElementById("clusters").children) {
+      all.appendChild(node.cloneNode(true));
+    }
+    views++;
+  }
+  g.render(g.data.start);
+  g.showNeighbours(g.data.clusterings[g.data.start].clusters[0].m[0]);
+  window.addEventListener("load", () => {
+    const bad = (im) => !im.complete || im.naturalWidth === 0;
+    const imgs = [...document.images];
+    const panel = [...document.querySelectorAll("#panel img")];
+    const out = {
+      views: views,
+      images: imgs.length,
+      broken: imgs.filter(bad).map((im) => im.getAttribute("src")),
+      neighbours: panel.filter((im) => !bad(im)).length,
+      panel_broken: panel.filter(bad).length,
+    };
+    const pre = document.createElement("pre");
+    pre.id = "check";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  });
+})();
+</script>
+"""
+
+
+def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"  # an empty profile for every run
+    shutil.rmtree(profile, ignore_errors=True)
+    profile.mkdir()
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _check_in_browser(tmp_path, gallery) -> dict:
+    page = gallery.with_name("gallery_check.html")  # beside it: same relative image paths
+    page.write_text(gallery.read_text(encoding="utf-8").replace("</body>", CHECK + "</body>"))
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    found = BeautifulSoup(proc.stdout, "html.parser").find("pre", id="check")
+    assert found is not None, (
+        f"the check did not run:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    )
+    return json.loads(found.string)
+
+
+@pytest.fixture(scope="module")
+def gallery_run(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("gallery"), n_per=10)
+    dups = find_near_duplicates(run, threshold=0.99)
+    choice = choose_k(pd.read_csv(run / "metrics.csv"), 3)
+    return run, dups, choice
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_gallery_images_load_in_chromium(gallery_run, tmp_path, inline):
+    run, dups, choice = gallery_run
+    out = write_gallery(
+        run,
+        tmp_path / "report" / "gallery.html",
+        choice=choice,
+        duplicates=dups,
+        dup_threshold=0.99,
+        inline=inline,
+        n_neighbours=6,
+    )
+    result = _check_in_browser(tmp_path, out)
+    assert result["views"] == 8  # kmeans and agglomerative, k = 2, 3, 4, 5
+    assert result["images"] >= 8 * 31  # every image in every view, and the duplicates
+    assert result["broken"] == []
+    assert result["neighbours"] == 1 + 6 and result["panel_broken"] == 0
+
+
+def test_the_check_sees_a_broken_image(gallery_run, tmp_path):
+    run, dups, choice = gallery_run
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", choice=choice, inline=False)
+    victim = sorted((tmp_path / "report" / "gallery_files").glob("*.jpg"))[0]
+    victim.unlink()
+    result = _check_in_browser(tmp_path, out)
+    assert result["broken"] and all(victim.name in src for src in result["broken"])
+
+
+def test_gallery_screenshot(gallery_run, tmp_path):
+    run, dups, choice = gallery_run
+    out = write_gallery(
+        run, choice=choice, duplicates=dups, dup_threshold=0.99, inline=False, n_neighbours=6
+    )
+    shot = run / "report" / "gallery.png"  # kept with the run for a person to look at
+    proc = _chromium(
+        tmp_path,
+        "--window-size=1280,900",
+        "--virtual-time-budget=10000",
+        f"--screenshot={shot}",
+        out.as_uri(),
+    )
+    assert shot.exists(), proc.stderr[-3000:]
+    with Image.open(shot) as im:
+        assert im.size == (1280, 900)
+        arr = np.asarray(im.convert("RGB")).astype(int)
+    # The thumbnails are on screen: each group's colour is in the picture.
+    for colour in COLORS:
+        close = np.abs(arr - np.array(colour)).max(axis=2) < 40
+        assert close.sum() > 200, colour
+    print(f"screenshot: {shot}")
