@@ -10,6 +10,14 @@ every named recipe of :data:`RECIPES` (embedding parameters on top of
 * for every clustering of :data:`CLUSTERINGS` (KMeans for now), ``ARI`` and ``NMI`` of its
   labels at k = the number of groups, on PCA to 100 components like stage 04.
 
+Then each preset of :mod:`lookalike.similarity` (``photos``, ``logos``), run exactly as the
+pipeline runs it (``embed_images`` + ``embed_extras`` in a temporary run folder, then the
+fused similarity and its clustering as stage 04 does): ``P@1`` under the preset's similarity,
+``ARI``/``NMI`` of KMeans on PCA 100, of agglomerative on PCA 100 and, for ``logos``, of the
+similarity clustering, and the embedding seconds per image with the ratio to the ``photos``
+preset (the plain default). ``--fresh-cache`` embeds each preset into an empty cache so the
+seconds are real; otherwise cached vectors make them small.
+
 Then the default against the seeds' recipe (stretch, plain RGB convert, flatten, no
 normalisation), metric by metric. The seeds' recipe is not tuned on, and neither is anything
 else here: the rows are fixed settings, compared on every set given.
@@ -30,18 +38,21 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from _common import ROOT, nearest_neighbours, read_labelled_set
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from lookalike import embed, io
-from lookalike.cluster import fit_pca
+from lookalike import similarity as sim
+from lookalike.cluster import agglomerative_labels, fit_pca
 from lookalike.exceptions import LookalikeError
 
 #: Named embedding settings: overrides of ``embed_images``' defaults. ``default`` is the
@@ -72,6 +83,7 @@ DEFAULT_SETS = [
 #: Clusterings scored at k = number of groups: ``fn(Z, k, random_state) -> labels``.
 CLUSTERINGS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "kmeans": lambda Z, k, rs: KMeans(n_clusters=k, n_init=4, random_state=rs).fit_predict(Z),
+    "agglo": lambda Z, k, rs: agglomerative_labels(Z, n_clusters=k),
 }
 
 #: Parameters that change the network's input or the network: recipes that agree on these
@@ -200,6 +212,98 @@ def score(
     return res
 
 
+def evaluate_preset(
+    paths: list[Path],
+    labels: np.ndarray,
+    preset: str,
+    *,
+    cache_dir: Path | None,
+    batch_size: int,
+    workers: int,
+    precision: str,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """Scores of ``preset`` on a labelled set, through the pipeline's own functions.
+
+    The images go into a temporary run folder (a ``folder`` manifest pointing at them), are
+    embedded with :func:`lookalike.embed.embed_images` and
+    :func:`lookalike.similarity.embed_extras` at the preset's settings, and compared with
+    the preset's fused similarity, as stages 03 and 04 do.
+
+    Returns
+    -------
+    dict with ``P@1``, ``kmeans ARI``/``NMI``, ``agglo ARI``/``NMI``, ``similarity ARI``/``NMI``
+    (NaN for presets that do not cluster on the similarity), ``s/img`` (embedding seconds,
+    whole images plus parts and colour, per image) and ``n``.
+    """
+    settings = sim.resolve_preset(preset)
+    ids = [io.sha256_bytes(p.read_bytes()) for p in paths]
+    label_of: dict[str, int] = {}
+    for i, lab in zip(ids, labels, strict=True):
+        label_of.setdefault(i, int(lab))
+    rows = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [str(p.resolve()) for p in paths],
+            "source": "folder",
+            "origin": [str(p.resolve()) for p in paths],
+            "status": "ok",
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="quality-run-") as tmp:
+        run = Path(tmp)
+        io.merge_manifest(run, rows)
+        whole = embed.embed_images(
+            run,
+            **sim.embed_kwargs(settings),
+            batch_size=batch_size,
+            precision=precision,
+            workers=workers,
+            cache_dir=cache_dir,
+        )
+        if whole["failed"]:
+            failed = pd.read_parquet(run / "embeddings" / "failed.parquet")
+            print(f"{whole['failed']} images failed, e.g. {failed['error'].iloc[0]}")
+        if not whole["embedded"]:
+            raise SystemExit("no image of the set could be embedded")
+        extras = sim.embed_extras(
+            run,
+            settings,
+            batch_size=batch_size,
+            precision=precision,
+            workers=workers,
+            cache_dir=cache_dir,
+        )
+        feats = sim.load_features(run)
+        feats["vectors"] = np.array(feats["vectors"])  # off the memory map before cleanup
+    y = np.asarray([label_of[i] for i in feats["ids"]["image_id"].astype(str)])
+    k = len(np.unique(y))
+    inputs = sim.fused_inputs(feats, random_state=random_state)
+    S = sim.similarity_matrix(
+        inputs["vectors"],
+        inputs["parts"],
+        inputs["part_mask"],
+        inputs["colour"],
+        colour_weight=inputs["colour_weight"],
+    )
+    np.fill_diagonal(S, -np.inf)
+    res: dict[str, float] = {"P@1": float(np.mean(y[S.argmax(axis=1)] == y))}
+    np.fill_diagonal(S, 1.0)
+    Z, _ = fit_pca(feats["vectors"], n_components=100, random_state=random_state)
+    for name, cluster in CLUSTERINGS.items():
+        pred = cluster(Z, k, random_state)
+        res[f"{name} ARI"] = float(adjusted_rand_score(y, pred))
+        res[f"{name} NMI"] = float(normalized_mutual_info_score(y, pred))
+    res["similarity ARI"] = res["similarity NMI"] = float("nan")
+    if settings["cluster_method"] == "similarity":
+        pred = sim.similarity_clusters(S, n_clusters=k)
+        res["similarity ARI"] = float(adjusted_rand_score(y, pred))
+        res["similarity NMI"] = float(normalized_mutual_info_score(y, pred))
+    res["s/img"] = (whole["seconds"] + extras["seconds"]) / max(1, len(y))
+    res["n"] = float(len(y))
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -214,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--random-state", type=int, default=0)
+    ap.add_argument(
+        "--presets", nargs="*", default=list(sim.PRESETS), help="presets to score (none: skip)"
+    )
+    ap.add_argument(
+        "--fresh-cache",
+        action="store_true",
+        help="embed each preset into an empty temporary cache, so its seconds are real",
+    )
     args = ap.parse_args(argv)
 
     sets = args.set or [str(d) for d in DEFAULT_SETS if (d / "labels.csv").is_file()]
@@ -280,7 +392,39 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f"; default better on {len(wins)}/{len(cols)}"
         )
+        if args.presets:
+            print_presets(df, ok, args)
     return 0
+
+
+def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) -> None:
+    """Score every preset of ``args.presets`` on one set and print a table."""
+    results = {}
+    for preset in args.presets:
+        with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
+            cache = Path(fresh) if args.fresh_cache else args.cache_dir
+            results[preset] = evaluate_preset(
+                [p for p, keep in zip(df["path"], ok, strict=True) if keep],
+                df["label"].to_numpy()[ok],
+                preset,
+                cache_dir=cache,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                precision=args.precision,
+                random_state=args.random_state,
+            )
+    cols = [c for c in next(iter(results.values())) if c not in ("s/img", "n")]
+    print(f"{'preset':26s} " + " ".join(f"{c:>14s}" for c in cols) + "   s/img  x photos")
+    base = results.get("photos", {}).get("s/img")
+    for preset, row in results.items():
+        ratio = f"{row['s/img'] / base:8.2f}" if base else "       -"
+        print(
+            f"{'preset ' + preset:26s} "
+            + " ".join(f"{row[c]:14.3f}" for c in cols)
+            + f"  {row['s/img']:6.3f}  {ratio}"
+        )
+    if not args.fresh_cache:
+        print("(seconds include cached vectors; pass --fresh-cache for real embedding times)")
 
 
 if __name__ == "__main__":

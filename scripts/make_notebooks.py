@@ -421,14 +421,17 @@ approximation of the 224 px one.
     params(
         COMMON
         + """\
+preset = "auto"  # logos, photos, or auto (logos when most images came from notebook 02)
 batch_size = 32  # images per forward pass
-image_size = 224  # side in pixels of the square fed to the network; smaller is faster
-pooling = "max"  # feature map to vector: max, avg or gem (512-d) or flatten (25088-d at 224)
-layer = "block5_pool"  # VGG16 layer whose output is pooled, for example block4_pool
+image_size = None  # side in pixels of the square fed to the network; None means 224
+pooling = None  # max, avg or gem (512-d) or flatten; None means the preset (logos gem, photos max)
+layer = None  # VGG16 layer pooled; None means the preset (logos block4_pool, photos block5_pool)
 normalize = True  # L2-normalise each vector
-background = "white"  # under transparent pixels and padding: white, black, auto or none
-fit = "pad"  # pad keeps the aspect ratio; stretch squashes to a square like the seeds
-trim = False  # crop uniform margins (transparent or one flat colour) before fitting
+background = None  # white, black, auto or none; None means the preset (logos auto, photos white)
+fit = None  # pad keeps the aspect ratio, stretch squashes like the seeds; None means pad
+trim = None  # crop uniform margins first; None means the preset (logos on, photos off)
+parts = None  # also embed the end squares of wide lockups; None means the preset (logos only)
+colour_weight = None  # share of the colour signature in the similarity, 0 to 1; None means preset
 precision = "fp32"  # fp32 exact, int8 fast path on ONNX Runtime, or bf16
 workers = 2  # decoding threads that run ahead of the model
 force = False  # rebuild RUN/embeddings even when it is current; the cache still serves
@@ -455,22 +458,37 @@ The bar counts images per second; the last line sums up: embedded, from the cach
 computed now, failed, and the throughput of the model phase.
 """),
     code("""\
-from lookalike import embed
+from lookalike import embed, similarity
 
-summary = embed.embed_images(
-    run,
-    batch_size=batch_size,
+settings = similarity.resolve_preset(
+    preset,
+    run_dir=run,
     image_size=image_size,
     pooling=pooling,
     layer=layer,
-    normalize=normalize,
     background=background,
     fit=fit,
     trim=trim,
+    parts=parts,
+    colour_weight=colour_weight,
+)
+print(f"preset {settings['preset']}: {settings}")
+summary = embed.embed_images(
+    run,
+    **similarity.embed_kwargs(settings),
+    batch_size=batch_size,
+    normalize=normalize,
     precision=precision,
     workers=workers,
     force=force,
     cache_dir=cache_dir,
+)
+extras = similarity.embed_extras(
+    run, settings, batch_size=batch_size, precision=precision, workers=workers, cache_dir=cache_dir
+)
+print(
+    f"cost: whole images {summary['seconds']:.1f} s, parts and colour {extras['seconds']:.1f} s "
+    f"({extras['with_parts']} lockups of {extras['n_images']} images)"
 )"""),
     code("""\
 import pandas as pd
@@ -509,10 +527,10 @@ if len(ids) > 1:
 
 NB04 = [
     md("""
-# 04 · Reduce with PCA, then cluster: KMeans over a sweep of k, and agglomerative
+# 04 · Reduce with PCA, then cluster: KMeans over a sweep of k, agglomerative, similarity
 
-PCA keeps the directions that carry most of the variance, and makes clustering fast. Two
-methods then cluster the PCA vectors, and are scored alike:
+PCA keeps the directions that carry most of the variance, and makes clustering fast. Up to
+three methods then cluster the images, and are scored alike:
 
 - **KMeans** for every k of `k_values` (values at or above the number of images are
   dropped). `algorithm = "auto"` runs exact KMeans up to 5,000 images and MiniBatchKMeans
@@ -521,6 +539,16 @@ methods then cluster the PCA vectors, and are scored alike:
   groups such as variants of one logo; the tree is cut at the same k values, or at
   `agglomerative_threshold`. Its memory grows with the square of the number of images, so
   it is skipped, with a message, above `agglomerative_max` images.
+- **Similarity** (only when notebook 03 ran the `logos` preset): the same average-linkage
+  tree, built on 03's fused logo similarity (whole image and lockup parts, whitened, blended
+  with colour) instead of on PCA, cut at the same k values. On labelled logo sets it is the
+  method that puts a brand's icon and its full lockup together (README, "How well does it
+  work"). Its scores below are computed in the PCA space like the others, which is not the
+  space it clusters in, so they understate it.
+
+Every image's 10 nearest images under the run's own similarity (the fused one for `logos`,
+cosine for `photos`) go to `RUN/neighbors.parquet` (image_id, rank, neighbor_id,
+similarity); notebook 05 shows them as "more like this".
 
 `RUN/metrics.csv` has one row per method and k: inertia, silhouette (on a seeded sample of
 `silhouette_sample` images when there are more), Davies–Bouldin, Calinski–Harabasz and
@@ -543,6 +571,8 @@ silhouette_sample = 10000  # with more images, silhouette uses a seeded sample o
 agglomerative = True  # also cluster with average-linkage agglomerative on cosine distance
 agglomerative_threshold = None  # cosine distance to cut the tree at, e.g. 0.3; None: each k
 agglomerative_max = 20000  # skip agglomerative above this many images (memory grows as n squared)
+similarity = True  # with the logos preset of 03, also cluster on its fused similarity
+neighbors_k = 10  # neighbours per image in RUN/neighbors.parquet
 export_folders = "none"  # none, symlink or copy: also write RUN/clusters/k_K/cluster_C folders
 """
     ),
@@ -562,11 +592,13 @@ metrics = cluster.cluster_run(
     agglomerative=agglomerative,
     agglomerative_threshold=agglomerative_threshold,
     agglomerative_max=agglomerative_max,
+    similarity=similarity,
+    neighbors_k=neighbors_k,
     export_folders=export_folders,
 )
 metrics"""),
     md("""
-## The two methods side by side
+## The methods side by side
 
 Silhouette (higher is better) and Davies–Bouldin (lower is better) for each k.
 """),
@@ -580,19 +612,21 @@ NB05 = [
 # 05 · Choose k and look at the clusters
 
 The knee of inertia against k is found automatically (Kneedle, the `kneed` package); the
-silhouette, Davies–Bouldin and Calinski–Harabasz scores are plotted beside it for both
-methods. The notebook states the recommended k and the rule that produced it; set `k` to
-override it. Then it shows the clusters of that k: a one-page overview and a contact sheet
-per cluster (images nearest the centre first, size and cohesion in the title), the PCA
-variance curve, two 2-D maps with thumbnails, near-duplicates, a live browser and a
-self-contained HTML gallery to share. Every figure is written to `RUN/figures/`; only a
-bounded number are shown here, so the saved notebook stays small.
+silhouette, Davies–Bouldin and Calinski–Harabasz scores are plotted beside it for every
+method of notebook 04. `method = "auto"` inspects the `similarity` clustering when the run
+has it (the `logos` preset), else KMeans. The notebook states the recommended k and the rule
+that produced it; set `k` to override it. Then it shows the clusters of that k: a one-page
+overview and a contact sheet per cluster (images nearest the centre first, size and
+cohesion in the title), the PCA variance curve, two 2-D maps with thumbnails,
+near-duplicates, a live browser and a self-contained HTML gallery to share. Every figure
+is written to `RUN/figures/`; only a bounded number are shown here, so the saved notebook
+stays small.
 """),
     params(
         COMMON
         + """\
 k = None  # number of clusters to inspect; None: the recommended k
-method = "kmeans"  # clustering to inspect: kmeans or agglomerative
+method = "auto"  # clustering to inspect: kmeans, agglomerative, similarity, or auto
 max_sheets_inline = 6  # cluster sheets shown here (all are saved to RUN/figures/clusters)
 map_thumbnails = 120  # at most this many thumbnails on each 2-D map
 tsne_max = 2000  # t-SNE runs on a seeded sample of at most this many images
@@ -611,6 +645,8 @@ from lookalike import inspect
 
 figures = run / "figures"
 metrics = pd.read_csv(run / "metrics.csv")
+if method == "auto":  # the fused similarity when 03 ran the logos preset, else KMeans
+    method = inspect.default_method(metrics)
 choice = inspect.choose_k(metrics, k, method=method)
 chosen = choice.k
 print(choice)"""),
@@ -674,9 +710,11 @@ dups.head(20)"""),
     md("""
 ## Browse
 
-Pick k and a cluster to see its grid; pick an image to see its nearest neighbours with their
-cosine distances. The browser needs a live kernel (JupyterLab); the saved report shows the
-neighbours of one image as a static figure instead.
+Pick k and a cluster to see its grid; pick an image to see "more like this": its nearest
+images from `RUN/neighbors.parquet`, under the run's own similarity (the fused logo
+similarity for the `logos` preset), with their distance 1 - similarity. The browser needs
+a live kernel (JupyterLab); the saved report shows the neighbours of one image as a static
+figure instead.
 """),
     code("""\
 browser = inspect.ClusterBrowser(run, method=method, k=chosen, n_neighbours=n_neighbours)

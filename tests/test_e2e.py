@@ -104,11 +104,27 @@ def test_metrics_have_a_row_per_k(logo_run):
     assert np.isfinite(km[cols].to_numpy()).all()
 
 
+def test_logos_preset_adds_parts_neighbours_and_similarity_clusters(logo_run):
+    from lookalike import similarity
+
+    assert similarity.read_settings(logo_run)["preset"] == "logos"
+    ids, _ = io.read_embeddings(logo_run)
+    assert np.load(logo_run / "embeddings" / similarity.PARTS_NAME).shape[:2] == (len(ids), 2)
+    nb = similarity.read_neighbors(logo_run)
+    assert list(nb.columns) == similarity.NEIGHBORS_COLUMNS
+    assert len(nb) == len(ids) * min(10, len(ids) - 1)
+    assert set(nb["image_id"]) == set(ids["image_id"])
+    assert (nb["image_id"] != nb["neighbor_id"]).all()
+    metrics = pd.read_csv(logo_run / "metrics.csv")
+    assert sorted(metrics.loc[metrics["method"] == "similarity", "k"]) == K_VALUES
+
+
 def test_figures_are_nonempty_pngs(logo_run):
     figures = sorted((logo_run / "figures").rglob("*.png"))
     names = {p.name for p in figures}
     assert {"elbow.png", "scores.png"} <= names
-    assert any(n.startswith("overview_k") for n in names)
+    # the logo run inspects the similarity clustering of the logos preset by default
+    assert any(n.startswith("overview_similarity_k") for n in names)
     for p in figures:
         with Image.open(p) as im:
             assert im.format == "PNG" and min(im.size) > 10

@@ -72,3 +72,11 @@ def test_shipped_configs_only_use_known_parameters():
     for path in sorted(CONFIGS_DIR.glob("*.yaml")):
         unknown = set(load_config(path)) - known
         assert not unknown, f"{path.name} sets unknown parameters {unknown}"
+
+
+@pytest.mark.parametrize("name", ["demo-logos.yaml", "demo-catalog.yaml", "example.yaml"])
+def test_shipped_configs_use_only_known_parameters(tmp_path, name):
+    from lookalike.paths import PROJECT_ROOT
+
+    config = load_config(PROJECT_ROOT / "configs" / name)
+    resolve_parameters(config, {}, tmp_path)  # raises on an unknown or misspelt name

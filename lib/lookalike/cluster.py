@@ -35,6 +35,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from . import io
+from . import similarity as sim
 from .exceptions import ConfigError
 from .paths import resolve
 
@@ -460,6 +461,8 @@ def agglomerative_sweep(
     silhouette_sample: int = SILHOUETTE_SAMPLE,
     random_state: int | None = 0,
     progress: bool = True,
+    tree: np.ndarray | None = None,
+    method: str = "agglomerative",
 ) -> tuple[pd.DataFrame, Labels]:
     """Build the cosine merge tree once and cut it at every k (or at a distance threshold).
 
@@ -475,11 +478,16 @@ def agglomerative_sweep(
         See :func:`agglomerative_tree` (raises :class:`ConfigError` above ``max_samples``).
     silhouette_sample, random_state :
         See :func:`cluster_scores`; scores are computed in ``Z`` exactly as for KMeans.
+    tree : ndarray (n_samples - 1, 4), optional
+        A merge tree built elsewhere, e.g. :func:`lookalike.similarity.similarity_tree` on
+        the fused similarity; default: :func:`agglomerative_tree` of ``Z``.
+    method : str, default "agglomerative"
+        The ``method`` named in the rows (``"similarity"`` for a similarity tree).
 
     Returns
     -------
     metrics, labels :
-        As :func:`kmeans_sweep`, with ``method`` "agglomerative". ``distances`` are to the
+        As :func:`kmeans_sweep`, with ``method`` as given. ``distances`` are to the
         mean of each cluster. The one tree build is shared: its time is split evenly over the
         rows' ``seconds``.
     """
@@ -494,12 +502,15 @@ def agglomerative_sweep(
         cuts = [{"distance_threshold": float(distance_threshold)}]
     _check_agglomerative_size(len(Z), max_samples)
     t0 = time.perf_counter()
-    tree = agglomerative_tree(Z, linkage=linkage, max_samples=max_samples)
+    if tree is None:
+        tree = agglomerative_tree(Z, linkage=linkage, max_samples=max_samples)
+        name = f"{linkage}-linkage cosine"
+    else:
+        name = f"{linkage}-linkage fused similarity"
     tree_seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     out: Labels = {}
-    name = f"{linkage}-linkage cosine"
-    for cut in tqdm(cuts, desc="agglomerative", unit="k", disable=not progress or len(cuts) < 2):
+    for cut in tqdm(cuts, desc=method, unit="k", disable=not progress or len(cuts) < 2):
         t1 = time.perf_counter()
         labels = cut_tree(tree, **cut)
         scores, dist = cluster_scores(
@@ -507,9 +518,7 @@ def agglomerative_sweep(
         )
         k = int(cut.get("n_clusters", scores["n_clusters"]))
         seconds = time.perf_counter() - t1 + tree_seconds / len(cuts)
-        rows.append(
-            {"method": "agglomerative", "k": k, **scores, "seconds": seconds, "estimator": name}
-        )
+        rows.append({"method": method, "k": k, **scores, "seconds": seconds, "estimator": name})
         out[k] = (labels, dist)
     return _metrics_frame(rows), out
 
@@ -667,11 +676,13 @@ def cluster_run(
     agglomerative_threshold: float | None = None,
     agglomerative_linkage: str = "average",
     agglomerative_max: int = AGGLOMERATIVE_MAX,
+    similarity: bool = True,
+    neighbors_k: int = 10,
     export_folders: str = "none",
     force: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """PCA, the KMeans sweep and agglomerative clustering on ``RUN/embeddings/``.
+    """PCA, the KMeans sweep, agglomerative clustering and neighbours on ``RUN/embeddings/``.
 
     Parameters
     ----------
@@ -689,6 +700,15 @@ def cluster_run(
         Cosine distance at which to cut the tree, instead of cutting at every k.
     agglomerative_linkage : {"average", "complete", "single"}, default "average"
     agglomerative_max : int, default :data:`AGGLOMERATIVE_MAX`
+    similarity : bool, default True
+        When stage 03 ran the ``logos`` preset (``cluster_method`` "similarity" in
+        ``RUN/embeddings/similarity.json``), also cut an average-linkage tree of the fused
+        similarity (:mod:`lookalike.similarity`) at the same k values: ``method``
+        "similarity", scored in the PCA space like the others. Same size limit as
+        agglomerative.
+    neighbors_k : int, default 10
+        Neighbours per image in ``RUN/neighbors.parquet``, under the similarity of the run's
+        preset (fused for ``logos``, cosine for ``photos``).
     export_folders : {"none", "symlink", "copy"}, default "none"
         Also write ``RUN/clusters/`` with :func:`export_cluster_folders` (every k).
     force : bool, default False
@@ -697,14 +717,15 @@ def cluster_run(
     Returns
     -------
     metrics : DataFrame (see :func:`kmeans_sweep`), also written to ``RUN/metrics.csv``; the
-    kmeans rows first, then the agglomerative ones.
+    kmeans rows first, then the agglomerative ones, then the similarity ones.
 
     Notes
     -----
     Writes ``RUN/clusters.parquet`` (see :func:`assignments_table`), ``RUN/pca.npz`` with
     ``image_id`` (n,), ``explained_variance_ratio`` (n_components,), ``coords2d`` (n, 2), the
     first two components for scatter plots, and ``Z`` (n, n_components), and
-    ``RUN/cluster_params.json`` (parameters and input fingerprints, for resume). The same
+    ``RUN/cluster_params.json`` (parameters and input fingerprints, for resume), and
+    ``RUN/neighbors.parquet`` (see :func:`lookalike.similarity.write_neighbors`). The same
     inputs and parameters give identical ``clusters.parquet`` files.
     """
     t0 = time.perf_counter()
@@ -727,6 +748,12 @@ def cluster_run(
             f">= 2 and < the number of images; embed more images or lower k"
         )
     do_agglo = bool(agglomerative) and n <= agglomerative_max
+    features = sim.load_features(run)
+    settings = features["settings"]
+    want_sim = bool(similarity) and settings.get("cluster_method") == "similarity"
+    do_sim = want_sim and n <= min(agglomerative_max, sim.MAX_CLUSTER_IMAGES)
+    if isinstance(neighbors_k, bool) or int(neighbors_k) < 1:
+        raise ConfigError(f"neighbors_k={neighbors_k!r} must be >= 1")
     params = {
         "pca_components": pca_components,
         "whiten": bool(whiten),
@@ -738,6 +765,14 @@ def cluster_run(
         "agglomerative": do_agglo,
         "agglomerative_threshold": agglomerative_threshold,
         "agglomerative_linkage": agglomerative_linkage,
+        "similarity": do_sim,
+        "similarity_settings": settings,
+        "neighbors_k": int(neighbors_k),
+        "extras_sha256": [
+            io.sha256_file(p)
+            for name in (sim.PARTS_NAME, sim.PART_MASK_NAME, sim.COLOUR_NAME)
+            if (p := vec_path.parent / name).is_file()
+        ],
         "vectors_sha256": io.sha256_file(vec_path),
         "ids_sha256": io.sha256_file(ids_path),
     }
@@ -747,7 +782,13 @@ def cluster_run(
             f"agglomerative: skipped: {n} images > agglomerative_max={agglomerative_max} "
             f"(it would need about {gib:.1f} GiB); raise agglomerative_max to run it anyway"
         )
-    outputs = [run / METRICS_NAME, run / CLUSTERS_NAME, run / PCA_NAME]
+    if want_sim and not do_sim:
+        print(
+            f"similarity clustering: skipped: {n} images > "
+            f"{min(agglomerative_max, sim.MAX_CLUSTER_IMAGES)} (its n x n matrix); "
+            "KMeans and the neighbours still use the run's features"
+        )
+    outputs = [run / METRICS_NAME, run / CLUSTERS_NAME, run / PCA_NAME, run / sim.NEIGHBORS_NAME]
     params_path = run / PARAMS_NAME
     if not force and params_path.exists() and all(p.exists() for p in outputs):
         try:
@@ -792,6 +833,33 @@ def cluster_run(
         )
         metrics = pd.concat([metrics, ag_metrics], ignore_index=True)
         tables.append(assignments_table(image_ids, ag_labels, method="agglomerative"))
+    t_sim = time.perf_counter()
+    inputs = sim.fused_inputs(features, random_state=random_state)
+    sim.write_neighbors(run, inputs, image_ids, k=int(neighbors_k))
+    if do_sim:
+        S = sim.similarity_matrix(
+            inputs["vectors"],
+            inputs["parts"],
+            inputs["part_mask"],
+            inputs["colour"],
+            colour_weight=inputs["colour_weight"],
+        )
+        tree = sim.similarity_tree(S)
+        del S
+        build_seconds = time.perf_counter() - t_sim
+        sim_metrics, sim_labels = agglomerative_sweep(
+            Z,
+            ks,
+            max_samples=agglomerative_max,
+            silhouette_sample=silhouette_sample,
+            random_state=random_state,
+            progress=progress,
+            tree=tree,
+            method="similarity",
+        )
+        sim_metrics["seconds"] += build_seconds / len(sim_metrics)
+        metrics = pd.concat([metrics, sim_metrics], ignore_index=True)
+        tables.append(assignments_table(image_ids, sim_labels, method="similarity"))
     table = pd.concat(tables, ignore_index=True)
 
     coords2d = np.zeros((len(Z), 2), dtype=np.float32)

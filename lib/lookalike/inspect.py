@@ -124,6 +124,13 @@ def recommend_k(metrics: pd.DataFrame, *, method: str = "kmeans") -> tuple[int, 
     return k, f"smallest k={k}: no knee and no silhouette scores"
 
 
+def default_method(metrics: pd.DataFrame) -> str:
+    """The clustering to inspect by default: ``similarity`` when the run has it (the
+    ``logos`` preset, measured best on logo sets), else ``kmeans``."""
+    have = set(metrics["method"].unique()) if "method" in metrics.columns else {"kmeans"}
+    return "similarity" if "similarity" in have else "kmeans"
+
+
 @dataclass(frozen=True)
 class KChoice:
     """The k to inspect and why (see :func:`choose_k`)."""
@@ -603,6 +610,47 @@ def nearest_neighbours(
     return out_i, out_d
 
 
+def run_neighbours(
+    run_dir: str | os.PathLike[str],
+    ids: Sequence[str] | np.ndarray,
+    Z: np.ndarray,
+    queries: Sequence[int] | np.ndarray,
+    n_neighbours: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """'More like this': each query's nearest images under the run's own similarity.
+
+    Reads ``RUN/neighbors.parquet`` (stage 04; the fused similarity of the ``logos`` preset,
+    cosine for ``photos``) and falls back to :func:`nearest_neighbours` on ``Z`` for queries
+    it does not cover (an older run, or more neighbours than it stores).
+
+    Returns
+    -------
+    index : int64 array (m, n), rows of ``ids``, nearest first
+    distance : float32 array (m, n), ``1 - similarity``
+    """
+    from .similarity import read_neighbors
+
+    q = np.asarray(queries, dtype=np.int64)
+    nn = max(0, min(int(n_neighbours), len(ids) - 1))
+    idx, dist = nearest_neighbours(Z, q, nn)
+    table = read_neighbors(run_dir)
+    if table is None or nn == 0 or int(table["rank"].max()) < nn:
+        return idx, dist
+    row_of = {str(i): r for r, i in enumerate(ids)}
+    table = table[table["rank"] <= nn].sort_values(["image_id", "rank"])
+    by_id = {
+        image_id: (g["neighbor_id"].astype(str).tolist(), g["similarity"].to_numpy())
+        for image_id, g in table.groupby("image_id", sort=False)
+    }
+    for r, row in enumerate(q):
+        got = by_id.get(str(ids[row]))
+        if got is None or len(got[0]) < nn or any(n not in row_of for n in got[0]):
+            continue
+        idx[r] = [row_of[n] for n in got[0]]
+        dist[r] = 1.0 - got[1].astype(np.float32)
+    return idx, dist
+
+
 def near_duplicate_groups(Z: np.ndarray, threshold: float = 0.97) -> list[np.ndarray]:
     """Groups of rows linked by cosine similarity above ``threshold``.
 
@@ -938,12 +986,12 @@ class ClusterBrowser:
         return sel
 
     def neighbours(self, image_id: str, n: int | None = None) -> pd.DataFrame:
-        """Nearest images to ``image_id`` by cosine distance: image_id, path, distance,
-        similarity, and its cluster at the current k."""
+        """Nearest images to ``image_id`` under the run's similarity (:func:`run_neighbours`):
+        image_id, path, distance, similarity, and its cluster at the current k."""
         if image_id not in self._row:
             raise ConfigError(f"image_id {image_id!r} is not in {self.run / PCA_NAME}")
         n = self.n_neighbours if n is None else int(n)
-        idx, dist = nearest_neighbours(self.Z, [self._row[image_id]], n)
+        idx, dist = run_neighbours(self.run, self.ids, self.Z, [self._row[image_id]], n)
         nid = self.ids[idx[0]]
         at_k = self.table[self.table["k"] == self.k].set_index("image_id")["cluster"]
         return pd.DataFrame(
@@ -978,7 +1026,7 @@ class ClusterBrowser:
         name = Path(str(self.paths.get(image_id, image_id))).name
         img = contact_sheet_image(
             paths,
-            title=f"{name} and its {len(nb)} nearest neighbours (cosine distance, cluster)",
+            title=f"{name} and its {len(nb)} nearest neighbours (1 - similarity, cluster)",
             captions=captions,
             max_images=len(paths),
             thumb=self.thumb,
@@ -1216,7 +1264,7 @@ button.more { margin-top: 6px; font-size: 12px; }
       panel.appendChild(el("p", {text: "Neighbours were not computed for this image."}));
       return;
     }
-    panel.appendChild(el("p", {text: nb.length + " nearest (cosine distance, cluster):"}));
+    panel.appendChild(el("p", {text: nb.length + " nearest (1 - similarity, cluster):"}));
     for (const [j, d] of nb) {
       const cj = clusterOf[j];
       panel.appendChild(el("figure", {}, [thumb(j, "distance " + d),
@@ -1276,7 +1324,7 @@ def write_gallery(
     out_path: str | os.PathLike[str] | None = None,
     *,
     k_values: Sequence[int] | None = None,
-    methods: Sequence[str] = ("kmeans", "agglomerative"),
+    methods: Sequence[str] = ("kmeans", "agglomerative", "similarity"),
     choice: KChoice | None = None,
     duplicates: pd.DataFrame | None = None,
     dup_threshold: float | None = None,
@@ -1303,7 +1351,7 @@ def write_gallery(
         Default ``RUN/report/gallery.html``.
     k_values : sequence of int, optional
         Clusterings to include (default: every k of ``methods`` in the run).
-    methods : sequence of str, default ("kmeans", "agglomerative")
+    methods : sequence of str, default ("kmeans", "agglomerative", "similarity")
     choice : KChoice, optional
         The page opens on this clustering and states its rule (:func:`choose_k`).
     duplicates : DataFrame, optional
@@ -1399,7 +1447,7 @@ def write_gallery(
     start = kept.index(chosen_key) if chosen_key in built else 0
 
     shown = [i for i in order if i in row_of]
-    nb_idx, nb_dist = nearest_neighbours(Z, [row_of[i] for i in shown], n_neighbours)
+    nb_idx, nb_dist = run_neighbours(run, ids, Z, [row_of[i] for i in shown], n_neighbours)
     neighbours: dict[int, list[list[float]]] = {}
     for i, row_i, row_d in zip(shown, nb_idx, nb_dist, strict=True):
         neighbours[index[i]] = [
