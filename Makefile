@@ -62,9 +62,12 @@ strip: $(STAMP)
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 ## bench: run the benchmarks (slow; prints ratios against baselines measured in the same run)
+BENCHMARKS := scrape logos embed embed_memory cluster quality
 .PHONY: bench
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@test -d benchmarks/sets/devicon || $(PY) benchmarks/make_labelled_sets.py \
+		|| echo "labelled sets not built (it needs npm); quality.py scores the sets it finds"
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
 
 ## clean-runs: delete every run folder under runs/
 .PHONY: clean-runs

@@ -16,7 +16,7 @@ fused similarity and its clustering as stage 04 does): ``P@1`` under the preset'
 ``ARI``/``NMI`` of KMeans on PCA 100, of agglomerative on PCA 100 and, for ``logos``, of the
 similarity clustering, and the embedding seconds per image with the ratio to the ``photos``
 preset (the plain default). ``--fresh-cache`` embeds each preset into an empty cache so the
-seconds are real; otherwise cached vectors make them small.
+seconds are real (the recipes too); otherwise cached vectors make them small.
 
 Then the default against the seeds' recipe (stretch, plain RGB convert, flatten, no
 normalisation), metric by metric. The seeds' recipe is not tuned on, and neither is anything
@@ -279,13 +279,7 @@ def evaluate_preset(
     y = np.asarray([label_of[i] for i in feats["ids"]["image_id"].astype(str)])
     k = len(np.unique(y))
     inputs = sim.fused_inputs(feats, random_state=random_state)
-    S = sim.similarity_matrix(
-        inputs["vectors"],
-        inputs["parts"],
-        inputs["part_mask"],
-        inputs["colour"],
-        colour_weight=inputs["colour_weight"],
-    )
+    S = sim.similarity_matrix(**inputs)
     np.fill_diagonal(S, -np.inf)
     res: dict[str, float] = {"P@1": float(np.mean(y[S.argmax(axis=1)] == y))}
     np.fill_diagonal(S, 1.0)
@@ -324,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--fresh-cache",
         action="store_true",
-        help="embed each preset into an empty temporary cache, so its seconds are real",
+        help="embed into empty temporary caches, so the seconds are real",
     )
     args = ap.parse_args(argv)
 
@@ -353,13 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     for folder in sets:
         df = read_labelled_set(folder)
         try:
-            vectors, ok, seconds = embed_set(
-                list(df["path"]),
-                recipes,
-                cache_dir=args.cache_dir,
-                batch_size=args.batch_size,
-                workers=args.workers,
-            )
+            with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
+                vectors, ok, seconds = embed_set(
+                    list(df["path"]),
+                    recipes,
+                    cache_dir=Path(fresh) if args.fresh_cache else args.cache_dir,
+                    batch_size=args.batch_size,
+                    workers=args.workers,
+                )
         except LookalikeError as e:
             raise SystemExit(f"error: {e}") from None
         labels = df["label"].to_numpy()[ok]
@@ -372,13 +367,17 @@ def main(argv: list[str] | None = None) -> int:
             name: score(v, labels, random_state=args.random_state) for name, v in vectors.items()
         }
         cols = list(next(iter(table.values())))
-        print(f"{'recipe':26s} {'dim':>6s} " + " ".join(f"{c:>11s}" for c in cols) + "  pass s")
+        print(
+            f"{'recipe':26s} {'dim':>6s} "
+            + " ".join(f"{c:>11s}" for c in cols)
+            + "  pass s   s/img"
+        )
         for name in names:
             row = table[name]
             print(
                 f"{name:26s} {vectors[name].shape[1]:6d} "
                 + " ".join(f"{row[c]:11.3f}" for c in cols)
-                + f"  {seconds[name]:6.0f}"
+                + f"  {seconds[name]:6.0f}  {seconds[name] / max(1, len(labels)):6.3f}"
             )
         base, ours = table["seeds"], table["default"]
         wins = [c for c in cols if ours[c] > base[c]]

@@ -59,10 +59,10 @@ image once, politely: robots.txt, a per-host delay, retries with back-off that h
 unless `allow_private_hosts` is set (the demo sets it).
 
 Pagination: `page_url_template` such as `https://shop.example/shoes?page={page}`, else the
-page's `rel="next"` link or `next_selector`. Catalogs rendered from a JSON API: set
-`json_mode` and `image_json_path` (such as `data.products[*].images.main.url`); the next page
-comes from the template, `next_json_path` (such as `data.pagination.next`), a `next` key or
-a `Link` header.
+`next_selector` when given, else the page's `rel="next"` link or a common pager link.
+Catalogs rendered from a JSON API: set `json_mode` and `image_json_path` (such as
+`data.products[*].images.main.url`); the next page comes from the template,
+`next_json_path` (such as `data.pagination.next`), a `next` key or a `Link` header.
 
 With `source: folder` this notebook indexes your own folder of images instead (nothing is
 copied or moved). With `source: logos` there is nothing to do here: `02_fetch_logos`
@@ -79,7 +79,7 @@ demo = True  # serve the built-in demo web on 127.0.0.1 and use it as the HTTP p
 image_dir = None  # for source "folder": the folder of your images (searched recursively)
 catalog_url = "http://shop.test/shoes/"  # first listing page of the catalog
 page_url_template = None  # URL of listing page n with a {page} placeholder; None follows rel next
-next_selector = None  # CSS selector of the next-page link when there is no rel next link
+next_selector = None  # CSS selector of the next-page link, tried before rel next and pager links
 max_pages = 20  # stop after this many listing pages
 item_selector = None  # CSS selector of one product card; None uses the built-in defaults
 image_selector = None  # CSS selector of the product image inside a card; None uses the defaults
@@ -361,7 +361,38 @@ memory does not grow with the number of images. They are also cached per image u
 `cache_dir`, keyed by the image's sha256, the weights' digest and every setting below, so a
 re-run or another run that shares images computes only what is missing.
 
-### Why these defaults
+### Presets: `logos` and `photos`
+
+`preset` sets every embedding parameter left at `None`; `auto` picks `logos` when most
+images came from notebook 02, else `photos`. **`photos`** is the plain embedding described
+below (max pooling of `block5_pool`, on white, padded), compared by cosine: nothing
+logo-specific touches product photos. **`logos`** is built for what logo sets hold, the
+icon of one brand beside the full lockup (icon plus wordmark) of another: each image is
+cropped to its artwork (`trim`) and embedded at `block4_pool` with GeM pooling; a wide or
+tall lockup also gets its two end squares embedded (`parts`, 160 px), because that is where
+its icon sits. Notebook 04 then PCA-whitens the vectors on the run's own images, scores two
+images by their best-matching pair (whole-whole, whole-part or part-whole cosine), blends in
+the overlap of their colour histograms (`colour_weight` 0.1; brand colours are half a
+logo's identity), and clusters that similarity with average linkage beside KMeans.
+
+Measured with `benchmarks/quality.py --recipes seeds default --fresh-cache` (README, "How
+well does it work"): P@1 is the share of images whose nearest neighbour is in the same
+group, ARI and NMI score a clustering at k = number of groups (the best method offered).
+
+| set (images, groups) | seeds' recipe | `photos` (plain) | **`logos`** | `logos` time |
+|---|---|---|---|---|
+| logos-dev (1,067, 526 brands) | 0.029 / 0.001 | 0.051 / 0.022 | **0.818 / 0.740** | 1.38x |
+| Devicon (1,741, 578) | 0.065 / 0.000 | 0.666 / 0.256 | **0.899 / 0.733** | 1.11x |
+| emoji by 4 vendors (1,000, 250) | 0.252 / 0.129 | 0.422 / 0.202 | **0.461 / 0.253** | 1.00x |
+
+Each cell is P@1 / ARI (of the best clustering method offered, so some differ from the
+KMeans-only table below); the time is the `logos` embedding time over the plain default's
+in the same run (an earlier run: 1.56x, 1.46x, 1.12x).
+The `logos` ARI is the similarity clustering's; on PCA, KMeans scores 0.015 and 0.196 on
+the two logo sets. The cost: embedding at `logos` took 1.0 to 1.6 times the plain
+default (the parts are run only for lockups, at 160 px); this notebook prints both times.
+
+### The plain embedding (`photos`): why these defaults
 
 Measured with `benchmarks/quality.py` on three labelled sets (fp32, 224 px): the 1,067
 brand logos of `logos-dev` (526 brands, a main logo and an icon each), 1,741 Devicon
@@ -369,7 +400,7 @@ technology logos (578 groups, transparent) and 1,000 emoji drawn by four vendors
 groups). P@1 is the share of images whose nearest neighbour is in the same group; ARI and
 NMI score KMeans at k = number of groups on PCA 100, as in notebook 04.
 
-| set | score | seeds' recipe | **default (max)** | avg | GeM | flatten + L2 |
+| set | score | seeds' recipe | **`photos` (max)** | avg | GeM | flatten + L2 |
 |---|---|---|---|---|---|---|
 | logos-dev (1,067 images, 526 groups) | P@1 | 0.029 | **0.051** | 0.039 | 0.046 | 0.037 |
 |  | ARI | 0.001 | **0.021** | 0.004 | 0.013 | 0.015 |
@@ -392,29 +423,33 @@ All but the seeds' recipe differ only in pooling (512-d, flatten 25,088-d).
   0.051, 0.667, 0.422 against 0.039, 0.520, 0.383), and above or level with GeM. Flatten
   + L2 (25,088-d) scores higher on Devicon and emoji but lower on `logos-dev`, at 49 times
   the size in memory, on disk and in PCA: use `pooling = "flatten"` when that is affordable.
-- **`trim`** stays off: cropping uniform margins moved P@1 by +0.001, -0.008 and +0.023 on
-  logos-dev, Devicon and emoji (an int8 run of the same script): no consistent gain.
+- **`trim`** stays off for `photos`: on the whole image alone, cropping uniform margins
+  moved P@1 by +0.001, -0.008 and +0.023 on logos-dev, Devicon and emoji (an int8 run of
+  the same script): no consistent gain. `logos` turns it on, because its parts are cut from
+  the artwork's own bounding box.
 - **`background = "white"`**: `auto` (black behind light artwork) scored 0.000, +0.002 and
-  -0.009 P@1 against white; use it when many logos are white on transparency.
+  -0.009 P@1 against white on the whole image; `logos` uses `auto` so white-on-transparent
+  logos keep their shape in the parts.
 
 ### Speed: `precision`
 
 `benchmarks/embed.py` (200 real images from `data/demo`, 2-core CPU, all in one run):
-the seeds' way (one `predict` per image) ran 3.2 images/s; this notebook's default (fp32,
-batches of 32, decoding on 2 threads ahead of the model) 7.4 images/s, **2.3x**, with the
-model busy 94% of the time (7.9 images/s when it is fed pre-decoded batches). ONNX Runtime
-fp32 gives the same vectors (cosine 1.00000) at the same speed within noise (8.1 against
-Keras's 7.9 model-only here, 8.7 against 9.0 in an earlier run), so the exact default stays
-on Keras, the reference.
+the seeds' way (one `predict` per image) ran 3.75 images/s; this notebook's default (fp32,
+batches of 32, decoding on 2 threads ahead of the model) 8.99 images/s, **2.4x**, with the
+model busy 85% of the time (10.6 images/s when it is fed pre-decoded batches). ONNX Runtime
+fp32 gives the same vectors (cosine 1.00000) no faster (8.1 model-only), so the exact
+default stays on Keras, the reference.
 
 `precision = "int8"` runs a statically quantized copy of the same network on ONNX Runtime's
-int8 (VNNI) kernels: 30.0 images/s, **9.3x the seeds and 4.1x the fp32 default**, with a
-mean cosine of 0.9992 (lowest 0.9945) to the fp32 vector of the same image. Its nearest
-neighbour stayed the same for 93% of those images; the ones that changed moved to fp32's
-second-nearest, near ties (product photos in several colours). Use it for large runs where
-that is acceptable; compare with `benchmarks/embed.py --set YOUR_FOLDER` first.
+int8 (VNNI) kernels, with the first convolution (raw pixels) and the last (it feeds the
+vector) left in fp32: 20.0 images/s end to end, **5.3x the seeds and 2.2x the fp32
+default** (27.6 model-only: decoding becomes the limit), with a mean cosine of 0.9994
+(lowest 0.998) to the fp32 vector of the same image. Its nearest neighbour stayed the same
+for 96% of those images; the 8 that changed moved to one of fp32's 3 nearest, near ties
+(median cosine gap 0.003). Quantizing all 13 convolutions was 5% faster but kept only 93%.
+Compare with `benchmarks/embed.py --set YOUR_FOLDER` before relying on it.
 `bf16` (Keras mixed precision) agrees to a cosine of 0.99998 but ran slower than fp32
-(4.9 images/s) on this CPU, which has AVX512-BF16 but no AMX. A smaller `image_size` (e.g.
+(5.7 images/s) on this CPU, which has AVX512-BF16 but no AMX. A smaller `image_size` (e.g.
 128 for small logos) is much faster again, but it is a different embedding, not an
 approximation of the 224 px one.
 """),
@@ -546,8 +581,8 @@ three methods then cluster the images, and are scored alike:
   work"). Its scores below are computed in the PCA space like the others, which is not the
   space it clusters in, so they understate it.
 
-Every image's 10 nearest images under the run's own similarity (the fused one for `logos`,
-cosine for `photos`) go to `RUN/neighbors.parquet` (image_id, rank, neighbor_id,
+Every image's `neighbors_k` (10) nearest images under the run's own similarity (the fused
+one for `logos`, cosine for `photos`) go to `RUN/neighbors.parquet` (image_id, rank, neighbor_id,
 similarity); notebook 05 shows them as "more like this".
 
 `RUN/metrics.csv` has one row per method and k: inertia, silhouette (on a seeded sample of
@@ -632,7 +667,7 @@ map_thumbnails = 120  # at most this many thumbnails on each 2-D map
 tsne_max = 2000  # t-SNE runs on a seeded sample of at most this many images
 dup_threshold = 0.97  # cosine similarity at or above which two images are near-duplicates
 n_neighbours = 8  # nearest neighbours listed per image in the browser and the gallery
-gallery_k_values = None  # k values in the HTML gallery; None: every k of the sweep
+gallery_k_values = None  # k values in the HTML gallery; None: every k of every method
 random_state = 0  # seed for t-SNE and sampling
 """
     ),

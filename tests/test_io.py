@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,15 @@ def test_index_folder_reads_images_in_place(tmp_path):
 def test_index_folder_rejects_a_missing_folder(tmp_path):
     with pytest.raises(ConfigError, match="is not a folder"):
         io.index_folder(tmp_path / "nope")
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_error(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = io.atomic_write_bytes(tmp_path / "a" / "f.bin", b"data")
+    assert path.read_bytes() == b"data"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private 0600 of a temp file
+    with pytest.raises(RuntimeError), io.atomic_path(tmp_path / "a" / "g.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.bin"]

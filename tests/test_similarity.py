@@ -337,3 +337,17 @@ def test_photos_preset_adds_nothing_logo_specific(tmp_path):
     v = np.asarray(vectors)
     got = nb[(nb["image_id"] == ids[0]) & (nb["rank"] == 1)]["similarity"].iloc[0]
     assert got == pytest.approx(np.sort(v[1:] @ v[0])[-1], abs=1e-5)
+
+
+def test_colour_weight_works_without_parts(tmp_path):
+    from lookalike import embed
+
+    run, _ = _logo_run(tmp_path, _brand_images()[:4], source="catalog")
+    settings = sim.resolve_preset("photos", colour_weight=0.3)
+    embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=tmp_path, progress=False)
+    out = sim.embed_extras(run, settings, cache_dir=tmp_path, progress=False)
+    assert out["parts_computed"] == 0 and out["with_parts"] == 0
+    feats = sim.load_features(run)
+    assert feats["colour"].shape == (4, 512) and not feats["part_mask"].any()
+    inputs = sim.fused_inputs(feats)
+    assert inputs["parts"] is None and inputs["colour_weight"] == 0.3

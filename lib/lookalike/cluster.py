@@ -599,7 +599,7 @@ def export_cluster_folders(
     *,
     mode: str = "symlink",
     k_values: Iterable[int] | None = None,
-    methods: Iterable[str] = ("kmeans", "agglomerative"),
+    methods: Iterable[str] = ("kmeans", "agglomerative", "similarity"),
 ) -> Path | None:
     """Write one folder per cluster, filled with links to (or copies of) its images.
 
@@ -614,7 +614,7 @@ def export_cluster_folders(
     mode : {"none", "symlink", "copy"}, default "symlink"
     k_values : iterable of int, optional
         Only these k (default: every k in ``clusters.parquet``).
-    methods : iterable of str, default ("kmeans", "agglomerative")
+    methods : iterable of str, default ("kmeans", "agglomerative", "similarity")
 
     Returns
     -------
@@ -837,13 +837,7 @@ def cluster_run(
     inputs = sim.fused_inputs(features, random_state=random_state)
     sim.write_neighbors(run, inputs, image_ids, k=int(neighbors_k))
     if do_sim:
-        S = sim.similarity_matrix(
-            inputs["vectors"],
-            inputs["parts"],
-            inputs["part_mask"],
-            inputs["colour"],
-            colour_weight=inputs["colour_weight"],
-        )
+        S = sim.similarity_matrix(**inputs)
         tree = sim.similarity_tree(S)
         del S
         build_seconds = time.perf_counter() - t_sim

@@ -24,7 +24,6 @@ import html
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -175,16 +174,9 @@ def _save_figure(fig, out_path: str | os.PathLike[str], *, dpi: int = 120) -> Pa
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     out = resolve(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with io.atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -433,14 +432,8 @@ def _settings_hash(settings: dict[str, Any], embed_params: dict[str, Any]) -> st
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def read_settings(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -466,8 +459,8 @@ def embed_extras(
 
     Run after :func:`lookalike.embed.embed_images` with the same ``settings``
     (:func:`embed_kwargs`). Records ``settings`` in ``RUN/embeddings/similarity.json``, which
-    stage 04 reads. With ``settings["parts"]`` false (the ``photos`` preset) nothing else is
-    computed.
+    stage 04 reads. With ``parts`` off and ``colour_weight`` 0 (the ``photos`` preset)
+    nothing else is computed; with parts off but a colour weight, only the colour.
 
     Parameters
     ----------
@@ -538,7 +531,7 @@ def embed_extras(
         "reused": False,
     }
     settings_path = emb / SETTINGS_NAME
-    if not settings["parts"]:
+    if not settings["parts"] and not float(settings["colour_weight"]) > 0:
         io.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
         for name in (PARTS_NAME, PART_MASK_NAME, COLOUR_NAME):
             (emb / name).unlink(missing_ok=True)
@@ -594,7 +587,7 @@ def embed_extras(
 
     def look(i: int) -> tuple[np.ndarray, int]:
         img = _upright_rgba(paths[i])
-        n_parts = len(part_inputs(img, **opts))
+        n_parts = len(part_inputs(img, **opts)) if settings["parts"] else 0
         return colour_signature(img, bins=int(settings["colour_bins"])), n_parts
 
     todo: list[tuple[int, int]] = []
@@ -696,7 +689,7 @@ def load_features(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "settings": settings,
     }
     emb = run / "embeddings"
-    if settings.get("parts") and (emb / PARTS_NAME).is_file():
+    if (emb / PARTS_NAME).is_file() and (emb / SETTINGS_NAME).is_file():
         parts = np.load(emb / PARTS_NAME)
         if len(parts) != len(ids):
             raise ManifestError(
@@ -709,7 +702,9 @@ def load_features(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def fused_inputs(features: dict[str, Any], *, random_state: int | None = 0) -> dict[str, Any]:
-    """Whitened vectors and parts plus colour, ready for :func:`similarity_matrix`.
+    """Whitened vectors and parts plus colour: ``similarity_matrix(**fused_inputs(f))``.
+
+    The keys are the arguments of :func:`similarity_matrix` and :func:`nearest_neighbors`.
 
     Parts of a different width than the wholes (another ``part_size`` at a flatten pooling)
     cannot be compared and are dropped.
@@ -749,15 +744,7 @@ def write_neighbors(
     Columns image_id, rank (1 = nearest), neighbor_id, similarity (the fused similarity of
     the run's preset; cosine for ``photos``).
     """
-    table = nearest_neighbors(
-        inputs["vectors"],
-        inputs["parts"],
-        inputs["part_mask"],
-        inputs["colour"],
-        image_ids=image_ids,
-        k=k,
-        colour_weight=inputs["colour_weight"],
-    )
+    table = nearest_neighbors(**inputs, image_ids=image_ids, k=k)
     io.write_table(table, resolve(run_dir) / NEIGHBORS_NAME)
     return table
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ConfigError, WeightsError
-from .io import sha256_file
+from .io import atomic_path, sha256_file
 from .paths import default_cache_dir
 
 #: Identifies the weights in cache keys: Keras's ImageNet VGG16 without the classifier.
@@ -337,29 +337,21 @@ def write_legacy_h5(
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["layer_names"] = np.array([n.encode() for n in VGG16_LAYERS])
-            f.attrs["backend"] = b"tensorflow"
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-            for name in VGG16_LAYERS:
-                g = f.create_group(name)
-                if name in layers:
-                    kernel, bias = layers[name]
-                    wnames = [f"{name}/kernel:0", f"{name}/bias:0"]
-                    g.create_dataset(wnames[0], data=kernel.astype(np.float32))
-                    g.create_dataset(wnames[1], data=bias.astype(np.float32))
-                    g.attrs["weight_names"] = np.array([w.encode() for w in wnames])
-                else:
-                    g.attrs["weight_names"] = np.array([], dtype="S1")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in VGG16_LAYERS])
+        f.attrs["backend"] = b"tensorflow"
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        for name in VGG16_LAYERS:
+            g = f.create_group(name)
+            if name in layers:
+                kernel, bias = layers[name]
+                wnames = [f"{name}/kernel:0", f"{name}/bias:0"]
+                g.create_dataset(wnames[0], data=kernel.astype(np.float32))
+                g.create_dataset(wnames[1], data=bias.astype(np.float32))
+                g.attrs["weight_names"] = np.array([w.encode() for w in wnames])
+            else:
+                g.attrs["weight_names"] = np.array([], dtype="S1")
     return path
 
 
