@@ -42,7 +42,7 @@ def demo_images(n: int) -> list[Path]:
 
 def folder_images(folder: str | os.PathLike[str], n: int) -> list[Path]:
     """``n`` images of ``folder`` (recursively; evenly spread over the sorted list)."""
-    from lookalike.io import IMAGE_EXTENSIONS
+    from lookalike.folder import IMAGE_EXTENSIONS
 
     files = sorted(
         p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -146,14 +146,14 @@ def peak_rss_mb() -> float:
 
 def folder_run(images: list[Path], run_dir: Path) -> Path:
     """A run folder whose manifest lists ``images`` in place (source ``folder``), like 01 does."""
-    from lookalike import io
+    from lookalike import storage
 
     rows = []
     for p in images:
         data = p.read_bytes()
         rows.append(
             {
-                "image_id": io.sha256_bytes(data),
+                "image_id": storage.sha256_bytes(data),
                 "path": str(p),
                 "source": "folder",
                 "origin": str(p),
@@ -161,5 +161,5 @@ def folder_run(images: list[Path], run_dir: Path) -> Path:
             }
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    io.merge_manifest(run_dir, pd.DataFrame(rows))
+    storage.merge_manifest(run_dir, pd.DataFrame(rows))
     return run_dir

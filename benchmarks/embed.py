@@ -38,7 +38,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave wit
 import numpy as np  # noqa: E402
 from _common import agreement, demo_images, folder_images, folder_run, seeds_load  # noqa: E402
 
-from lookalike import embed, io  # noqa: E402
+from lookalike import embed, storage  # noqa: E402
 
 
 def seeds_way(paths: list[Path]) -> tuple[np.ndarray, float]:
@@ -150,7 +150,7 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
             force=True,
             **kw,
         )
-        _, vectors = io.read_embeddings(run)
+        _, vectors = storage.read_embeddings(run)
         vectors = np.array(vectors)
         if s["embedded"] != len(paths):
             print(f"  note: {s['failed']} image(s) failed in {label}")

@@ -50,7 +50,7 @@ from _common import ROOT, nearest_neighbours, read_labelled_set
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from lookalike import embed, io
+from lookalike import embed, storage
 from lookalike import similarity as sim
 from lookalike.cluster import agglomerative_labels, fit_pca
 from lookalike.exceptions import LookalikeError
@@ -123,7 +123,7 @@ def embed_set(
     ok : bool ndarray (len(paths),), which images decoded
     seconds : {recipe: seconds of its model pass, shared by the recipes of a pass}
     """
-    ids = [io.sha256_bytes(p.read_bytes()) for p in paths]
+    ids = [storage.sha256_bytes(p.read_bytes()) for p in paths]
     cache_root = Path(cache_dir) if cache_dir else embed.default_cache_dir() / "embeddings"
     wid = embed.weights_id()
     groups: dict[tuple, list[str]] = {}
@@ -237,7 +237,7 @@ def evaluate_preset(
     whole images plus parts and colour, per image) and ``n``.
     """
     settings = sim.resolve_preset(preset)
-    ids = [io.sha256_bytes(p.read_bytes()) for p in paths]
+    ids = [storage.sha256_bytes(p.read_bytes()) for p in paths]
     label_of: dict[str, int] = {}
     for i, lab in zip(ids, labels, strict=True):
         label_of.setdefault(i, int(lab))
@@ -252,7 +252,7 @@ def evaluate_preset(
     )
     with tempfile.TemporaryDirectory(prefix="quality-run-") as tmp:
         run = Path(tmp)
-        io.merge_manifest(run, rows)
+        storage.merge_manifest(run, rows)
         whole = embed.embed_images(
             run,
             **sim.embed_kwargs(settings),

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from lookalike import cluster, io
+from lookalike import cluster, storage
 from lookalike.cluster import (
     CLUSTERS_COLUMNS,
     METRICS_COLUMNS,
@@ -48,10 +48,10 @@ def _blobs(n_per=20, centers=4, dim=64, seed=0, spread=0.05):
 
 def _write_embeddings(run, X):
     ids = pd.DataFrame({"image_id": [f"{i:064x}" for i in range(len(X))]})
-    vec_path, ids_path = io.embeddings_paths(run)
+    vec_path, ids_path = storage.embeddings_paths(run)
     vec_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(vec_path, X)
-    io.write_table(ids, ids_path)
+    storage.write_table(ids, ids_path)
     return ids
 
 
@@ -387,20 +387,20 @@ def image_run(tmp_path):
         p = folder / f"{i}.png"
         Image.new("RGB", (8, 8), (40 * i, 255 - 20 * i, 90)).save(p)
         rows.append(
-            {"image_id": io.sha256_file(p), "path": rel or str(p), "source": "folder",
+            {"image_id": storage.sha256_file(p), "path": rel or str(p), "source": "folder",
              "origin": str(i), "status": "ok"}
         )  # fmt: skip
         vecs.append(centres[i % 3] + rng.normal(scale=0.05, size=16))
-    manifest = io.merge_manifest(run, pd.DataFrame(rows))
-    vec_path, ids_path = io.embeddings_paths(run)
+    manifest = storage.merge_manifest(run, pd.DataFrame(rows))
+    vec_path, ids_path = storage.embeddings_paths(run)
     vec_path.parent.mkdir(parents=True)
     np.save(vec_path, np.asarray(vecs, dtype=np.float32))
-    io.write_table(manifest[["image_id", "path"]], ids_path)
+    storage.write_table(manifest[["image_id", "path"]], ids_path)
     return run, user
 
 
 def _snapshot(paths):
-    return {p: (p.stat().st_mtime_ns, p.stat().st_size, io.sha256_file(p)) for p in paths}
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size, storage.sha256_file(p)) for p in paths}
 
 
 def test_export_symlinks_touch_no_original(image_run, capsys):
@@ -411,7 +411,7 @@ def test_export_symlinks_touch_no_original(image_run, capsys):
     assert "export: 4 clusterings, 48 links" in capsys.readouterr().out
 
     cl = pd.read_parquet(run / "clusters.parquet")
-    manifest = io.read_manifest(run).set_index("image_id")
+    manifest = storage.read_manifest(run).set_index("image_id")
     links = sorted((run / "clusters").rglob("*.png"))
     assert len(links) == 12 * 4
     for k in (2, 3):
@@ -419,7 +419,7 @@ def test_export_symlinks_touch_no_original(image_run, capsys):
         assert sorted(p.name for p in kmeans.iterdir()) == [f"cluster_{c}" for c in range(k)]
         assert (run / "clusters" / "agglomerative" / f"k_{k}").is_dir()
         for row in cl[(cl["k"] == k) & (cl["method"] == "kmeans")].itertuples():
-            original = io.image_abspath(run, manifest.loc[row.image_id, "path"])
+            original = storage.image_abspath(run, manifest.loc[row.image_id, "path"])
             link = kmeans / f"cluster_{row.cluster}" / f"{row.rank:05d}_{original.name}"
             assert link.is_symlink() and link.resolve() == original.resolve()
             assert link.read_bytes() == original.read_bytes()

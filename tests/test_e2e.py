@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lookalike import io
+from lookalike import storage
 from lookalike.paths import PROJECT_ROOT
 from lookalike.run import NOTEBOOKS
 
@@ -67,17 +67,17 @@ def logo_run(tmp_path_factory) -> Path:
 
 
 def test_manifest_has_a_row_per_logo(logo_run):
-    manifest = io.read_manifest(logo_run)
+    manifest = storage.read_manifest(logo_run)
     ok = manifest[manifest["status"] == "ok"]
     assert len(ok) >= 36, manifest["error"].value_counts()
     assert set(manifest["source"]) == {"logos"}
     for path in ok["path"]:
-        assert io.image_abspath(logo_run, path).stat().st_size > 0
+        assert storage.image_abspath(logo_run, path).stat().st_size > 0
 
 
 def test_embeddings_are_finite_512d(logo_run):
-    ids, vectors = io.read_embeddings(logo_run)
-    ok = io.read_manifest(logo_run, ok_only=True)
+    ids, vectors = storage.read_embeddings(logo_run)
+    ok = storage.read_manifest(logo_run, ok_only=True)
     assert vectors.shape == (len(ok), 512)
     assert vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
@@ -85,7 +85,7 @@ def test_embeddings_are_finite_512d(logo_run):
 
 
 def test_every_image_has_a_label_at_every_k(logo_run):
-    ids, _ = io.read_embeddings(logo_run)
+    ids, _ = storage.read_embeddings(logo_run)
     clusters = pd.read_parquet(logo_run / "clusters.parquet")
     km = clusters[clusters["method"] == "kmeans"]
     assert sorted(km["k"].unique()) == K_VALUES
@@ -108,7 +108,7 @@ def test_logos_preset_adds_parts_neighbours_and_similarity_clusters(logo_run):
     from lookalike import similarity
 
     assert similarity.read_settings(logo_run)["preset"] == "logos"
-    ids, _ = io.read_embeddings(logo_run)
+    ids, _ = storage.read_embeddings(logo_run)
     assert np.load(logo_run / "embeddings" / similarity.PARTS_NAME).shape[:2] == (len(ids), 2)
     nb = similarity.read_neighbors(logo_run)
     assert list(nb.columns) == similarity.NEIGHBORS_COLUMNS

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lookalike import embed, io
+from lookalike import embed, storage
 from lookalike.embed import (
     VectorCache,
     embed_images,
@@ -307,7 +307,7 @@ def _add_rows(run: Path, items: list[tuple[str, bytes]], *, status: str = "ok") 
         p.write_bytes(data)
         rows.append(
             {
-                "image_id": io.sha256_bytes(data),
+                "image_id": storage.sha256_bytes(data),
                 "path": f"images/{name}",
                 "source": "folder",
                 "origin": name,
@@ -317,7 +317,7 @@ def _add_rows(run: Path, items: list[tuple[str, bytes]], *, status: str = "ok") 
                 "error": None,
             }
         )
-    io.merge_manifest(run, pd.DataFrame(rows))
+    storage.merge_manifest(run, pd.DataFrame(rows))
 
 
 def _png(img: Image.Image) -> bytes:
@@ -360,12 +360,12 @@ def test_embed_writes_unit_vectors(embedded_run):
     run, _, summary, good, _ = embedded_run
     assert summary["computed"] == 8 and summary["cached"] == 0 and summary["failed"] == 4
     assert summary["embedded"] == 8 and summary["n_images"] == 12
-    ids, vectors = io.read_embeddings(run)
+    ids, vectors = storage.read_embeddings(run)
     assert vectors.shape == (8, 512) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # Rows follow the manifest order, minus the failures and the upstream-failed row.
-    expected = [io.sha256_bytes(data) for _, data in good]
+    expected = [storage.sha256_bytes(data) for _, data in good]
     assert ids["image_id"].tolist() == expected
     assert ids["path"].tolist() == [f"images/{name}" for name, _ in good]
 
@@ -384,7 +384,7 @@ def test_embed_records_failures_without_stopping(embedded_run):
 
 def test_embed_marks_failures_in_the_manifest(embedded_run):
     run, _, _, good, bad = embedded_run
-    m = io.read_manifest(run).set_index("path")
+    m = storage.read_manifest(run).set_index("path")
     for name, _ in bad:
         row = m.loc[f"images/{name}"]
         assert row["status"] == "failed" and row["error"].startswith("embed: "), row
@@ -398,13 +398,13 @@ def test_embed_marks_failures_in_the_manifest(embedded_run):
 def test_embed_vectors_discriminate(embedded_run, tmp_path):
     """Real ImageNet features: an image re-encoded as JPEG stays close, others are further."""
     run, cache, _, good, _ = embedded_run
-    _, vectors = io.read_embeddings(run)
+    _, vectors = storage.read_embeddings(run)
     twin = tmp_path / "twin-run"
     buf = stdio.BytesIO()
     Image.open(stdio.BytesIO(good[0][1])).save(buf, "JPEG", quality=92)
     _add_rows(twin, [("twin.jpg", buf.getvalue())])
     embed_images(twin, cache_dir=cache, **EMBED_KW)
-    _, v_twin = io.read_embeddings(twin)
+    _, v_twin = storage.read_embeddings(twin)
     sims = np.asarray(vectors) @ v_twin[0]
     assert sims[0] > 0.95
     assert sims[0] > np.max(sims[1:])
@@ -425,12 +425,12 @@ def test_second_run_reuses_everything(embedded_run, capsys):
 
 def test_new_images_are_the_only_ones_computed(embedded_run):
     run, cache, _, _, _ = embedded_run
-    before_ids, before = io.read_embeddings(run)
+    before_ids, before = storage.read_embeddings(run)
     before = np.array(before)
     _add_rows(run, [("new1.png", _png(_photo(50))), ("new2.png", _png(_photo(51)))])
     summary = embed_images(run, cache_dir=cache, **EMBED_KW)
     assert summary["computed"] == 2 and summary["cached"] == 8 and summary["failed"] == 4
-    ids, vectors = io.read_embeddings(run)
+    ids, vectors = storage.read_embeddings(run)
     assert vectors.shape == (10, 512)
     np.testing.assert_array_equal(vectors[:8], before)
     assert ids["image_id"].tolist()[:8] == before_ids["image_id"].tolist()
@@ -441,7 +441,7 @@ def test_changed_parameters_get_their_own_cache(embedded_run):
     other = embed_images(run, cache_dir=cache, pooling="gem", normalize=False, **EMBED_KW)
     assert other["computed"] == other["n_images"] - 4  # nothing shared with the avg vectors
     assert other["cache_dir"] != first["cache_dir"]
-    _, v = io.read_embeddings(run)
+    _, v = storage.read_embeddings(run)
     assert v.shape[1] == 512 and not np.allclose(np.linalg.norm(v, axis=1), 1.0)
     # Restore the default embeddings for the tests that follow (served from the cache).
     assert embed_images(run, cache_dir=cache, **EMBED_KW)["computed"] == 0
@@ -458,7 +458,7 @@ def test_modified_or_missing_files_are_recorded_not_embedded(tmp_path):
     failed = pd.read_parquet(run / "embeddings" / "failed.parquet").set_index("path")
     assert "sha256" in failed.loc["images/b.png", "error"]
     assert failed.loc["images/c.png", "error"].startswith("FileNotFoundError")
-    assert io.read_embeddings(run)[0]["path"].tolist() == ["images/a.png"]
+    assert storage.read_embeddings(run)[0]["path"].tolist() == ["images/a.png"]
 
 
 def test_no_ok_images_is_an_error(tmp_path):
@@ -479,7 +479,7 @@ def test_all_images_failing_gives_empty_embeddings(tmp_path):
     _add_rows(run, [("a.png", b"not an image"), ("b.jpg", b"<html><body>x</body></html>")])
     summary = embed_images(run, cache_dir=tmp_path / "cache", **EMBED_KW)
     assert summary["embedded"] == 0 and summary["failed"] == 2
-    ids, vectors = io.read_embeddings(run)
+    ids, vectors = storage.read_embeddings(run)
     assert len(ids) == 0 and vectors.shape == (0, 512)
 
 
@@ -491,16 +491,16 @@ def test_failures_are_retried_and_cleared_when_the_file_is_fixed(tmp_path):
     (run / "images" / "b.png").unlink()  # e.g. a disk that was not mounted yet
     first = embed_images(run, cache_dir=cache, **EMBED_KW)
     assert first["failed"] == 1 and first["manifest_updated"] == 1
-    m = io.read_manifest(run).set_index("path")
+    m = storage.read_manifest(run).set_index("path")
     assert m.loc["images/b.png", "status"] == "failed"
     assert m.loc["images/b.png", "error"].startswith("embed: FileNotFoundError")
     (run / "images" / "b.png").write_bytes(items[1][1])
     second = embed_images(run, cache_dir=cache, **EMBED_KW)
     assert second["computed"] == 1 and second["cached"] == 1 and second["failed"] == 0
     assert second["manifest_updated"] == 1
-    m = io.read_manifest(run).set_index("path")
+    m = storage.read_manifest(run).set_index("path")
     assert m.loc["images/b.png", "status"] == "ok" and pd.isna(m.loc["images/b.png", "error"])
-    assert len(io.read_embeddings(run)[0]) == 2
+    assert len(storage.read_embeddings(run)[0]) == 2
     assert pd.read_parquet(run / "embeddings" / "failed.parquet").empty
 
 
@@ -620,10 +620,10 @@ def test_embed_images_int8_has_its_own_cache(embedded_run):
     fast = embed_images(run, cache_dir=cache, precision="int8", **EMBED_KW)
     assert fast["precision"] == "int8" and fast["backend"] == "onnxruntime"
     assert fast["cache_dir"] != first["cache_dir"] and fast["cached"] == 0
-    _, v = io.read_embeddings(run)
+    _, v = storage.read_embeddings(run)
     v = np.array(v)
     assert embed_images(run, cache_dir=cache, **EMBED_KW)["computed"] == 0  # fp32 back
-    _, ref = io.read_embeddings(run)
+    _, ref = storage.read_embeddings(run)
     assert np.einsum("ij,ij->i", v, ref).mean() > 0.98
 
 

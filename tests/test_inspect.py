@@ -16,7 +16,7 @@ from bs4 import BeautifulSoup
 from PIL import Image, ImageDraw
 from sklearn.cluster import KMeans
 
-from lookalike import io
+from lookalike import storage
 from lookalike.cluster import DEFAULT_K_VALUES, cluster_run
 from lookalike.exceptions import ConfigError
 from lookalike.inspect import (
@@ -216,7 +216,7 @@ def make_run(root: Path, *, n_per: int = 6, k_values=(2, 3, 4, 5)) -> Path:
         img.save(p)
         rows.append(
             {
-                "image_id": io.sha256_file(p),
+                "image_id": storage.sha256_file(p),
                 "path": f"images/logo {i}.png",
                 "source": "folder",
                 "origin": str(i),
@@ -228,11 +228,11 @@ def make_run(root: Path, *, n_per: int = 6, k_values=(2, 3, 4, 5)) -> Path:
         )
         v = centres[g] + rng.normal(scale=1.0, size=16)
         vecs.append(vecs[0] + rng.normal(scale=1e-3, size=16) if i == n else v)
-    manifest = io.merge_manifest(run, pd.DataFrame(rows))
-    vec_path, ids_path = io.embeddings_paths(run)
+    manifest = storage.merge_manifest(run, pd.DataFrame(rows))
+    vec_path, ids_path = storage.embeddings_paths(run)
     vec_path.parent.mkdir(parents=True)
     np.save(vec_path, np.asarray(vecs, dtype=np.float32))
-    io.write_table(manifest[["image_id", "path"]], ids_path)
+    storage.write_table(manifest[["image_id", "path"]], ids_path)
     cluster_run(run, pca_components=8, k_values=list(k_values), progress=False)
     return run
 
@@ -243,7 +243,7 @@ def clustered_run(tmp_path):
 
 
 def _colour_of(run):
-    manifest = io.read_manifest(run)
+    manifest = storage.read_manifest(run)
     out = {}
     for r in manifest.itertuples():
         with Image.open(run / r.path) as im:
@@ -380,7 +380,9 @@ def test_browser_callbacks_without_a_browser(clustered_run):
     w, h = _png_size(b.grid_png)
     assert h == 22 + ((n_members + 7) // 8) * (40 + 4) + 4
 
-    dup = io.read_manifest(clustered_run).set_index("path").loc["images/logo 18.png", "image_id"]
+    dup = (
+        storage.read_manifest(clustered_run).set_index("path").loc["images/logo 18.png", "image_id"]
+    )
     b.on_image({"new": dup})
     nb = b.neighbours_table
     assert len(nb) == 4 and dup not in set(nb["image_id"])
@@ -460,7 +462,7 @@ def test_gallery_is_self_contained(clustered_run, inline, capsys):
     )
     assert data["rule"] == str(choice)
     cl = pd.read_parquet(clustered_run / "clusters.parquet")
-    ids = io.read_manifest(clustered_run).set_index("path")["image_id"]
+    ids = storage.read_manifest(clustered_run).set_index("path")["image_id"]
     name_to_id = {Path(p).name: i for p, i in ids.items()}
     for g in data["clusterings"]:
         sel = cl[(cl["method"] == g["method"]) & (cl["k"] == g["k"])]
@@ -479,9 +481,9 @@ def test_gallery_escapes_names(clustered_run):
     # "<!--<script>" inside a script element would change how the browser parses the page
     odd = clustered_run / "images" / "<!--<script>x.png"
     (clustered_run / "images" / "logo 1.png").rename(odd)
-    manifest = io.read_manifest(clustered_run)
+    manifest = storage.read_manifest(clustered_run)
     manifest["path"] = manifest["path"].replace({"images/logo 1.png": f"images/{odd.name}"})
-    io.write_table(manifest, io.manifest_path(clustered_run))
+    storage.write_table(manifest, storage.manifest_path(clustered_run))
     out = write_gallery(clustered_run, k_values=[2], methods=["kmeans"])
     blob = out.read_text(encoding="utf-8").split('id="gallery-data">')[1].split("</script>")[0]
     assert "<" not in blob

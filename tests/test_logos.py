@@ -25,7 +25,7 @@ import simweb
 from PIL import Image
 from simweb import Host, file, page
 
-from lookalike import io, logos
+from lookalike import logos, storage
 from lookalike.exceptions import ConfigError
 
 # -- a hand-made web: one host per mechanism or failure ------------------------------------------
@@ -474,7 +474,7 @@ def test_each_domain_gets_the_expected_logo(fetched):
         assert min(row["width"], row["height"]) == side, domain
         assert pd.isna(row["reason"]) and row["http_status"] == 200, domain
         out = run / "logos" / f"{domain}.png"
-        assert io.sha256_bytes(out.read_bytes()) == row["sha256"]
+        assert storage.sha256_bytes(out.read_bytes()) == row["sha256"]
         with Image.open(out) as im:
             assert im.mode == "RGBA" and im.size == (row["width"], row["height"])
         ext = {"PNG": "png", "SVG": "svg", "ICO": "ico", "JPEG": "jpg"}[fmt]
@@ -562,11 +562,11 @@ def test_summary_table(fetched, capsys):
 def test_manifest_rows(fetched):
     run, df = fetched
     m = logos.to_image_manifest(df)
-    assert list(m.columns) == list(io.MANIFEST_COLUMNS)
+    assert list(m.columns) == list(storage.MANIFEST_COLUMNS)
     ok = m[m["status"] == "ok"]
     assert (ok["path"] == "logos/" + ok["origin"] + ".png").all()
     for row in ok.itertuples():
-        assert io.sha256_file(run / row.path) == row.image_id
+        assert storage.sha256_file(run / row.path) == row.image_id
     assert set(m["status"]) == {"ok", "failed", "skipped"}
     assert "not a domain" in m.loc[m["status"] == "skipped", "origin"].tolist()
 

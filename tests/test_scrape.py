@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lookalike import io, scrape
+from lookalike import scrape, storage
 from lookalike.exceptions import ConfigError, ScrapeError
 
 
@@ -533,7 +533,7 @@ def test_catalog_site_every_case(shop, tmp_path, capsys):
     assert files == sorted(set(ok["path"].str.split("/").str[1])) and len(files) == len(ok) - 1
     for row in ok.itertuples():
         data = (run / row.path).read_bytes()
-        assert io.sha256_bytes(data) == row.sha256 == row.path.split("/")[1].split(".")[0]
+        assert storage.sha256_bytes(data) == row.sha256 == row.path.split("/")[1].split(".")[0]
         assert len(data) == row.bytes
         assert Image.open(run / row.path).size == (row.width, row.height)
     assert pd.read_parquet(run / "scrape.parquet").equals(df)
@@ -561,7 +561,7 @@ def test_catalog_site_every_case(shop, tmp_path, capsys):
         .startswith(f"scrape: 4 pages, {len(SHOP_EXPECTED)} images found, {n_ok} downloaded")
     )
     # merged into the run's image manifest
-    merged = io.merge_manifest(run, scrape.to_image_manifest(df))
+    merged = storage.merge_manifest(run, scrape.to_image_manifest(df))
     assert len(merged) == len(df) and set(merged["source"]) == {"catalog"}
     assert merged.set_index("origin").loc[u + "/img/bomb.png", "error"] == "decompression_bomb"
 

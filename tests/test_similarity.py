@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike import io
 from lookalike import similarity as sim
+from lookalike import storage
 from lookalike.exceptions import ConfigError
 
 
@@ -120,7 +120,7 @@ def test_auto_preset_follows_where_the_images_came_from(tmp_path, sources, want)
             "status": "ok",
         }
     )
-    io.merge_manifest(tmp_path, rows)
+    storage.merge_manifest(tmp_path, rows)
     assert sim.resolve_preset("auto", run_dir=tmp_path)["preset"] == want
 
 
@@ -247,14 +247,14 @@ def _logo_run(tmp_path, images: list[Image.Image], source: str = "logos"):
         img.save(path)
         rows.append(
             {
-                "image_id": io.sha256_bytes(path.read_bytes()),
+                "image_id": storage.sha256_bytes(path.read_bytes()),
                 "path": f"logos/logo{i}.png",
                 "source": source,
                 "origin": f"brand{i}.test",
                 "status": "ok",
             }
         )
-    io.merge_manifest(run, pd.DataFrame(rows))
+    storage.merge_manifest(run, pd.DataFrame(rows))
     return run, [r["image_id"] for r in rows]
 
 
@@ -332,7 +332,7 @@ def test_photos_preset_adds_nothing_logo_specific(tmp_path):
     assert set(metrics["method"]) == {"kmeans", "agglomerative"}
     assert inspect.default_method(metrics) == "kmeans"
     # neighbours are plain cosine on the L2 vectors
-    _, vectors = io.read_embeddings(run)
+    _, vectors = storage.read_embeddings(run)
     nb = sim.read_neighbors(run)
     v = np.asarray(vectors)
     got = nb[(nb["image_id"] == ids[0]) & (nb["rank"] == 1)]["similarity"].iloc[0]

@@ -18,7 +18,7 @@ import pytest
 
 from lookalike import weights as W
 from lookalike.exceptions import ConfigError, WeightsError
-from lookalike.io import sha256_file
+from lookalike.storage import sha256_file
 
 
 @pytest.fixture(scope="module")

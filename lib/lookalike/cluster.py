@@ -18,7 +18,7 @@ and writes ``RUN/metrics.csv``, ``RUN/clusters.parquet`` and ``RUN/pca.npz``;
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 import json
 import os
 import shutil
@@ -34,8 +34,8 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from . import io
 from . import similarity as sim
+from . import storage
 from .exceptions import ConfigError
 from .paths import resolve
 
@@ -580,9 +580,9 @@ def assignments_table(
 def image_paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Absolute path of every ok image of ``RUN/images.parquet``, by ``image_id``."""
     run = resolve(run_dir)
-    manifest = io.read_manifest(run, ok_only=True)
+    manifest = storage.read_manifest(run, ok_only=True)
     return {
-        str(i): io.image_abspath(run, p)
+        str(i): storage.image_abspath(run, p)
         for i, p in zip(manifest["image_id"], manifest["path"], strict=True)
         if isinstance(p, str)
     }
@@ -629,7 +629,7 @@ def export_cluster_folders(
         return None
     t0 = time.perf_counter()
     run = resolve(run_dir)
-    table = io.read_table(run / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="clusters")
+    table = storage.read_table(run / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="clusters")
     where = image_paths(run)
     table = table[table["method"].isin(list(methods))]
     if k_values is not None:
@@ -736,8 +736,8 @@ def cluster_run(
             f"agglomerative_linkage={agglomerative_linkage!r} is not one of {list(LINKAGES)}"
         )
     run = resolve(run_dir)
-    vec_path, ids_path = io.embeddings_paths(run)
-    ids, vectors = io.read_embeddings(run)
+    vec_path, ids_path = storage.embeddings_paths(run)
+    ids, vectors = storage.read_embeddings(run)
     n = len(ids)
     estimator = choose_algorithm(algorithm, n)
     requested = [int(k) for k in k_values]
@@ -769,12 +769,12 @@ def cluster_run(
         "similarity_settings": settings,
         "neighbors_k": int(neighbors_k),
         "extras_sha256": [
-            io.sha256_file(p)
+            storage.sha256_file(p)
             for name in (sim.PARTS_NAME, sim.PART_MASK_NAME, sim.COLOUR_NAME)
             if (p := vec_path.parent / name).is_file()
         ],
-        "vectors_sha256": io.sha256_file(vec_path),
-        "ids_sha256": io.sha256_file(ids_path),
+        "vectors_sha256": storage.sha256_file(vec_path),
+        "ids_sha256": storage.sha256_file(ids_path),
     }
     if agglomerative and not do_agglo:
         gib = n * (n - 1) * 8 / 2**30
@@ -796,7 +796,9 @@ def cluster_run(
         except ValueError:
             old = None
         if old == params:
-            metrics = io.read_table(run / METRICS_NAME, required=METRICS_COLUMNS, what="metrics")
+            metrics = storage.read_table(
+                run / METRICS_NAME, required=METRICS_COLUMNS, what="metrics"
+            )
             print(
                 f"cluster: {n} images, k in {params['k_values']}: outputs are current, "
                 f"skipped ({time.perf_counter() - t0:.1f} s)"
@@ -858,7 +860,7 @@ def cluster_run(
 
     coords2d = np.zeros((len(Z), 2), dtype=np.float32)
     coords2d[:, : min(2, Z.shape[1])] = Z[:, :2]
-    buf = _stdio.BytesIO()
+    buf = io.BytesIO()
     np.savez(
         buf,
         image_id=np.asarray(image_ids, dtype=str),
@@ -866,10 +868,10 @@ def cluster_run(
         coords2d=coords2d,
         Z=Z,
     )
-    io.atomic_write_bytes(run / PCA_NAME, buf.getvalue())
-    io.write_table(table, run / CLUSTERS_NAME)
-    io.write_table(metrics, run / METRICS_NAME)
-    io.atomic_write_bytes(params_path, (json.dumps(params, indent=2) + "\n").encode())
+    storage.atomic_write_bytes(run / PCA_NAME, buf.getvalue())
+    storage.write_table(table, run / CLUSTERS_NAME)
+    storage.write_table(metrics, run / METRICS_NAME)
+    storage.atomic_write_bytes(params_path, (json.dumps(params, indent=2) + "\n").encode())
 
     dt = time.perf_counter() - t0
     evr = float(pca.explained_variance_ratio_.sum())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io as _stdio
+import io
 import json
 import os
 import shutil
@@ -44,7 +44,7 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 from PIL import Image, ImageOps
 
-from . import io
+from . import storage
 from .exceptions import ConfigError, ImageError, ManifestError
 from .paths import default_cache_dir, resolve
 
@@ -132,7 +132,7 @@ def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
         try:  # the embedded profile gives far truer colours than the naive formula
             from PIL import ImageCms
 
-            src = ImageCms.ImageCmsProfile(_stdio.BytesIO(icc))
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             dst = ImageCms.createProfile("sRGB")
             return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
         except Exception:
@@ -362,7 +362,7 @@ def nearest_neighbours(
     Parameters
     ----------
     vectors : ndarray of shape (n, d)
-        E.g. the memory map of :func:`lookalike.io.read_embeddings`; read ``chunk`` rows at a
+        E.g. the memory map of :func:`lookalike.storage.read_embeddings`; read ``chunk`` rows at a
         time, so it need not fit in memory.
     queries : sequence of int
         Row numbers.
@@ -499,10 +499,10 @@ class VectorCache:
 
     def put(self, image_id: str, vector: np.ndarray) -> None:
         """Store ``vector`` for ``image_id`` atomically."""
-        buf = _stdio.BytesIO()
+        buf = io.BytesIO()
         np.save(buf, np.asarray(vector, dtype=np.float32).ravel(), allow_pickle=False)
         # no fsync: a vector lost in a crash is only recomputed
-        io.atomic_write_bytes(self._path(image_id), buf.getvalue(), fsync=False)
+        storage.atomic_write_bytes(self._path(image_id), buf.getvalue(), fsync=False)
 
 
 # -- the network ----------------------------------------------------------------------------
@@ -987,7 +987,7 @@ def _candidate_rows(run_dir: Path) -> pd.DataFrame:
 
     One row per image id, in manifest order.
     """
-    df = io.read_manifest(run_dir)
+    df = storage.read_manifest(run_dir)
     ours = df["error"].fillna("").str.startswith(EMBED_ERROR_PREFIX)
     keep = (df["status"] == "ok") | ((df["status"] == "failed") & ours)
     keep &= df["image_id"].notna() & (df["image_id"].fillna("") != "")
@@ -1000,7 +1000,7 @@ def _mark_manifest(run_dir: Path, failed: dict[str, str]) -> int:
     Rows of images that failed here get ``status="failed"`` and ``error="embed: <reason>"``;
     rows this stage failed in an earlier run that worked now go back to ``ok``.
     """
-    df = io.read_manifest(run_dir)
+    df = storage.read_manifest(run_dir)
     ids = df["image_id"].fillna("")
     ours = (df["status"] == "failed") & df["error"].fillna("").str.startswith(EMBED_ERROR_PREFIX)
     errors = ids.map(failed).astype("string")
@@ -1012,7 +1012,7 @@ def _mark_manifest(run_dir: Path, failed: dict[str, str]) -> int:
     if not changed.any():
         return 0
     df["status"], df["error"] = status, error
-    io.write_table(df, io.manifest_path(run_dir))
+    storage.write_table(df, storage.manifest_path(run_dir))
     return int(changed.sum())
 
 
@@ -1025,8 +1025,8 @@ def _read_state(state_path: Path) -> dict[str, Any] | None:
 
 def _load_row(run_dir: Path, path: str, image_id: str, **preprocessing: Any) -> np.ndarray:
     """Read a manifest row's file, check it is still the image of ``image_id``, load it."""
-    data = io.image_abspath(run_dir, path).read_bytes()
-    if io.sha256_bytes(data) != image_id:
+    data = storage.image_abspath(run_dir, path).read_bytes()
+    if storage.sha256_bytes(data) != image_id:
         raise ImageError(
             "changed: the file's sha256 differs from its image_id (it changed after it was "
             "added to the manifest); re-run the stage that produced it"
@@ -1043,8 +1043,8 @@ def _existing_is_current(
     if old is None or any(old.get(k) != state[k] for k in ("params", "manifest")):
         return False
     try:
-        ids, vectors = io.read_embeddings(run_dir)
-        failed = io.read_table(emb_dir / "failed.parquet", required=["image_id", "path"])
+        ids, vectors = storage.read_embeddings(run_dir)
+        failed = storage.read_table(emb_dir / "failed.parquet", required=["image_id", "path"])
     except Exception:
         return False
     current = vectors.shape == (old.get("n_vectors"), old.get("dim"))
@@ -1230,7 +1230,7 @@ def embed_images(
     rows = _candidate_rows(run_dir)
     if rows.empty:
         raise ManifestError(
-            f"no images to embed: {io.manifest_path(run_dir)} has no rows with status 'ok'; "
+            f"no images to embed: {storage.manifest_path(run_dir)} has no rows with status 'ok'; "
             "run stage 01, 02 or the folder import first"
         )
     params = embedding_params(
@@ -1246,7 +1246,7 @@ def embed_images(
     phash = params_hash(params)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "embeddings"
     cache = VectorCache(cache_root / phash)
-    vec_path, ids_path = io.embeddings_paths(run_dir)
+    vec_path, ids_path = storage.embeddings_paths(run_dir)
     emb_dir = vec_path.parent
     state = {"params": params, "manifest": _manifest_fingerprint(rows)}
 
@@ -1357,7 +1357,7 @@ def embed_images(
             tmp_vec.unlink()
 
         kept = rows.loc[ok, ["image_id", "path", "source"]].reset_index(drop=True)
-        io.write_table(kept, tmp_dir / ids_path.name)
+        storage.write_table(kept, tmp_dir / ids_path.name)
         failed_df = pd.DataFrame(
             [
                 {"image_id": ids[i], "path": paths[i], "error": e}
@@ -1365,7 +1365,7 @@ def embed_images(
             ],
             columns=["image_id", "path", "error"],
         ).astype("string")
-        io.write_table(failed_df, tmp_dir / "failed.parquet")
+        storage.write_table(failed_df, tmp_dir / "failed.parquet")
         summary["failed"] = len(failures)
         summary["embedded"] = n_ok
         state.update(n_vectors=n_ok, n_failed=len(failures), dim=int(dim))

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from . import io
+from . import storage
 from .cluster import CLUSTERS_COLUMNS, CLUSTERS_NAME, PCA_NAME, image_paths
 from .exceptions import ConfigError
 from .paths import resolve
@@ -175,7 +175,7 @@ def _save_figure(fig, out_path: str | os.PathLike[str], *, dpi: int = 120) -> Pa
 
     out = resolve(out_path)
     FigureCanvasAgg(fig)
-    with io.atomic_path(out) as tmp:
+    with storage.atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return out
 
@@ -343,7 +343,7 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 
 def _save_image(img: Image.Image, out_path: str | os.PathLike[str]) -> Path:
-    return io.atomic_write_bytes(resolve(out_path), _png_bytes(img))
+    return storage.atomic_write_bytes(resolve(out_path), _png_bytes(img))
 
 
 def contact_sheet_image(
@@ -446,7 +446,7 @@ def _rows_sheet(
 
 
 def _assignments(run_dir: Path, k: int, method: str) -> pd.DataFrame:
-    table = io.read_table(
+    table = storage.read_table(
         run_dir / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="cluster assignments"
     )
     sel = table[(table["method"] == method) & (table["k"] == int(k))]
@@ -710,7 +710,7 @@ def find_near_duplicates(
             )
     table = pd.DataFrame(rows, columns=NEAR_DUPLICATES_COLUMNS)
     table = table.astype({"group": "int64", "group_size": "int64", "max_similarity": "float64"})
-    io.write_table(table, resolve(out_path) if out_path else run / NEAR_DUPLICATES_NAME)
+    storage.write_table(table, resolve(out_path) if out_path else run / NEAR_DUPLICATES_NAME)
     print(
         f"near-duplicates: {len(groups)} groups, {len(table)} of {len(ids)} images at cosine "
         f">= {threshold}; {time.perf_counter() - t0:.1f} s"
@@ -931,7 +931,7 @@ class ClusterBrowser:
         max_images: int = 48,
     ):
         self.run = resolve(run_dir)
-        table = io.read_table(
+        table = storage.read_table(
             self.run / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="cluster assignments"
         )
         self.table = table[table["method"] == method]
@@ -1029,7 +1029,7 @@ class ClusterBrowser:
     def save_neighbours(self, image_id: str, out_path: str | os.PathLike[str]) -> Path:
         """Write the neighbours sheet of ``image_id`` to a PNG (a static figure for reports)."""
         png, _ = self.neighbours_png_for(image_id)
-        return io.atomic_write_bytes(resolve(out_path), png)
+        return storage.atomic_write_bytes(resolve(out_path), png)
 
     # -- callbacks (ipywidgets ``observe`` handlers; ``change`` is a dict with "new") --
     def on_k(self, change: dict[str, Any]) -> None:
@@ -1372,7 +1372,7 @@ def write_gallery(
     t0 = time.perf_counter()
     run = resolve(run_dir)
     out = resolve(out_path) if out_path is not None else run / REPORT_DIR / GALLERY_NAME
-    table = io.read_table(run / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="clusters")
+    table = storage.read_table(run / CLUSTERS_NAME, required=CLUSTERS_COLUMNS, what="clusters")
     table = table[table["method"].isin(list(methods))]
     if k_values is not None:
         table = table[table["k"].isin([int(k) for k in k_values])]
@@ -1465,7 +1465,7 @@ def write_gallery(
                 src = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
             else:
                 name = f"{image_id[:24]}.jpg"
-                _readable(io.atomic_write_bytes(files_dir / name, data))
+                _readable(storage.atomic_write_bytes(files_dir / name, data))
                 src = f"{GALLERY_FILES}/{name}"
             p = paths.get(image_id)
             images.append({"src": src, "name": Path(p).name if p else image_id[:12]})
@@ -1495,7 +1495,7 @@ def write_gallery(
         .replace("__THUMB__", str(int(thumb)))
         .replace("__DATA__", blob)
     )
-    _readable(io.atomic_write_bytes(out, page.encode("utf-8")))
+    _readable(storage.atomic_write_bytes(out, page.encode("utf-8")))
     size = out.stat().st_size / 2**20
     where = "inlined" if inline else f"in {files_dir}"
     left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""

@@ -63,7 +63,7 @@ from bs4 import BeautifulSoup
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import images, io, net
+from . import images, net, storage
 from .exceptions import ConfigError, ImageError, LogoFetchError
 from .net import DEFAULT_USER_AGENT
 from .paths import resolve
@@ -698,7 +698,7 @@ def _write_logo(run_dir: Path, domain: str, best: Decoded) -> tuple[str, int, in
     im.save(buf, "PNG")
     png = buf.getvalue()
     name = _safe_name(domain)
-    io.atomic_write_bytes(run_dir / logo_path(domain), png)
+    storage.atomic_write_bytes(run_dir / logo_path(domain), png)
     ext = images.FORMAT_EXTENSIONS.get(best.fmt, "bin")
     if best.fmt == "SVG" and best.data[:2] == b"\x1f\x8b":
         ext = "svgz"
@@ -706,8 +706,8 @@ def _write_logo(run_dir: Path, domain: str, best: Decoded) -> tuple[str, int, in
     for stale in original.glob(f"{name}.*"):  # an earlier run may have kept another format
         if stale.stem == name and stale.suffix != f".{ext}":
             stale.unlink(missing_ok=True)
-    io.atomic_write_bytes(original / f"{name}.{ext}", best.data)
-    return io.sha256_bytes(png), im.size[0], im.size[1]
+    storage.atomic_write_bytes(original / f"{name}.{ext}", best.data)
+    return storage.sha256_bytes(png), im.size[0], im.size[1]
 
 
 def _redact(text, secrets: tuple[str, ...]):
@@ -1009,7 +1009,7 @@ def fetch_logos(
     out_path = run_dir / LOGOS_NAME
     previous = {}
     if out_path.exists():
-        old = io.read_table(out_path, required=["domain", "status"], what="logo table")
+        old = storage.read_table(out_path, required=["domain", "status"], what="logo table")
         for rec in old.to_dict("records"):
             if rec["status"] == "ok" and isinstance(rec["domain"], str):
                 previous[rec["domain"]] = rec
@@ -1063,7 +1063,7 @@ def fetch_logos(
 
     def checkpoint() -> pd.DataFrame:
         table = _to_table(results[i] for i in sorted(results))
-        io.write_table(table, out_path)
+        storage.write_table(table, out_path)
         return table
 
     t0 = time.monotonic()
@@ -1092,7 +1092,7 @@ def fetch_logos(
         table = checkpoint()
     seconds = time.monotonic() - t0
     summary = summarize(table)
-    io.write_table(summary, run_dir / SUMMARY_NAME)
+    storage.write_table(summary, run_dir / SUMMARY_NAME)
     print(summary.to_string(index=False))
     _print_summary_line(table, cached, len(todo), seconds, skipped)
     return table
@@ -1174,7 +1174,7 @@ def _print_summary_line(
 
 
 def to_image_manifest(logos_df: pd.DataFrame) -> pd.DataFrame:
-    """Rows for :func:`lookalike.io.merge_manifest`: source ``"logos"``, origin = domain.
+    """Rows for :func:`lookalike.storage.merge_manifest`: source ``"logos"``, origin = domain.
 
     Invalid inputs become ``skipped`` rows whose origin is the raw spelling.
     """
@@ -1198,4 +1198,4 @@ def to_image_manifest(logos_df: pd.DataFrame) -> pd.DataFrame:
             "error": logos_df["reason"],
         }
     )
-    return out.astype(io.MANIFEST_COLUMNS)
+    return out.astype(storage.MANIFEST_COLUMNS)

@@ -31,3 +31,226 @@ def default_cache_dir() -> Path:
     """Shared cache for embeddings and weights: ``$LOOKALIKE_CACHE`` or ``~/.cache/lookalike``."""
     env = os.environ.get("LOOKALIKE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lookalike"
+
+
+class RunLayout:
+    """Every file and folder of one run, named in one place.
+
+    The run folder is resolved once (:func:`resolve`); every stage, notebook and test takes
+    its paths from here, so no other module spells a run file's name.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder; relative paths are taken from the project root.
+
+    Examples
+    --------
+    >>> run = RunLayout("runs/demo-logos")  # doctest: +SKIP
+    >>> run.manifest  # doctest: +SKIP
+    PosixPath('/…/runs/demo-logos/images.parquet')
+    """
+
+    # Names inside RUN/embeddings/ (stage 03 writes them into a temporary folder first,
+    # so they are also needed relative to another folder).
+    VECTORS = "vectors.npy"
+    IDS = "ids.parquet"
+    EMBED_FAILED = "failed.parquet"
+    EMBED_STATE = "state.json"
+    PARTS = "parts.npy"
+    PART_MASK = "part_mask.npy"
+    COLOUR = "colour.npy"
+    SIMILARITY_STATE = "similarity.json"
+
+    def __init__(self, run_dir: str | os.PathLike[str] | RunLayout):
+        self.root: Path = run_dir.root if isinstance(run_dir, RunLayout) else resolve(run_dir)
+
+    def __repr__(self) -> str:
+        return f"RunLayout({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.root)
+
+    # -- inputs (stages 01 and 02) and the manifest -----------------------------------------
+    @property
+    def manifest(self) -> Path:
+        """``images.parquet``: one row per image origin; stages 03 to 05 read it."""
+        return self.root / "images.parquet"
+
+    @property
+    def scrape(self) -> Path:
+        """``scrape.parquet``: one row per image URL found by 01."""
+        return self.root / "scrape.parquet"
+
+    @property
+    def scrape_pages(self) -> Path:
+        """``scrape_pages.parquet``: one row per page read by 01."""
+        return self.root / "scrape_pages.parquet"
+
+    @property
+    def images_dir(self) -> Path:
+        """``images/``: downloaded catalog images, named by content hash."""
+        return self.root / "images"
+
+    @property
+    def logos(self) -> Path:
+        """``logos.parquet``: one row per domain (02)."""
+        return self.root / "logos.parquet"
+
+    @property
+    def logos_summary(self) -> Path:
+        """``logos_summary.csv``: 02's summary per provider and reason."""
+        return self.root / "logos_summary.csv"
+
+    @property
+    def logos_dir(self) -> Path:
+        """``logos/``: the fetched logos as PNG, named by content hash."""
+        return self.root / "logos"
+
+    # -- stage 03 ----------------------------------------------------------------------------
+    @property
+    def embeddings_dir(self) -> Path:
+        """``embeddings/``: stage 03's folder, swapped in whole when it is rebuilt."""
+        return self.root / "embeddings"
+
+    @property
+    def vectors(self) -> Path:
+        """``embeddings/vectors.npy``: float32, shape (n_images, dim)."""
+        return self.embeddings_dir / self.VECTORS
+
+    @property
+    def ids(self) -> Path:
+        """``embeddings/ids.parquet``: row i names vector i."""
+        return self.embeddings_dir / self.IDS
+
+    @property
+    def embed_failed(self) -> Path:
+        """``embeddings/failed.parquet``: images that could not be embedded."""
+        return self.embeddings_dir / self.EMBED_FAILED
+
+    @property
+    def embed_state(self) -> Path:
+        """``embeddings/state.json``: what the vectors were made from (resume)."""
+        return self.embeddings_dir / self.EMBED_STATE
+
+    @property
+    def parts(self) -> Path:
+        """``embeddings/parts.npy``: the lockup parts' vectors, (n_images, 2, dim)."""
+        return self.embeddings_dir / self.PARTS
+
+    @property
+    def part_mask(self) -> Path:
+        """``embeddings/part_mask.npy``: bool, (n_images, 2), which parts exist."""
+        return self.embeddings_dir / self.PART_MASK
+
+    @property
+    def colour(self) -> Path:
+        """``embeddings/colour.npy``: colour signatures, (n_images, bins**3)."""
+        return self.embeddings_dir / self.COLOUR
+
+    @property
+    def similarity_state(self) -> Path:
+        """``embeddings/similarity.json``: the similarity settings the extras were made with."""
+        return self.embeddings_dir / self.SIMILARITY_STATE
+
+    # -- stage 04 ----------------------------------------------------------------------------
+    @property
+    def metrics(self) -> Path:
+        """``metrics.csv``: one row per method and k."""
+        return self.root / "metrics.csv"
+
+    @property
+    def clusters(self) -> Path:
+        """``clusters.parquet``: one row per image, method and k."""
+        return self.root / "clusters.parquet"
+
+    @property
+    def pca(self) -> Path:
+        """``pca.npz``: the reduced vectors and the PCA that made them."""
+        return self.root / "pca.npz"
+
+    @property
+    def cluster_state(self) -> Path:
+        """``cluster_params.json``: what 04's outputs were made from (resume)."""
+        return self.root / "cluster_params.json"
+
+    @property
+    def neighbors(self) -> Path:
+        """``neighbors.parquet``: each image's nearest neighbours."""
+        return self.root / "neighbors.parquet"
+
+    @property
+    def export_dir(self) -> Path:
+        """``clusters/``: optional per-cluster folders of links or copies."""
+        return self.root / "clusters"
+
+    # -- stage 05 and the runner -----------------------------------------------------------
+    @property
+    def figures_dir(self) -> Path:
+        """``figures/``: every figure the notebooks save."""
+        return self.root / "figures"
+
+    def figure(self, name: str) -> Path:
+        """``figures/<name>``."""
+        return self.figures_dir / name
+
+    @property
+    def near_duplicates(self) -> Path:
+        """``near_duplicates.csv``: groups of near-identical images."""
+        return self.root / "near_duplicates.csv"
+
+    @property
+    def report_dir(self) -> Path:
+        """``report/``: rendered notebooks and the gallery."""
+        return self.root / "report"
+
+    @property
+    def gallery(self) -> Path:
+        """``report/gallery.html``: the offline gallery."""
+        return self.report_dir / "gallery.html"
+
+    @property
+    def gallery_files(self) -> Path:
+        """``report/gallery_files/``: thumbnails of a large gallery."""
+        return self.report_dir / "gallery_files"
+
+    def report(self, notebook: str) -> Path:
+        """``report/<notebook>.html``."""
+        return self.report_dir / f"{notebook}.html"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        """``notebooks/``: the executed notebooks of ``lookalike run``."""
+        return self.root / "notebooks"
+
+    def executed_notebook(self, notebook: str) -> Path:
+        """``notebooks/<notebook>.ipynb``."""
+        return self.notebooks_dir / f"{notebook}.ipynb"
+
+    @property
+    def params(self) -> Path:
+        """``params.yaml``: the merged parameters of the last ``lookalike run``."""
+        return self.root / "params.yaml"
+
+    @property
+    def log(self) -> Path:
+        """``run.log``: the runner's plain-text log."""
+        return self.root / "run.log"
+
+    @staticmethod
+    def journal(table: Path) -> Path:
+        """The append-only journal beside a table: ``.<name>.journal``."""
+        return table.with_name(f".{table.name}.journal")
+
+    def image_path(self, path: str) -> Path:
+        """Absolute path of a manifest ``path`` entry (relative entries are inside the run)."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """``path`` relative to the run folder when it is inside it, else absolute (POSIX)."""
+        p = Path(path)
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            return p.as_posix()

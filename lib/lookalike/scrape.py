@@ -16,7 +16,7 @@ Typical use::
 
     df = scrape_catalog("https://shop.example/shoes/", "runs/shoes", max_pages=5)
     display(df.attrs["summary"])
-    io.merge_manifest("runs/shoes", to_image_manifest(df))
+    storage.merge_manifest("runs/shoes", to_image_manifest(df))
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bs4 import BeautifulSoup
 from protego import Protego
 from tqdm.auto import tqdm
 
-from . import images, io, net
+from . import images, net, storage
 from .exceptions import ConfigError, ImageError, ScrapeError
 from .net import DEFAULT_USER_AGENT
 from .paths import resolve
@@ -762,7 +762,7 @@ class _Journal:
         self._pending = 0
         self._last = time.monotonic()
         if path.exists():
-            df = io.read_table(path, required=list(columns), what=what)
+            df = storage.read_table(path, required=list(columns), what=what)
             for rec in df.to_dict("records"):
                 self.rows[rec["url"]] = {k: _clean(v) for k, v in rec.items() if k in columns}
         if self.journal.exists():
@@ -796,7 +796,7 @@ class _Journal:
         keys = [k for k in dict.fromkeys(order) if k in self.rows]
         keys += [k for k in self.rows if k not in set(keys)]
         table = _to_table((self.rows[k] for k in keys), self.columns)
-        io.write_table(table, self.path)
+        storage.write_table(table, self.path)
         self.journal.unlink(missing_ok=True)  # after the write: a kill in between loses nothing
         self._pending, self._last = 0, time.monotonic()
         return table
@@ -951,7 +951,7 @@ class _Scrape:
         self.pages = _Journal(run_dir / PAGES_NAME, PAGE_COLUMNS, what="scrape page table")
         key = {k: opts[k] for k in _PARSE_OPTIONS}
         key["version"] = PARSER_VERSION
-        self.parse_key = io.sha256_bytes(json.dumps(key, sort_keys=True).encode())[:16]
+        self.parse_key = storage.sha256_bytes(json.dumps(key, sort_keys=True).encode())[:16]
         self.session = net.make_session(
             user_agent=opts["user_agent"], proxy=opts["proxy"], pool_size=opts["concurrency"] + 2
         )
@@ -1123,10 +1123,10 @@ class _Scrape:
         row.update(width=width, height=height)
         if min(width, height) < o["min_side"]:
             return dict(row, status="skipped", reason="too_small")
-        sha = io.sha256_bytes(r.content)
+        sha = storage.sha256_bytes(r.content)
         rel = f"{IMAGES_DIR}/{sha}.{images.FORMAT_EXTENSIONS[im.format]}"
         if not (self.run_dir / rel).exists():  # same bytes under another URL: stored once
-            io.atomic_write_bytes(self.run_dir / rel, r.content)
+            storage.atomic_write_bytes(self.run_dir / rel, r.content)
         return dict(row, status="ok", reason=None, sha256=sha, path=rel)
 
     # -- the crawl ----------------------------------------------------------------------
@@ -1360,7 +1360,7 @@ def scrape_catalog(
 
 
 def to_image_manifest(scrape_df: pd.DataFrame) -> pd.DataFrame:
-    """Rows for :func:`lookalike.io.merge_manifest`: source ``"catalog"``, origin = image URL."""
+    """Rows for :func:`lookalike.storage.merge_manifest`: source ``"catalog"``, origin = URL."""
     out = pd.DataFrame(
         {
             "image_id": scrape_df["sha256"],
@@ -1373,4 +1373,4 @@ def to_image_manifest(scrape_df: pd.DataFrame) -> pd.DataFrame:
             "error": scrape_df["reason"],
         }
     )
-    return out.astype(io.MANIFEST_COLUMNS)
+    return out.astype(storage.MANIFEST_COLUMNS)

@@ -26,6 +26,7 @@ compared by cosine and clustered with KMeans: no logo-specific step touches prod
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import io
+from . import storage
 from .exceptions import ConfigError, ImageError, ManifestError
 from .paths import default_cache_dir, resolve
 
@@ -142,7 +143,7 @@ def resolve_preset(
     if name == "auto":
         if run_dir is None:
             raise ConfigError("preset='auto' needs the run folder to look at its images")
-        sources = io.read_manifest(resolve(run_dir))["source"].astype(str)
+        sources = storage.read_manifest(resolve(run_dir))["source"].astype(str)
         name = "logos" if (sources == "logos").mean() > 0.5 else "photos"
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is not known; use one of {sorted(PRESETS)} or auto")
@@ -320,7 +321,7 @@ def _l2(v: np.ndarray) -> np.ndarray:
 
 def _png_bytes(image: Image.Image | str | os.PathLike[str] | bytes) -> bytes | str:
     if isinstance(image, Image.Image):
-        buf = __import__("io").BytesIO()
+        buf = io.BytesIO()
         image.save(buf, format="PNG")
         return buf.getvalue()
     return image if isinstance(image, (bytes, bytearray)) else str(image)
@@ -432,7 +433,7 @@ def _settings_hash(settings: dict[str, Any], embed_params: dict[str, Any]) -> st
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with storage.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
 
 
@@ -514,7 +515,9 @@ def embed_extras(
                 f"RUN/embeddings was embedded with {k}={embed_params.get(k)!r}, but the "
                 f"similarity settings say {settings[k]!r}; embed with the same settings"
             )
-    ids = io.read_table(emb / "ids.parquet", required=["image_id", "path"], what="embedding ids")
+    ids = storage.read_table(
+        emb / "ids.parquet", required=["image_id", "path"], what="embedding ids"
+    )
     n = len(ids)
     d = output_dim(settings["layer"], int(settings["part_size"]), settings["pooling"])
     c = int(settings["colour_bins"]) ** 3
@@ -532,7 +535,7 @@ def embed_extras(
     }
     settings_path = emb / SETTINGS_NAME
     if not settings["parts"] and not float(settings["colour_weight"]) > 0:
-        io.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
+        storage.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
         for name in (PARTS_NAME, PART_MASK_NAME, COLOUR_NAME):
             (emb / name).unlink(missing_ok=True)
         print(f"similarity: preset {settings['preset']}: whole-image vectors only")
@@ -565,7 +568,7 @@ def embed_extras(
     parts = np.zeros((n, 2, d), dtype=np.float32)
     mask = np.zeros((n, 2), dtype=bool)
     colour = np.zeros((n, c), dtype=np.float32)
-    paths = [io.image_abspath(run, p) for p in ids["path"].astype(str)]
+    paths = [storage.image_abspath(run, p) for p in ids["path"].astype(str)]
     image_ids = ids["image_id"].astype(str).tolist()
 
     def store(i: int) -> None:
@@ -653,7 +656,7 @@ def embed_extras(
     _save_npy(emb / PART_MASK_NAME, mask)
     _save_npy(emb / COLOUR_NAME, colour)
     record["n_failed"] = len(failed)  # a later run retries those (the rest is cached)
-    io.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
+    storage.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
     summary["seconds"] = time.perf_counter() - t0
     _print_extras(summary)
     return summary
@@ -678,7 +681,7 @@ def load_features(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     ``settings`` (the recorded settings; the ``photos`` preset's when none were recorded).
     """
     run = resolve(run_dir)
-    ids, vectors = io.read_embeddings(run)
+    ids, vectors = storage.read_embeddings(run)
     settings = read_settings(run) or resolve_preset("photos")
     out: dict[str, Any] = {
         "ids": ids,
@@ -745,7 +748,7 @@ def write_neighbors(
     the run's preset; cosine for ``photos``).
     """
     table = nearest_neighbors(**inputs, image_ids=image_ids, k=k)
-    io.write_table(table, resolve(run_dir) / NEIGHBORS_NAME)
+    storage.write_table(table, resolve(run_dir) / NEIGHBORS_NAME)
     return table
 
 
@@ -754,7 +757,7 @@ def read_neighbors(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
     path = resolve(run_dir) / NEIGHBORS_NAME
     if not path.is_file():
         return None
-    return io.read_table(path, required=NEIGHBORS_COLUMNS, what="neighbours")
+    return storage.read_table(path, required=NEIGHBORS_COLUMNS, what="neighbours")
 
 
 # -- similarity ---------------------------------------------------------------------------

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ConfigError, WeightsError
-from .io import atomic_path, sha256_file
 from .paths import default_cache_dir
+from .storage import atomic_path, sha256_file
 
 #: Identifies the weights in cache keys: Keras's ImageNet VGG16 without the classifier.
 WEIGHTS_ID = "keras-vgg16-imagenet-notop"
@@ -471,7 +471,7 @@ def _keras_download(cache_dir: Path, *, timeout: float) -> Path:
 
 
 def _write_sidecar(path: Path, note: dict) -> None:
-    from .io import atomic_write_bytes
+    from .storage import atomic_write_bytes
 
     atomic_write_bytes(sidecar_path(path), (json.dumps(note, indent=2) + "\n").encode())
 

@@ -1,0 +1,282 @@
+"""Reading and writing run files: the image manifest, tables, embeddings and stamps.
+
+Every write is atomic (a temporary file in the same folder, then ``os.replace``), so an
+interrupted run never leaves a half-written file behind. Where each file lives is
+:class:`~lookalike.paths.RunLayout`'s business; this module only reads and writes them.
+
+A *stamp* is a small JSON file that records what a stage's outputs were made from (its
+parameters and a fingerprint of its inputs). :func:`is_current` is the one answer to "is
+this output still current?", used by every stage that resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import ManifestError
+from .paths import RunLayout
+
+#: Columns of ``RUN/images.parquet``, the one manifest that stages 03 to 05 read.
+MANIFEST_COLUMNS: dict[str, str] = {
+    "image_id": "string",  # sha256 of the image bytes (hex); empty when the item failed
+    "path": "string",  # where the bytes are: relative to the run dir, or absolute
+    "source": "string",  # catalog | logos | folder
+    "origin": "string",  # page/image URL, domain, or original file path
+    "width": "Int64",  # decoded width in pixels
+    "height": "Int64",  # decoded height in pixels
+    "status": "string",  # ok | failed | skipped
+    "error": "string",  # short reason when status != ok
+}
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``: the image id used everywhere."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks of ``chunk_size`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = _read_umask()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it becomes ``path`` in one rename.
+
+    Parent folders are created. The file gets the usual permissions (0666 minus the umask,
+    where a bare temp file would be private). On an exception the temporary file is removed
+    and ``path`` is untouched, so an interrupted write never leaves half a file behind.
+
+    Examples
+    --------
+    >>> with atomic_path("runs/x/table.csv") as tmp:  # doctest: +SKIP
+    ...     df.to_csv(tmp, index=False)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`); ``fsync`` flushes to disk."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    return path
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` atomically as parquet (``.parquet``) or CSV (``.csv``) at ``path``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return path
+
+
+def read_table(
+    path: str | os.PathLike[str], *, required: Iterable[str] = (), what: str = "table"
+) -> pd.DataFrame:
+    """Read a parquet or CSV file and check that it has the ``required`` columns.
+
+    Raises
+    ------
+    ManifestError
+        If the file is missing or lacks a required column; the message names both.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{what} not found: {path}")
+    df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{what} {path} lacks column(s) {missing}; it has {list(df.columns)}")
+    return df
+
+
+def empty_manifest() -> pd.DataFrame:
+    """A manifest with no rows and the documented columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in MANIFEST_COLUMNS.items()})
+
+
+def coerce_manifest(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with exactly the manifest's columns, in order and with their dtypes."""
+    out = df.copy()
+    for col, dtype in MANIFEST_COLUMNS.items():
+        if col not in out.columns:
+            out[col] = pd.NA
+        out[col] = out[col].astype(dtype)
+    return out[list(MANIFEST_COLUMNS)]
+
+
+def manifest_path(run_dir: str | os.PathLike[str] | RunLayout) -> Path:
+    """Path of ``RUN/images.parquet``."""
+    return RunLayout(run_dir).manifest
+
+
+def read_manifest(
+    run_dir: str | os.PathLike[str] | RunLayout, *, ok_only: bool = False
+) -> pd.DataFrame:
+    """Read ``RUN/images.parquet``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder (relative paths are taken from the project root).
+    ok_only : bool, default False
+        Keep only rows with ``status == "ok"``, one per ``image_id``.
+
+    Returns
+    -------
+    DataFrame with the columns of :data:`MANIFEST_COLUMNS`.
+    """
+    df = read_table(manifest_path(run_dir), required=MANIFEST_COLUMNS, what="image manifest")
+    df = coerce_manifest(df)
+    if ok_only:
+        df = df[df["status"] == "ok"].drop_duplicates("image_id").reset_index(drop=True)
+    return df
+
+
+def merge_manifest(run_dir: str | os.PathLike[str] | RunLayout, rows: pd.DataFrame) -> pd.DataFrame:
+    """Upsert ``rows`` into ``RUN/images.parquet`` and return the whole manifest.
+
+    A row is identified by ``(source, origin)``: a newer row for the same origin replaces
+    the older one, so re-running a stage never duplicates rows.
+    """
+    new = coerce_manifest(rows)
+    path = manifest_path(run_dir)
+    old = read_manifest(run_dir) if path.exists() else empty_manifest()
+    merged = pd.concat([old, new], ignore_index=True) if len(old) else new
+    merged = merged.drop_duplicates(["source", "origin"], keep="last").reset_index(drop=True)
+    write_table(merged, path)
+    return merged
+
+
+def image_abspath(run_dir: str | os.PathLike[str] | RunLayout, path: str) -> Path:
+    """Absolute path of a manifest ``path`` entry (relative entries are inside the run)."""
+    return RunLayout(run_dir).image_path(path)
+
+
+# -- embeddings ---------------------------------------------------------------------------
+
+
+def embeddings_paths(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[Path, Path]:
+    """``(vectors.npy, ids.parquet)`` inside ``RUN/embeddings/``."""
+    run = RunLayout(run_dir)
+    return run.vectors, run.ids
+
+
+def read_embeddings(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[pd.DataFrame, np.ndarray]:
+    """Load ``RUN/embeddings/``.
+
+    Returns
+    -------
+    ids : DataFrame with column ``image_id`` (row i describes vector i)
+    vectors : ndarray of shape (n_images, n_features), float32, memory-mapped read-only
+    """
+    vec_path, ids_path = embeddings_paths(run_dir)
+    ids = read_table(ids_path, required=["image_id"], what="embedding ids")
+    if not vec_path.exists():
+        raise ManifestError(f"embeddings not found: {vec_path}; run 03_embed_vgg16 first")
+    vectors = np.load(vec_path, mmap_mode="r")
+    if vectors.shape[0] != len(ids):
+        raise ManifestError(
+            f"{vec_path} has {vectors.shape[0]} rows but {ids_path} has {len(ids)} ids; "
+            "re-run 03_embed_vgg16"
+        )
+    return ids, vectors
+
+
+# -- stamps: "is this output current?" -----------------------------------------------------
+
+
+def fingerprint(value: Any) -> str:
+    """Hex sha256 of ``value`` written as canonical JSON (sorted keys, no spaces).
+
+    ``value`` is any JSON-able structure (parameters, a list of image ids); tuples count as
+    lists, so a fingerprint survives a round trip through a JSON file.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_stamp(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The stamp at ``path`` as a dict, or ``None`` when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_stamp(path: str | os.PathLike[str], key: Mapping[str, Any], **info: Any) -> Path:
+    """Record that the outputs beside ``path`` were made from ``key``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The stamp file (JSON), written atomically.
+    key : mapping
+        Everything the outputs depend on: parameters and input fingerprints. Two runs with
+        equal keys produce the same outputs.
+    **info
+        Extra facts for later checks or for people (counts, dimensions); not part of the key.
+    """
+    record = {**info, "key": json.loads(json.dumps(dict(key), default=str))}
+    return atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+def is_current(
+    path: str | os.PathLike[str],
+    key: Mapping[str, Any],
+    *,
+    outputs: Iterable[str | os.PathLike[str]] = (),
+) -> bool:
+    """True when the stamp at ``path`` records exactly ``key`` and every output exists.
+
+    The stamp is written last, after the outputs it covers, so a kill at any point leaves
+    either no stamp, an old one (its key differs) or a complete set of outputs.
+    """
+    stamp = read_stamp(path)
+    if stamp is None:
+        return False
+    want = json.loads(json.dumps(dict(key), default=str))
+    return stamp.get("key") == want and all(Path(p).exists() for p in outputs)

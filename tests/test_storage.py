@@ -1,0 +1,101 @@
+"""Run files: atomic writes, the manifest upsert, embeddings, stamps."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lookalike import storage
+from lookalike.exceptions import ManifestError
+
+
+def _row(origin: str, image_id: str = "a" * 64, status: str = "ok") -> dict:
+    return {
+        "image_id": image_id,
+        "path": f"images/{origin}.png",
+        "source": "catalog",
+        "origin": origin,
+        "width": 10,
+        "height": 12,
+        "status": status,
+        "error": None,
+    }
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    p = storage.atomic_write_bytes(tmp_path / "sub" / "x.bin", b"abc")
+    assert p.read_bytes() == b"abc"
+    assert [f.name for f in p.parent.iterdir()] == ["x.bin"]
+
+
+def test_merge_manifest_upserts_on_source_and_origin(tmp_path):
+    storage.merge_manifest(tmp_path, pd.DataFrame([_row("u1"), _row("u2", status="failed")]))
+    merged = storage.merge_manifest(tmp_path, pd.DataFrame([_row("u2", "b" * 64), _row("u3")]))
+    assert list(merged["origin"]) == ["u1", "u2", "u3"]
+    assert merged.set_index("origin").loc["u2", "status"] == "ok"
+    again = storage.read_manifest(tmp_path)
+    pd.testing.assert_frame_equal(again, merged)
+    assert list(again.columns) == list(storage.MANIFEST_COLUMNS)
+
+
+def test_read_manifest_ok_only_dedupes_images(tmp_path):
+    rows = [_row("u1"), _row("u2"), _row("u3", "c" * 64, status="failed")]
+    storage.merge_manifest(tmp_path, pd.DataFrame(rows))
+    ok = storage.read_manifest(tmp_path, ok_only=True)
+    assert list(ok["origin"]) == ["u1"]  # u2 has the same bytes as u1
+
+
+def test_missing_manifest_and_missing_column_are_clear(tmp_path):
+    with pytest.raises(ManifestError, match="image manifest not found"):
+        storage.read_manifest(tmp_path)
+    pd.DataFrame({"image_id": ["x"]}).to_parquet(tmp_path / "images.parquet")
+    with pytest.raises(ManifestError, match=r"lacks column\(s\) \['path'"):
+        storage.read_manifest(tmp_path)
+
+
+def test_read_embeddings_checks_row_count(tmp_path):
+    vec_path, ids_path = storage.embeddings_paths(tmp_path)
+    vec_path.parent.mkdir(parents=True)
+    np.save(vec_path, np.ones((3, 4), dtype=np.float32))
+    storage.write_table(pd.DataFrame({"image_id": ["a", "b", "c"]}), ids_path)
+    ids, vectors = storage.read_embeddings(tmp_path)
+    assert vectors.shape == (3, 4) and isinstance(vectors, np.memmap)
+    storage.write_table(pd.DataFrame({"image_id": ["a", "b"]}), ids_path)
+    with pytest.raises(ManifestError, match="3 rows but"):
+        storage.read_embeddings(tmp_path)
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_error(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = storage.atomic_write_bytes(tmp_path / "a" / "f.bin", b"data")
+    assert path.read_bytes() == b"data"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private 0600 of a temp file
+    with pytest.raises(RuntimeError), storage.atomic_path(tmp_path / "a" / "g.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.bin"]
+
+
+def test_stamp_is_current_only_for_the_same_key_and_existing_outputs(tmp_path):
+    out = tmp_path / "out.parquet"
+    stamp = tmp_path / "stamp.json"
+    key = {"params": {"k": [2, 3]}, "inputs": storage.fingerprint(["a", "b"])}
+    assert not storage.is_current(stamp, key, outputs=[out])  # no stamp yet
+    out.write_bytes(b"x")
+    storage.write_stamp(stamp, key, n=2)
+    assert storage.is_current(stamp, key, outputs=[out])
+    assert storage.read_stamp(stamp)["n"] == 2
+    assert not storage.is_current(stamp, {**key, "inputs": storage.fingerprint(["a"])})
+    out.unlink()
+    assert not storage.is_current(stamp, key, outputs=[out])  # an output went missing
+    stamp.write_text("{not json")
+    assert storage.read_stamp(stamp) is None and not storage.is_current(stamp, key)
+
+
+def test_fingerprint_is_canonical():
+    assert storage.fingerprint({"a": 1, "b": (1, 2)}) == storage.fingerprint({"b": [1, 2], "a": 1})
+    assert storage.fingerprint({"a": 1}) != storage.fingerprint({"a": 2})
