@@ -45,10 +45,14 @@ test: setup browser
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
-## lab: open JupyterLab on the workspace with the project's kernel
+## lab: open JupyterLab on the workspace with the project's kernel (prints the URL)
+LAB_ARGS ?=
 .PHONY: lab
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	@root=""; if [ "$$(id -u)" = 0 ]; then root="--allow-root"; \
+	  echo "make lab: running as root, so JupyterLab gets --allow-root"; fi; \
+	echo "make lab: open the http://127.0.0.1:.../lab?token=... URL printed below; Ctrl-C stops it"; \
+	exec $(VENV)/bin/jupyter lab --notebook-dir=. --no-browser $$root $(LAB_ARGS)
 
 ## lint: ruff lint and format check
 .PHONY: lint

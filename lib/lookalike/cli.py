@@ -1,6 +1,8 @@
 """Command line: ``lookalike run | weights | kernel | demo-server | params``.
 
-The CLI only parses options and calls the library (the papermill ``cli.py`` habit).
+The CLI only parses options and calls the library (the papermill ``cli.py`` habit). Bad
+input never ends in a traceback: it is one line (or one line per parameter) naming the
+parameter or file and the fix, and exit code 2.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .exceptions import LookalikeError
+from .exceptions import ConfigError, LookalikeError
+
+#: Exit code for bad input (a wrong parameter, config file or option), as argparse uses.
+EXIT_USAGE = 2
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -16,7 +21,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the notebooks with parameters from a YAML config")
-    run.add_argument("config", help="YAML parameter file, e.g. configs/demo-logos.yaml")
+    run.add_argument("config", help="YAML parameter file, e.g. configs/example.yaml")
     run.add_argument("--run-dir", help="output folder (default: run_dir from the config)")
     run.add_argument("--from", dest="start", metavar="NN", help="first notebook, e.g. 03")
     run.add_argument("--to", dest="stop", metavar="NN", help="last notebook, e.g. 05")
@@ -29,61 +34,86 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a parameter; VALUE is parsed as YAML (repeatable)",
     )
     run.add_argument("--no-html", action="store_true", help="skip the HTML reports")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars at the terminal")
 
-    sub.add_parser("weights", help="make sure the real VGG16 ImageNet weights are available")
+    sub.add_parser(
+        "weights",
+        help="make sure the real VGG16 ImageNet weights are available "
+        "(options: lookalike weights --help)",
+        add_help=False,
+    )
     sub.add_parser("kernel", help="register this environment as the 'lookalike' Jupyter kernel")
-    sub.add_parser("params", help="list every notebook's parameters and defaults")
+    params = sub.add_parser("params", help="every parameter with its default and description")
+    params.add_argument("name", nargs="?", help="show only this parameter")
+    params.add_argument(
+        "--markdown", action="store_true", help="print the Markdown of docs/parameters.md"
+    )
     demo = sub.add_parser("demo-server", help="serve the built-in demo web until Ctrl-C")
     demo.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .run import load_config, parse_overrides, run_pipeline
+
+    run_dir = run_pipeline(
+        load_config(args.config),
+        run_dir=args.run_dir,
+        start=args.start,
+        stop=args.stop,
+        overrides=parse_overrides(args.param),
+        html=not args.no_html,
+        progress=not args.no_progress,
+    )
+    print(f"[lookalike] results in {run_dir}")
+    print(f"[lookalike] reports in {run_dir / 'report'} (open gallery or NN_*.html)")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from . import paramdocs
+
+    if args.markdown:
+        print(paramdocs.markdown(), end="")
+    elif args.name:
+        print(paramdocs.describe(args.name))
+    else:
+        print(paramdocs.to_yaml(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lookalike`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["weights"]:  # its options belong to weights.main_weights
+        from .weights import main_weights
+
+        return main_weights(argv[1:])
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            from .run import load_config, parse_overrides, run_pipeline
-
-            run_dir = run_pipeline(
-                load_config(args.config),
-                run_dir=args.run_dir,
-                start=args.start,
-                stop=args.stop,
-                overrides=parse_overrides(args.param),
-                html=not args.no_html,
-            )
-            print(f"[lookalike] results in {run_dir}")
-            print(f"[lookalike] reports in {run_dir / 'report'} (open gallery or NN_*.html)")
-            return 0
-        if args.command == "weights":
-            from .weights import main_weights
-
-            return main_weights([])
+            return _run(args)
         if args.command == "kernel":
             from .run import ensure_kernel
 
             print(f"kernel '{ensure_kernel()}' registered for {sys.executable}")
             return 0
         if args.command == "params":
-            from .run import NOTEBOOKS, notebook_parameters
-
-            for name in NOTEBOOKS:
-                print(name)
-                for key, default in notebook_parameters(name).items():
-                    print(f"  {key} = {default}")
-            return 0
+            return _params(args)
         if args.command == "demo-server":
             from .demo import main as demo_main
 
             return demo_main(["--port", str(args.port)])
+    except ConfigError as exc:
+        print(f"lookalike: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except LookalikeError as exc:
         print(f"lookalike: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)
         return 130
-    return 2
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":
