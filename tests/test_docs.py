@@ -58,7 +58,7 @@ def test_readme_starts_short():
     assert "make demo" in text and "make test" in text
     folder, logos, catalog = (text.index(f"source: {s}") for s in ("folder", "logos", "catalog"))
     assert folder < logos < catalog  # a folder first
-    assert "about 5 minutes per demo on 2 cores" in text
+    assert "both together took 8 min\n20 s (logos about 3.2 minutes, catalog about 5.0)" in text
     for doc in DOCS:
         assert f"docs/{doc.name}" in text
 

@@ -246,3 +246,20 @@ def test_a_users_catalog_is_fetched_through_the_users_proxy(tmp_path, serve):
     assert proxy.hits["http://shop.example/shoes/"] >= 1
     assert proxy.hits["http://shop.example/img/a.png"] == 1
     assert load_config(run / "params.yaml")["demo"] is False
+
+
+def test_a_demo_run_says_so_in_its_first_line(tmp_path, no_kernel, capsys):
+    from lookalike.run import run_pipeline
+
+    with pytest.raises(AssertionError, match="a kernel was started"):
+        run_pipeline({}, run_dir=tmp_path / "demo", html=False)  # the defaults: logo demo
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(
+        "[lookalike] demo run (domains_path is the demo's data/demo/domains.csv): "
+        "requests go to the built-in offline demo web"
+    )
+    with pytest.raises(AssertionError, match="a kernel was started"):
+        run_pipeline(
+            {"source": "folder", "image_dir": str(tmp_path)}, run_dir=tmp_path / "own", html=False
+        )
+    assert capsys.readouterr().out.splitlines()[0].startswith("[lookalike] run folder ")

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from .exceptions import ConfigError, LookalikeError
+from .paths import RunLayout
 
 #: Exit code for bad input (a wrong parameter, config file or option), as argparse uses.
 EXIT_USAGE = 2
@@ -65,8 +66,12 @@ def _run(args: argparse.Namespace) -> int:
         html=not args.no_html,
         progress=not args.no_progress,
     )
-    print(f"[lookalike] results in {run_dir}")
-    print(f"[lookalike] reports in {run_dir / 'report'} (open gallery or NN_*.html)")
+    run = RunLayout(run_dir)
+    print(f"[lookalike] results in {run.root}")
+    if run.gallery.exists():
+        print(f"[lookalike] open {run.gallery} in a browser")
+    if run.report_dir.exists():
+        print(f"[lookalike] executed notebooks as HTML in {run.report_dir}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Run the five notebooks in order with papermill: the engine behind ``lookalike run``.
 
 Every parameter is checked against :mod:`lookalike.params` before any kernel starts.
-Each notebook then runs in its own kernel, over the IPC transport, while a
+Each notebook then runs in its own kernel (:mod:`lookalike.kernels`: over the IPC
+transport, and never outliving the runner, even after ``kill -9`` or Ctrl-C), while a
 :class:`~lookalike.progress.ProgressMonitor` shows the stage's progress at the terminal and
 writes plain progress and summary lines to ``RUN/run.log``.
 """
@@ -19,12 +20,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from . import params as _params
 from .exceptions import ConfigError, RunError
+from .kernels import kernel_manager_class, run_interruptibly
 from .params import NOTEBOOKS
 from .paths import KERNEL_NAME, NOTEBOOKS_DIR, PROJECT_ROOT, RunLayout, resolve
 from .progress import ENV_FILE, ENV_STAGE, ProgressMonitor, strip_ansi
@@ -238,36 +240,6 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
-def kernel_manager_class(env: Mapping[str, str], output: IO[bytes] | None = None) -> type:
-    """A jupyter_client kernel manager for one stage's kernel.
-
-    It talks to the kernel over the IPC transport (Unix sockets, so ipykernel has no reason
-    to warn about unencrypted TCP), adds ``env`` to the kernel's environment, sends the
-    kernel process's own stdout/stderr (not the notebook's output) to ``output``, and on
-    shutdown does not interrupt the kernel first (a SIGINT there only makes ipykernel
-    print "KeyboardInterrupt caught in kernel"; the shutdown request follows anyway).
-    """
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
-
-    class _StageKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-            kw["env"] = {**os.environ, **(kw.get("env") or {}), **env}
-            if output is not None:
-                kw.setdefault("stdout", output)
-                kw.setdefault("stderr", output)
-            return await super()._async_pre_start_kernel(**kw)
-
-        async def _async_interrupt_kernel(self) -> None:
-            if self.shutting_down:
-                return
-            await super()._async_interrupt_kernel()
-
-    return _StageKernelManager
-
-
 _TQDM_LINE = re.compile(r"\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[")
 
 
@@ -301,11 +273,12 @@ class _PlainFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def _stage_files(name: str) -> Iterator[tuple[Path, Path]]:
-    """A temporary progress file and kernel-output file for one stage."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"lookalike-{name}-"))
+def _stage_files() -> Iterator[Path]:
+    """A temporary folder for one stage's progress file, kernel output and IPC sockets."""
+    # short: a Unix socket path has a limit of about 100 characters
+    tmp = Path(tempfile.mkdtemp(prefix="lookalike-"))
     try:
-        yield tmp / "progress.jsonl", tmp / "kernel.log"
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -348,25 +321,29 @@ def execute_notebook(
     ------
     papermill.PapermillExecutionError
         A cell failed.
+    KeyboardInterrupt
+        On Ctrl-C, once the stage's kernel has been killed.
     """
     import papermill as pm
 
     # papermill warns about parameter lines it can't parse (any line with two "=", such as
     # a URL with a query); lookalike reads the cell with ast, so the warning is noise.
     logging.getLogger("papermill.translators").setLevel(logging.ERROR)
-    with _stage_files(stage) as (progress_file, kernel_log):
+    with _stage_files() as tmp:
+        progress_file, kernel_log = tmp / "progress.jsonl", tmp / "kernel.log"
         env = {ENV_FILE: str(progress_file), ENV_STAGE: stage}
         monitor = ProgressMonitor(
             progress_file, log=log.info, echo=echo, show_bars=show_progress, log_summaries=False
         )
         try:
             with open(kernel_log, "wb") as out, monitor:
-                pm.execute_notebook(
+                run_interruptibly(
+                    pm.execute_notebook,
                     str(input_path),
                     str(output_path),
                     parameters=dict(parameters),
                     kernel_name=kernel_name,
-                    kernel_manager_class=kernel_manager_class(env, out),
+                    kernel_manager_class=kernel_manager_class(env, out, ipc_dir=tmp),
                     cwd=str(cwd),
                     progress_bar=False,
                     log_output=False,
