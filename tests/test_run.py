@@ -1,4 +1,4 @@
-"""The runner: config parsing, parameter checks and notebook selection (no kernels here)."""
+"""The runner: config files, parameter checks before any kernel, notebook selection, demo."""
 
 from __future__ import annotations
 
