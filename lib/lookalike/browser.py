@@ -65,8 +65,8 @@ class ClusterBrowser:
         if self.table.empty:
             raise ConfigError(f"no {method} clusterings in {self.layout.clusters}")
         self.method = method
-        self.paths = image_paths(self.run)
-        self.ids, self.Z = load_reduced(self.run)
+        self.paths = image_paths(self.layout)
+        self.ids, self.Z = load_reduced(self.layout)
         self._row = {i: r for r, i in enumerate(self.ids)}
         self.n_neighbours = N_NEIGHBOURS if n_neighbours is None else int(n_neighbours)
         self.thumb = int(thumb)
@@ -111,7 +111,7 @@ class ClusterBrowser:
         if image_id not in self._row:
             raise ConfigError(f"image_id {image_id!r} is not in {self.layout.pca}")
         n = self.n_neighbours if n is None else int(n)
-        idx, dist = run_neighbours(self.run, self.ids, self.Z, [self._row[image_id]], n)
+        idx, dist = run_neighbours(self.layout, self.ids, self.Z, [self._row[image_id]], n)
         nid = self.ids[idx[0]]
         at_k = self.table[self.table["k"] == self.k].set_index("image_id")["cluster"]
         return pd.DataFrame(
