@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
-from test_inspect import COLORS, make_run
+from synthetic_run import COLORS, make_run
 
-from lookalike.inspect import choose_k, find_near_duplicates, write_gallery
+from lookalike.duplicates import find_near_duplicates
+from lookalike.elbow import choose_k
+from lookalike.gallery import write_gallery
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

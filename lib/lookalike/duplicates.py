@@ -1,0 +1,212 @@
+"""Images alike in the PCA space: neighbours and near-duplicate groups.
+
+* :func:`load_reduced`: the PCA vectors of a run (``RUN/pca.npz``), the space the clusters
+  were found in;
+* :func:`nearest_neighbours` (cosine) and :func:`run_neighbours` (the run's own similarity,
+  ``RUN/neighbors.parquet``, with cosine as the fallback): "more like this";
+* :func:`near_duplicate_groups` and :func:`find_near_duplicates`: groups of images whose
+  cosine similarity is at least a threshold, written to ``RUN/near_duplicates.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import storage
+from .cluster import image_paths
+from .exceptions import ConfigError
+from .paths import RunLayout, resolve
+
+__all__ = [
+    "DUP_THRESHOLD",
+    "NEAR_DUPLICATES_COLUMNS",
+    "N_NEIGHBOURS",
+    "find_near_duplicates",
+    "load_reduced",
+    "near_duplicate_groups",
+    "nearest_neighbours",
+    "run_neighbours",
+]
+
+NEAR_DUPLICATES_COLUMNS = ["group", "image_id", "path", "group_size", "max_similarity"]
+#: Cosine similarity at or above which two images are near-duplicates, by default.
+DUP_THRESHOLD = 0.97
+#: Neighbours listed per image by default (the notebook's browser and the HTML gallery).
+N_NEIGHBOURS = 8
+
+
+def load_reduced(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_ids, Z)`` from ``RUN/pca.npz``: ids (n,) str and PCA vectors (n, m) float32."""
+    pca = RunLayout(run_dir).pca
+    if not pca.exists():
+        raise ConfigError(f"{pca} not found; run 04_pca_kmeans (cluster_run) first")
+    with np.load(pca, allow_pickle=False) as f:
+        return f["image_id"].astype(str), np.asarray(f["Z"], dtype=np.float32)
+
+
+def _unit(Z: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    return Z / np.maximum(norms, 1e-12)
+
+
+def nearest_neighbours(
+    Z: np.ndarray, queries: Sequence[int] | np.ndarray, n_neighbours: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_neighbours`` nearest rows of ``Z`` to each query row, by cosine distance.
+
+    Parameters
+    ----------
+    Z : array of shape (n_samples, n_features)
+    queries : int indices into Z, shape (m,)
+    n_neighbours : int, default 8
+        Clipped to ``n_samples - 1``; a row is never its own neighbour.
+
+    Returns
+    -------
+    index : int64 array (m, n_neighbours), nearest first
+    distance : float32 array (m, n_neighbours), cosine distance 1 - cos in 0..2
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    U = _unit(np.asarray(Z, dtype=np.float32))
+    q = np.asarray(queries, dtype=np.int64)
+    nn = max(0, min(int(n_neighbours), len(U) - 1))
+    if nn == 0 or len(q) == 0:
+        return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+    # Euclidean distance between unit vectors orders exactly like cosine and uses BLAS.
+    model = NearestNeighbors(n_neighbors=nn + 1, algorithm="brute").fit(U)
+    d, idx = model.kneighbors(U[q])
+    out_i = np.empty((len(q), nn), np.int64)
+    out_d = np.empty((len(q), nn), np.float32)
+    for r, (row_i, row_d) in enumerate(zip(idx, d, strict=True)):
+        keep = row_i != q[r]
+        out_i[r] = row_i[keep][:nn]
+        out_d[r] = np.clip(row_d[keep][:nn] ** 2 / 2.0, 0.0, 2.0)  # |a-b|^2 = 2 - 2 cos
+    return out_i, out_d
+
+
+def run_neighbours(
+    run_dir: str | os.PathLike[str],
+    ids: Sequence[str] | np.ndarray,
+    Z: np.ndarray,
+    queries: Sequence[int] | np.ndarray,
+    n_neighbours: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """'More like this': each query's nearest images under the run's own similarity.
+
+    Reads ``RUN/neighbors.parquet`` (stage 04; the fused similarity of the ``logos`` preset,
+    cosine for ``photos``) and falls back to :func:`nearest_neighbours` on ``Z`` for queries
+    it does not cover (an older run, or more neighbours than it stores).
+
+    Returns
+    -------
+    index : int64 array (m, n), rows of ``ids``, nearest first
+    distance : float32 array (m, n), ``1 - similarity``
+    """
+    from .similarity import read_neighbors
+
+    q = np.asarray(queries, dtype=np.int64)
+    nn = max(0, min(int(n_neighbours), len(ids) - 1))
+    idx, dist = nearest_neighbours(Z, q, nn)
+    table = read_neighbors(run_dir)
+    if table is None or nn == 0 or int(table["rank"].max()) < nn:
+        return idx, dist
+    row_of = {str(i): r for r, i in enumerate(ids)}
+    table = table[table["rank"] <= nn].sort_values(["image_id", "rank"])
+    by_id = {
+        image_id: (g["neighbor_id"].astype(str).tolist(), g["similarity"].to_numpy())
+        for image_id, g in table.groupby("image_id", sort=False)
+    }
+    for r, row in enumerate(q):
+        got = by_id.get(str(ids[row]))
+        if got is None or len(got[0]) < nn or any(n not in row_of for n in got[0]):
+            continue
+        idx[r] = [row_of[n] for n in got[0]]
+        dist[r] = 1.0 - got[1].astype(np.float32)
+    return idx, dist
+
+
+def near_duplicate_groups(Z: np.ndarray, threshold: float = DUP_THRESHOLD) -> list[np.ndarray]:
+    """Groups of rows linked by cosine similarity above ``threshold``.
+
+    Two rows are linked when their cosine similarity is at least ``threshold``; a group is a
+    connected set of links (so a chain a~b~c is one group even if a and c are further apart).
+    Returns the groups of 2 or more rows, largest first, each sorted by row index.
+    """
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.neighbors import radius_neighbors_graph
+
+    if not 0.0 < float(threshold) <= 1.0:
+        raise ConfigError(f"dup_threshold={threshold!r} must be a cosine similarity in (0, 1]")
+    U = _unit(np.asarray(Z, dtype=np.float32))
+    if len(U) < 2:
+        return []
+    # cos >= t  <=>  |a-b| <= sqrt(2 - 2t) for unit vectors; the small slack absorbs rounding.
+    radius = math.sqrt(max(2.0 - 2.0 * float(threshold), 0.0)) + 1e-6
+    graph = radius_neighbors_graph(U, radius, mode="connectivity", include_self=False)
+    _, comp = connected_components(graph, directed=False)
+    sizes = np.bincount(comp)
+    groups = [np.flatnonzero(comp == c) for c in np.flatnonzero(sizes >= 2)]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def find_near_duplicates(
+    run_dir: str | os.PathLike[str],
+    *,
+    threshold: float | None = None,
+    out_path: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """List groups of near-duplicate images and write them to ``RUN/near_duplicates.csv``.
+
+    Parameters
+    ----------
+    threshold : float, optional
+        Cosine similarity (of the PCA vectors) at or above which two images are linked;
+        None: :data:`DUP_THRESHOLD` (0.97).
+    out_path : path, optional
+        Default ``RUN/near_duplicates.csv``.
+
+    Returns
+    -------
+    DataFrame with :data:`NEAR_DUPLICATES_COLUMNS`: ``group`` (0 = largest), ``image_id``,
+    ``path`` (absolute), ``group_size`` and ``max_similarity`` (the image's highest cosine
+    similarity to another member of its group). Empty (with the columns) when none.
+    ``table.attrs["threshold"]`` is the threshold used (:func:`lookalike.gallery.write_gallery`
+    states it).
+    """
+    t0 = time.perf_counter()
+    threshold = DUP_THRESHOLD if threshold is None else threshold
+    run = RunLayout(run_dir)
+    ids, Z = load_reduced(run)
+    paths = image_paths(run)
+    U = _unit(Z)
+    rows = []
+    groups = near_duplicate_groups(Z, threshold)
+    for g, members in enumerate(groups):
+        sim = U[members] @ U[members].T
+        np.fill_diagonal(sim, -np.inf)
+        for i, m in enumerate(members):
+            rows.append(
+                {
+                    "group": g,
+                    "image_id": ids[m],
+                    "path": str(paths.get(ids[m], "")),
+                    "group_size": len(members),
+                    "max_similarity": float(sim[i].max()),
+                }
+            )
+    table = pd.DataFrame(rows, columns=NEAR_DUPLICATES_COLUMNS)
+    table = table.astype({"group": "int64", "group_size": "int64", "max_similarity": "float64"})
+    storage.write_table(table, resolve(out_path) if out_path else run.near_duplicates)
+    table.attrs["threshold"] = threshold  # after writing: parquet would store attrs
+    print(
+        f"near-duplicates: {len(groups)} groups, {len(table)} of {len(ids)} images at cosine "
+        f">= {threshold}; {time.perf_counter() - t0:.1f} s"
+    )
+    return table

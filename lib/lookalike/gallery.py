@@ -1,0 +1,323 @@
+"""A self-contained HTML gallery of a run's clusters, to open in any browser and share.
+
+:func:`write_gallery` fills the page ``lookalike/templates/gallery.html`` (package data) with
+the run's clusterings, each shown image's neighbours and the near-duplicate groups, as one
+JSON blob; thumbnails are JPEG data URIs inside the page or files beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from collections.abc import Sequence
+from importlib import resources
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import storage
+from .cluster import CLUSTERS_COLUMNS, image_paths
+from .duplicates import N_NEIGHBOURS, load_reduced, run_neighbours
+from .elbow import KChoice
+from .exceptions import ConfigError
+from .paths import RunLayout, resolve
+from .sheets import thumbs
+
+__all__ = ["GALLERY_INLINE_MAX", "write_gallery"]
+
+#: ``write_gallery(inline=None)`` inlines thumbnails as data URIs up to this many images.
+GALLERY_INLINE_MAX = 1000
+
+
+def _template() -> str:
+    """The page, with ``__TITLE__``, ``__THUMB__`` and ``__DATA__`` to fill in.
+
+    It is package data named after this module: ``lookalike/templates/gallery.html``.
+    """
+    page = resources.files(__package__) / "templates" / f"{Path(__file__).stem}.html"
+    return page.read_text(encoding="utf-8")
+
+
+def _readable(path: Path) -> Path:
+    """Give a file made by ``atomic_write_bytes`` (0600) the usual 0644: it is for sharing."""
+    os.chmod(path, 0o644)
+    return path
+
+
+def _jpeg_bytes(img: Image.Image) -> bytes:
+    buf = BytesIO()
+    img.save(buf, format="JPEG", quality=85, optimize=True)
+    return buf.getvalue()
+
+
+class _PageImages:
+    """The images of the page, numbered in the order they are first used."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []  # image ids, by number
+        self.index: dict[str, int] = {}
+
+    def __call__(self, image_id: str) -> int:
+        """The number of ``image_id``, adding it to the page if it is new."""
+        if image_id not in self.index:
+            self.index[image_id] = len(self.order)
+            self.order.append(image_id)
+        return self.index[image_id]
+
+
+def _read_clusterings(
+    run: RunLayout, methods: Sequence[str], k_values: Sequence[int] | None
+) -> pd.DataFrame:
+    """The rows of ``RUN/clusters.parquet`` of ``methods`` and ``k_values``; never empty."""
+    table = storage.read_table(run.clusters, required=CLUSTERS_COLUMNS, what="clusters")
+    table = table[table["method"].isin(list(methods))]
+    if k_values is not None:
+        table = table[table["k"].isin([int(k) for k in k_values])]
+    if table.empty:
+        raise ConfigError(
+            f"no clusterings of methods {list(methods)} with k in {k_values} in "
+            f"{run.clusters}; run 04_pca_kmeans or pick k values it computed"
+        )
+    return table
+
+
+def _silhouette(metrics: pd.DataFrame | None, method: str, k: int) -> float | None:
+    """The silhouette of one clustering, rounded to 3 places; None when unknown or NaN."""
+    if metrics is None or (method, k) not in metrics.index:
+        return None
+    s = metrics.loc[(method, k), "silhouette"]
+    s = float(s.iloc[0] if isinstance(s, pd.Series) else s)
+    return None if not np.isfinite(s) else round(s, 3)
+
+
+def _build_clusterings(
+    table: pd.DataFrame,
+    metrics: pd.DataFrame | None,
+    chosen_key: tuple[str, int] | None,
+    page: _PageImages,
+    *,
+    max_per_cluster: int,
+    max_images: int,
+) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """The page's clusterings (kmeans first), the one it opens on, and those left out.
+
+    The chosen clustering is built first so that ``max_images`` never leaves it out.
+    """
+    keys = sorted(table.groupby(["method", "k"]).groups, key=lambda t: (t[0] != "kmeans", t))
+    built: dict[tuple[str, int], dict[str, Any]] = {}
+    skipped: list[str] = []
+    for method, k in sorted(keys, key=lambda t: t != chosen_key):  # the chosen one first
+        sel = table[(table["method"] == method) & (table["k"] == k)]
+        groups = list(sel.sort_values(["cluster", "rank"], kind="stable").groupby("cluster"))
+        tops = [(int(c), grp, grp.head(max_per_cluster)) for c, grp in groups]
+        new = {i for _, _, top in tops for i in top["image_id"]} - page.index.keys()
+        if built and len(page.order) + len(new) > max_images:
+            skipped.append(f"{method} k={k}")
+            continue
+        clusters = [
+            {
+                "c": c,
+                "size": len(grp),
+                "cohesion": round(float(grp["distance"].mean()), 3),
+                "m": [page(i) for i in top["image_id"]],
+                "d": [round(float(d), 3) for d in top["distance"]],
+            }
+            for c, grp, top in tops
+        ]
+        sil = _silhouette(metrics, method, k)
+        label = f"{method} k={k}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
+        if (method, k) == chosen_key:
+            label += " (chosen)"
+        built[(method, k)] = {
+            "method": str(method),
+            "k": int(k),
+            "label": label,
+            "silhouette": sil,
+            "clusters": clusters,
+        }
+    kept = [key for key in keys if key in built]
+    start = kept.index(chosen_key) if chosen_key in built else 0
+    return [built[key] for key in kept], start, skipped
+
+
+def _neighbour_lists(
+    run: RunLayout, ids: np.ndarray, Z: np.ndarray, page: _PageImages, n_neighbours: int
+) -> dict[int, list[list[float]]]:
+    """``[number, distance]`` of the neighbours of every image on the page so far, by number
+    (:func:`lookalike.duplicates.run_neighbours`); neighbours join the page."""
+    row_of = {i: r for r, i in enumerate(ids)}
+    shown = [i for i in page.order if i in row_of]
+    nb_idx, nb_dist = run_neighbours(run, ids, Z, [row_of[i] for i in shown], n_neighbours)
+    neighbours: dict[int, list[list[float]]] = {}
+    for i, row_i, row_d in zip(shown, nb_idx, nb_dist, strict=True):
+        neighbours[page.index[i]] = [
+            [page(ids[j]), round(float(d), 3)] for j, d in zip(row_i, row_d, strict=True)
+        ]
+    return neighbours
+
+
+def _duplicate_groups(
+    duplicates: pd.DataFrame | None, threshold: float | None, page: _PageImages
+) -> dict[str, Any] | None:
+    """At most 50 near-duplicate groups of 12 images, for the page's last section."""
+    if duplicates is None or not len(duplicates):
+        return None
+    groups = [
+        {"size": len(g), "m": [page(i) for i in g["image_id"].head(12)]}
+        for _, g in list(duplicates.groupby("group", sort=True))[:50]
+    ]
+    if threshold is None:
+        threshold = duplicates.attrs.get("threshold")
+    return {"threshold": threshold, "groups": groups}
+
+
+def _thumbnails(
+    order: list[str], paths: dict[str, Path], thumb: int, inline: bool, files_dir: Path
+) -> list[dict[str, str]]:
+    """``{"src", "name"}`` of each image in ``order``: a data URI, or a JPEG in ``files_dir``."""
+    images = []
+    for s in range(0, len(order), 256):  # bounded memory: thumbnails in chunks
+        chunk = order[s : s + 256]
+        tiles = thumbs([paths.get(i) for i in chunk], thumb)
+        for image_id, tile in zip(chunk, tiles, strict=True):
+            data = _jpeg_bytes(tile)
+            if inline:
+                src = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+            else:
+                name = f"{image_id[:24]}.jpg"
+                _readable(storage.atomic_write_bytes(files_dir / name, data))
+                src = f"{files_dir.name}/{name}"
+            p = paths.get(image_id)
+            images.append({"src": src, "name": Path(p).name if p else image_id[:12]})
+    return images
+
+
+def _summary(
+    n_images: int, n_clusterings: int, max_per_cluster: int, max_images: int, skipped: list[str]
+) -> str:
+    """The line under the page's title."""
+    return (
+        f"{n_images} images, {n_clusterings} clusterings; up to {max_per_cluster} images "
+        f"per cluster, nearest the centre first; cohesion is the mean distance to the "
+        f"centre in PCA space (lower is tighter)."
+        + (f" Left out to stay under {max_images} images: {', '.join(skipped)}." if skipped else "")
+    )
+
+
+def _render(page_data: dict[str, Any]) -> str:
+    """The template filled with the page's title, thumbnail size and data."""
+    blob = json.dumps(page_data, separators=(",", ":")).replace("<", "\\u003c")
+    return (
+        _template()
+        .replace("__TITLE__", html.escape(page_data["title"]))
+        .replace("__THUMB__", str(page_data["thumb"]))
+        .replace("__DATA__", blob)
+    )
+
+
+def write_gallery(
+    run_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    *,
+    k_values: Sequence[int] | None = None,
+    methods: Sequence[str] = ("kmeans", "agglomerative", "similarity"),
+    choice: KChoice | None = None,
+    duplicates: pd.DataFrame | None = None,
+    dup_threshold: float | None = None,
+    max_per_cluster: int = 60,
+    max_images: int = 20_000,
+    n_neighbours: int | None = None,
+    thumb: int = 104,
+    inline: bool | None = None,
+    title: str | None = None,
+) -> Path:
+    """A self-contained HTML gallery of the clusters, to open in any browser and share.
+
+    A page with a clustering picker (every method and k chosen), one card per cluster (its
+    images nearest the centre first, size and cohesion in the heading) and, on a click, an
+    image's nearest neighbours with their cosine distances; near-duplicate groups at the end.
+    It needs no Jupyter and no network: thumbnails are JPEG data URIs inside the page, or files
+    in ``gallery_files/`` beside it (then share the folder).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Needs ``RUN/clusters.parquet``, ``RUN/pca.npz`` and ``RUN/images.parquet``.
+    out_path : path, optional
+        Default ``RUN/report/gallery.html``.
+    k_values : sequence of int, optional
+        Clusterings to include (default: every k of ``methods`` in the run).
+    methods : sequence of str, default ("kmeans", "agglomerative", "similarity")
+    choice : KChoice, optional
+        The page opens on this clustering and states its rule
+        (:func:`lookalike.elbow.choose_k`).
+    duplicates : DataFrame, optional
+        :func:`lookalike.duplicates.find_near_duplicates` output; at most 50 groups of 12 are shown.
+    dup_threshold : float, optional
+        The threshold ``duplicates`` was found with, for the heading; default the one
+        :func:`~lookalike.duplicates.find_near_duplicates` recorded in ``duplicates.attrs``.
+    max_per_cluster : int, default 60
+        Images kept per cluster (nearest the centre); the page says when a cluster has more.
+    max_images : int, default 20,000
+        Bound on the images shown in clusters (each costs a thumbnail and a neighbour search):
+        clusterings that would go past it are left out (the chosen one never is), and the page
+        and the summary line name them.
+    n_neighbours : int, optional
+        Neighbours listed for each image shown in a cluster (searched among all images);
+        None: :data:`lookalike.duplicates.N_NEIGHBOURS` (8).
+    thumb : int, default 104
+        Thumbnail side in pixels.
+    inline : bool, optional
+        Data URIs (True) or files beside the page (False); default: inline up to
+        :data:`GALLERY_INLINE_MAX` images.
+    title : str, optional
+
+    Returns
+    -------
+    Path of the HTML file.
+    """
+
+    t0 = time.perf_counter()
+    run = RunLayout(run_dir)
+    out = resolve(out_path) if out_path is not None else run.gallery
+    table = _read_clusterings(run, methods, k_values)
+    metrics = pd.read_csv(run.metrics).set_index(["method", "k"]) if run.metrics.exists() else None
+    paths = image_paths(run)
+    ids, Z = load_reduced(run)
+    page = _PageImages()
+    chosen_key = (choice.method, choice.k) if choice is not None else None
+    clusterings, start, skipped = _build_clusterings(
+        table, metrics, chosen_key, page, max_per_cluster=max_per_cluster, max_images=max_images
+    )
+    n_neighbours = N_NEIGHBOURS if n_neighbours is None else n_neighbours
+    neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours)
+    dups = _duplicate_groups(duplicates, dup_threshold, page)
+    inline = len(page.order) <= GALLERY_INLINE_MAX if inline is None else bool(inline)
+    files_dir = out.parent / run.gallery_files.name
+    page_data = {
+        "title": title or f"lookalike gallery: {run.root.name}",
+        "summary": _summary(len(ids), len(clusterings), max_per_cluster, max_images, skipped),
+        "rule": str(choice) if choice is not None else "",
+        "thumb": int(thumb),
+        "start": start,
+        "images": _thumbnails(page.order, paths, thumb, inline, files_dir),
+        "clusterings": clusterings,
+        "neighbours": [neighbours.get(i) for i in range(len(page.order))],
+        "duplicates": dups,
+    }
+    _readable(storage.atomic_write_bytes(out, _render(page_data).encode("utf-8")))
+    size = out.stat().st_size / 2**20
+    where = "inlined" if inline else f"in {files_dir}"
+    left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""
+    print(
+        f"gallery: {out} ({size:.1f} MiB), {len(clusterings)} clusterings, {len(page.order)} "
+        f"thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"
+    )
+    return out

@@ -1,0 +1,326 @@
+"""Thumbnails and contact sheets, drawn with Pillow.
+
+* :func:`thumbs`: square thumbnails, transparent parts on white, a crossed tile for a file
+  that cannot be read;
+* :func:`contact_sheet` (:func:`contact_sheet_image` without writing): a titled grid;
+* :func:`cluster_contact_sheets` and :func:`overview_sheet`: the clusters of one k, nearest
+  the centre first;
+* :func:`near_duplicates_sheet`: one row per group of
+  :func:`lookalike.duplicates.find_near_duplicates`.
+
+Every function that writes returns the path of the PNG; in a notebook show it with
+``IPython.display.Image(filename=path)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from . import storage
+from .cluster import CLUSTERS_COLUMNS, image_paths
+from .exceptions import ConfigError
+from .paths import RunLayout, resolve
+
+__all__ = [
+    "cluster_assignments",
+    "cluster_contact_sheets",
+    "contact_sheet",
+    "contact_sheet_image",
+    "near_duplicates_sheet",
+    "overview_sheet",
+    "thumbs",
+]
+
+_SHEET_BG = (245, 245, 245)
+_MISSING = (225, 225, 225)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _thumb(path: str | os.PathLike[str] | None, size: int) -> Image.Image:
+    """A ``size`` square thumbnail, transparent parts on white; a crossed tile if unreadable."""
+    from .embed import load_for_embedding
+
+    try:
+        if path is None:
+            raise FileNotFoundError("no path")
+        arr = load_for_embedding(path, image_size=size, background="white", fit="pad")
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="RGB")
+    except Exception:  # a missing or broken file must not lose the whole sheet
+        tile = Image.new("RGB", (size, size), _MISSING)
+        d = ImageDraw.Draw(tile)
+        d.line([(4, 4), (size - 5, size - 5)], fill=(190, 60, 60), width=2)
+        d.line([(4, size - 5), (size - 5, 4)], fill=(190, 60, 60), width=2)
+        return tile
+
+
+def thumbs(paths: Sequence[str | os.PathLike[str] | None], size: int) -> list[Image.Image]:
+    """One ``size`` x ``size`` RGB thumbnail per path, in order (see :func:`_thumb`)."""
+    if len(paths) < 4:
+        return [_thumb(p, size) for p in paths]
+    with ThreadPoolExecutor(max_workers=2) as ex:  # decoding releases the GIL
+        return list(ex.map(lambda p: _thumb(p, size), paths))
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _save_image(img: Image.Image, out_path: str | os.PathLike[str]) -> Path:
+    return storage.atomic_write_bytes(resolve(out_path), _png_bytes(img))
+
+
+def contact_sheet_image(
+    paths: Sequence[str | os.PathLike[str] | None],
+    *,
+    title: str,
+    captions: Sequence[str] | None = None,
+    max_images: int = 48,
+    thumb: int = 96,
+    columns: int = 8,
+) -> Image.Image:
+    """The contact sheet of :func:`contact_sheet` as a Pillow image (nothing written)."""
+    shown = list(paths)[: max(0, int(max_images))]
+    cols = max(1, min(columns, len(shown) or 1))
+    rows = max(1, math.ceil(len(shown) / cols))
+    gap, header = 4, max(22, thumb // 4)
+    caption_h = 14 if captions is not None else 0
+    cell_h = thumb + caption_h + gap
+    width = max(cols * (thumb + gap) + gap, 360)
+    height = header + rows * cell_h + gap
+    sheet = Image.new("RGB", (width, height), _SHEET_BG)
+    draw = ImageDraw.Draw(sheet)
+    font = _font(max(11, header - 10))
+    small = _font(10)
+    draw.text(
+        (gap + 2, 4), _fit_text(draw, title, font, width - 2 * gap), fill=(20, 20, 20), font=font
+    )
+    if not shown:
+        draw.text((gap + 2, header + 4), "(no images)", fill=(120, 120, 120), font=font)
+    for i, tile in enumerate(thumbs(shown, thumb)):
+        r, c = divmod(i, cols)
+        x, y = gap + c * (thumb + gap), header + gap + r * cell_h
+        sheet.paste(tile, (x, y))
+        if captions is not None and i < len(captions):
+            text = _fit_text(draw, str(captions[i]), small, thumb)
+            draw.text((x + 1, y + thumb + 1), text, fill=(40, 40, 40), font=small)
+    return sheet
+
+
+def contact_sheet(
+    paths: Sequence[str | os.PathLike[str] | None],
+    out_path: str | os.PathLike[str],
+    *,
+    title: str,
+    captions: Sequence[str] | None = None,
+    max_images: int = 48,
+    thumb: int = 96,
+    columns: int = 8,
+) -> Path:
+    """A grid of thumbnails with a title line, in the order given (nearest-first for clusters).
+
+    Parameters
+    ----------
+    paths : sequence of image paths
+        Unreadable or missing files become crossed grey tiles.
+    out_path : path of the PNG to write
+    title : str
+        Drawn above the grid (shortened with "..." if too long).
+    captions : sequence of str, optional
+        One short line under each thumbnail (for example a distance).
+    max_images : int, default 48
+        Only the first ``max_images`` paths are shown.
+    thumb : int, default 96
+        Side of each thumbnail, in pixels; transparent images are shown on white.
+    columns : int, default 8
+
+    Returns
+    -------
+    Path of the written PNG.
+    """
+    img = contact_sheet_image(
+        paths, title=title, captions=captions, max_images=max_images, thumb=thumb, columns=columns
+    )
+    return _save_image(img, out_path)
+
+
+def _rows_sheet(
+    rows: Sequence[tuple[str, Sequence[str | os.PathLike[str] | None]]],
+    *,
+    title: str,
+    per_row: int,
+    thumb: int,
+) -> Image.Image:
+    """One labelled row of thumbnails per entry of ``rows`` (label, paths)."""
+    gap, label_w, header = 4, 150, 26
+    width = label_w + per_row * (thumb + gap) + gap
+    height = header + max(1, len(rows)) * (thumb + gap) + gap
+    sheet = Image.new("RGB", (width, height), _SHEET_BG)
+    draw = ImageDraw.Draw(sheet)
+    font, small = _font(15), _font(12)
+    draw.text((gap + 2, 4), _fit_text(draw, title, font, width - 8), fill=(20, 20, 20), font=font)
+    all_paths = [p for _, paths in rows for p in list(paths)[:per_row]]
+    tiles = iter(thumbs(all_paths, thumb))
+    for r, (label, paths) in enumerate(rows):
+        y = header + gap + r * (thumb + gap)
+        draw.multiline_text((gap + 2, y + 4), label, fill=(40, 40, 40), font=small, spacing=3)
+        for j in range(min(per_row, len(paths))):
+            sheet.paste(next(tiles), (label_w + j * (thumb + gap), y))
+    return sheet
+
+
+def cluster_assignments(run: RunLayout, k: int, method: str) -> pd.DataFrame:
+    """The rows of one clustering of ``RUN/clusters.parquet``, by cluster and rank.
+
+    Adds ``abspath``, the image's absolute path (None when the manifest lacks it). Raises
+    :class:`ConfigError` naming the available k when the run has no such clustering.
+    """
+    table = storage.read_table(run.clusters, required=CLUSTERS_COLUMNS, what="cluster assignments")
+    sel = table[(table["method"] == method) & (table["k"] == int(k))]
+    if sel.empty:
+        have = sorted(table.loc[table["method"] == method, "k"].unique().tolist())
+        raise ConfigError(
+            f"no {method} clustering with k={k} in {run.clusters}; "
+            f"available k: {have} (add k to k_values and re-run 04_pca_kmeans)"
+        )
+    paths = image_paths(run)
+    sel = sel.copy()
+    sel["abspath"] = [str(paths[i]) if i in paths else None for i in sel["image_id"]]
+    return sel.sort_values(["cluster", "rank"], kind="stable")
+
+
+def _cluster_title(method: str, k: int, c: int, grp: pd.DataFrame) -> str:
+    return (
+        f"{method} k={k}  cluster {c}:  {len(grp)} images,  cohesion "
+        f"{grp['distance'].mean():.3f} (mean distance to centre)"
+    )
+
+
+def cluster_contact_sheets(
+    run_dir: str | os.PathLike[str],
+    k: int,
+    *,
+    method: str = "kmeans",
+    out_dir: str | os.PathLike[str] | None = None,
+    max_images: int = 48,
+    thumb: int = 96,
+) -> list[Path]:
+    """One contact sheet per cluster of the ``k`` clustering, nearest the centroid first.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Needs ``RUN/clusters.parquet`` and ``RUN/images.parquet``.
+    k : int
+        Which clustering of the sweep.
+    method : {"kmeans", "agglomerative"}, default "kmeans"
+    out_dir : path, optional
+        Default ``RUN/figures/clusters``; files are ``k{K}_cluster{C}.png`` for kmeans and
+        ``{method}_k{K}_cluster{C}.png`` otherwise.
+
+    Returns
+    -------
+    list of Path, one per cluster in cluster order (0 is the largest). The title gives the
+    cluster size and its cohesion (mean distance of its images to the centre in PCA space;
+    lower is tighter).
+    """
+    run = RunLayout(run_dir)
+    sel = cluster_assignments(run, k, method)
+    out = resolve(out_dir) if out_dir is not None else run.figure("clusters")
+    prefix = "" if method == "kmeans" else f"{method}_"
+    written = []
+    for c, grp in sel.groupby("cluster", sort=True):
+        written.append(
+            contact_sheet(
+                grp["abspath"].tolist(),
+                out / f"{prefix}k{int(k)}_cluster{int(c)}.png",
+                title=_cluster_title(method, k, int(c), grp),
+                max_images=max_images,
+                thumb=thumb,
+            )
+        )
+    return written
+
+
+def overview_sheet(
+    run_dir: str | os.PathLike[str],
+    k: int,
+    out_path: str | os.PathLike[str] | None = None,
+    *,
+    method: str = "kmeans",
+    per_cluster: int = 8,
+    thumb: int = 64,
+    max_clusters: int = 100,
+) -> Path:
+    """One page with the ``per_cluster`` images nearest each centre, one row per cluster.
+
+    At most ``max_clusters`` rows (the largest clusters) keep the page readable. Returns the
+    PNG path (default ``RUN/figures/overview_k{K}.png``, ``overview_{method}_k{K}.png`` for
+    other methods than kmeans).
+    """
+    run = RunLayout(run_dir)
+    sel = cluster_assignments(run, k, method)
+    name = f"overview_k{k}.png" if method == "kmeans" else f"overview_{method}_k{k}.png"
+    out = resolve(out_path) if out_path is not None else run.figure(name)
+    groups = list(sel.groupby("cluster", sort=True))
+    title = f"{method} k={k}: {len(sel)} images in {len(groups)} clusters"
+    if len(groups) > max_clusters:
+        title += f" (the {max_clusters} largest shown)"
+    rows = [
+        (
+            f"cluster {c}\n{len(grp)} images\ncohesion {grp['distance'].mean():.3f}",
+            grp["abspath"].tolist()[:per_cluster],
+        )
+        for c, grp in groups[:max_clusters]
+    ]
+    return _save_image(_rows_sheet(rows, title=title, per_row=per_cluster, thumb=thumb), out)
+
+
+def near_duplicates_sheet(
+    table: pd.DataFrame,
+    out_path: str | os.PathLike[str],
+    *,
+    max_groups: int = 30,
+    per_group: int = 8,
+    thumb: int = 64,
+) -> Path:
+    """One row of thumbnails per near-duplicate group
+    (:func:`lookalike.duplicates.find_near_duplicates`)."""
+    groups = list(table.groupby("group", sort=True))
+    title = f"{len(groups)} near-duplicate groups, {len(table)} images"
+    if len(groups) > max_groups:
+        title += f" (the {max_groups} largest shown)"
+    if not groups:
+        title = "no near-duplicates at this threshold"
+    rows = [
+        (
+            f"group {g}\n{len(grp)} images\nmin sim {grp['max_similarity'].min():.3f}",
+            [p or None for p in grp["path"].tolist()[:per_group]],
+        )
+        for g, grp in groups[:max_groups]
+    ]
+    return _save_image(_rows_sheet(rows, title=title, per_row=per_group, thumb=thumb), out_path)

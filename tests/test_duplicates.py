@@ -1,0 +1,74 @@
+"""Neighbours and near-duplicate groups in the PCA space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_run import assert_png, make_run
+
+from lookalike.duplicates import (
+    DUP_THRESHOLD,
+    NEAR_DUPLICATES_COLUMNS,
+    find_near_duplicates,
+    near_duplicate_groups,
+    nearest_neighbours,
+)
+from lookalike.exceptions import ConfigError
+from lookalike.sheets import near_duplicates_sheet
+
+
+@pytest.fixture
+def clustered_run(tmp_path):
+    return make_run(tmp_path)
+
+
+def test_nearest_neighbours_match_brute_force():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(40, 6)).astype(np.float32)
+    idx, dist = nearest_neighbours(Z, [0, 5, 39], 4)
+    U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    for r, q in enumerate([0, 5, 39]):
+        cos = U @ U[q]
+        cos[q] = -np.inf
+        expect = np.argsort(-cos, kind="stable")[:4]
+        np.testing.assert_array_equal(idx[r], expect)
+        np.testing.assert_allclose(dist[r], 1 - cos[expect], atol=1e-5)
+        assert q not in idx[r]
+    assert nearest_neighbours(Z[:1], [0], 4)[0].shape == (1, 0)  # one row: nobody near
+
+
+def test_near_duplicate_groups_threshold_and_chains():
+    base = np.eye(6, dtype=np.float32)
+    a = base[0] + 0.05 * base[1]  # cos(a, e0) = 0.9988
+    b = base[0] + 0.10 * base[2]  # cos(b, e0) = 0.995; cos(a, b) = 0.993
+    c = base[3] + 0.5 * base[4]  # cos(c, e3) = 0.894: not a duplicate at 0.97
+    Z = np.vstack([base, a, b, c])
+    groups = near_duplicate_groups(Z, 0.99)
+    assert [g.tolist() for g in groups] == [[0, 6, 7]]
+    assert near_duplicate_groups(Z, 0.999) == []
+    assert [g.tolist() for g in near_duplicate_groups(Z, 0.85)] == [[0, 6, 7], [3, 8]]
+    with pytest.raises(ConfigError, match="dup_threshold=1.5"):
+        near_duplicate_groups(Z, 1.5)
+
+
+def test_find_near_duplicates_lists_and_shows_them(clustered_run, capsys):
+    table = find_near_duplicates(clustered_run, threshold=0.99)
+    assert "near-duplicates: 1 groups, 2 of 19 images" in capsys.readouterr().out
+    on_disk = pd.read_csv(clustered_run / "near_duplicates.csv")
+    assert list(on_disk.columns) == NEAR_DUPLICATES_COLUMNS
+    assert sorted(Path(p).name for p in on_disk["path"]) == ["logo 0.png", "logo 18.png"]
+    assert (on_disk["group_size"] == 2).all() and (on_disk["max_similarity"] > 0.99).all()
+    sheet = near_duplicates_sheet(table, clustered_run / "figures" / "dups.png", thumb=32)
+    assert assert_png(sheet).shape[0] == 26 + (32 + 4) + 4  # one group, one row
+    none = find_near_duplicates(clustered_run, threshold=1.0, out_path=clustered_run / "n.csv")
+    assert none.empty and list(pd.read_csv(clustered_run / "n.csv").columns) == list(none)
+    assert_png(near_duplicates_sheet(none, clustered_run / "none.png"))
+
+
+def test_find_near_duplicates_default_threshold_and_records_it(clustered_run):
+    table = find_near_duplicates(clustered_run)
+    assert table.attrs["threshold"] == DUP_THRESHOLD == 0.97
+    assert find_near_duplicates(clustered_run, threshold=0.99).attrs["threshold"] == 0.99
