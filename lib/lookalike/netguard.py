@@ -191,9 +191,9 @@ _GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
 class GuardedAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose connections honour :func:`lookalike.net.fetch`'s address check and deadline.
+    """An ``HTTPAdapter`` whose connections honour the address check and deadline of a fetch.
 
-    Outside :func:`lookalike.net.fetch` (a plain ``session.get``) its connections behave like requests'
+    Outside :func:`guarded` (a plain ``session.get``) its connections behave like requests'
     defaults. SOCKS proxies keep urllib3's own connection classes (only the pre-check applies).
     """
 
@@ -254,8 +254,9 @@ def check_host(host: str, *, port: int | None = None, proxied: bool = False) -> 
     Notes
     -----
     Answers are cached for 30 s, so this is a fast early check with a clear message. It is
-    not what stops DNS rebinding: inside :func:`lookalike.net.fetch`, sessions from :func:`lookalike.net.build_session`
-    check again when they connect and connect only to the addresses they checked.
+    not what stops DNS rebinding: inside :func:`lookalike.net.fetch`, sessions from
+    :func:`lookalike.net.build_session` check again when they connect and connect only to the
+    addresses they checked.
     """
     host = host.strip("[]").lower()
     try:

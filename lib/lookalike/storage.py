@@ -403,20 +403,26 @@ class Journal:
             if self._pending >= self.every or time.monotonic() - self._last > self.seconds:
                 self._write()
 
-    def _write(self, order: Iterable[Hashable] = (), only: bool = False) -> pd.DataFrame:
+    def _write(self, order: Iterable[Hashable] = ()) -> pd.DataFrame:
         keys = [k for k in dict.fromkeys(order) if k in self.rows]
-        if not only:
-            keys += [k for k in self.rows if k not in set(keys)]
-        table = rows_to_table((self.rows[k] for k in keys), self.columns)
+        keys += [k for k in self.rows if k not in set(keys)]
+        return self._replace([self.rows[k] for k in keys])
+
+    def _replace(self, rows: list[dict]) -> pd.DataFrame:
+        table = rows_to_table(rows, self.columns)
         write_table(table, self.path)
         self.journal.unlink(missing_ok=True)  # after the write: a kill in between loses nothing
         self._pending, self._last = 0, time.monotonic()
         return table
 
-    def flush(self, order: Iterable[Hashable] = (), *, only: bool = False) -> pd.DataFrame:
-        """Write the table (rows with the keys in ``order`` first) and empty the journal.
-
-        With ``only=True`` the table keeps just the rows of ``order``, in that order.
-        """
+    def flush(self, order: Iterable[Hashable] = ()) -> pd.DataFrame:
+        """Write the table (rows with the keys in ``order`` first) and empty the journal."""
         with self._lock:
-            return self._write(order, only)
+            return self._write(order)
+
+    def write(self, rows: Iterable[Mapping]) -> pd.DataFrame:
+        """Make the table exactly ``rows``, in this order (other rows are dropped)."""
+        with self._lock:
+            clean = [{k: _plain(v) for k, v in row.items()} for row in rows]
+            self.rows = {self.key(row): row for row in clean}
+            return self._replace(clean)
