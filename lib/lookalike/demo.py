@@ -7,6 +7,9 @@ clients request real-looking URLs through ordinary proxy settings::
     with demo.serve() as server:
         requests.get("http://shop.test/shoes/", proxies={"http": server.url})
 
+Notebooks 01 and 02 use :func:`serving`, which can also be switched off and hands back the
+client settings (``proxy``, ``allow_private_hosts``) the stages need to reach the demo.
+
 Hosts it answers (the requested host comes from the absolute URI in the request line, as a
 proxy sees it, else from the ``Host`` header; direct requests to ``server.url`` get the shop):
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import csv
 import functools
 import hashlib
@@ -36,6 +40,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,7 +51,7 @@ from PIL import Image
 from .exceptions import ConfigError
 from .paths import DEMO_DIR
 
-__all__ = ["DemoServer", "ICON_MECHANISMS", "SHOP_HOST", "main", "serve"]
+__all__ = ["DemoServer", "ICON_MECHANISMS", "SHOP_HOST", "main", "serve", "serving"]
 
 SHOP_HOST = "shop.test"
 #: Products per listing page.
@@ -608,6 +613,14 @@ class DemoServer:
         self.n_pages = server.data.n_pages
         self.request_log = server.request_log
 
+    @property
+    def client_options(self) -> dict:
+        """What a stage needs to reach the demo: ``{"proxy": url, "allow_private_hosts": True}``.
+
+        The demo listens on 127.0.0.1, a loopback address the stages refuse by default.
+        """
+        return {"proxy": self.url, "allow_private_hosts": True}
+
     def site_info(self, domain: str) -> dict:
         """Icon details of one site: ``{"mechanism", "base_href", "www_redirects", "slug"}``."""
         s = self._server.data.sites[domain]
@@ -674,6 +687,42 @@ def serve(
     )  # fmt: skip
     thread.start()
     return DemoServer(server, thread)
+
+
+@contextlib.contextmanager
+def serving(enabled: bool = True, **kwargs) -> Iterator[DemoServer | None]:
+    """Serve the demo web for the duration of a ``with`` block (notebooks 01 and 02).
+
+    Parameters
+    ----------
+    enabled : bool, default True
+        False starts nothing and yields None, so a notebook's ``demo`` parameter can be
+        passed straight in.
+    **kwargs
+        Passed to :func:`serve` (``data_dir``, ``latency_s``, ``host``, ``port``).
+
+    Yields
+    ------
+    DemoServer or None
+        The running server; its :attr:`DemoServer.client_options` are the proxy and
+        private-host settings for :func:`lookalike.scrape.scrape_catalog` and
+        :func:`lookalike.logos.fetch_logos`. It is stopped when the block ends, however it
+        ends.
+
+    Examples
+    --------
+    >>> with serving() as web:  # doctest: +SKIP
+    ...     df = fetch_logos(["github.test"], "runs/x", **web.client_options)
+    """
+    if not enabled:
+        yield None
+        return
+    server = serve(**kwargs)
+    print(f"demo web serving on {server.url} (used as HTTP proxy)")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
