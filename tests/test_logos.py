@@ -480,6 +480,34 @@ def test_resume_skips_domains_already_done(fetched, web, capsys, tmp_path):
     assert "no_usable_icon: 1" in line and "1 fetched" in line
 
 
+def test_a_killed_run_loses_no_domain_it_had_fetched(fetched, web, tmp_path):
+    # A kill leaves the finished domains in the journal only (logos.parquet not yet written):
+    # the next run replays it and asks nothing again for them.
+    run, first = fetched
+    run = shutil.copytree(run, tmp_path / "run")
+    layout = RunLayout(run)
+    done = first[first["domain"].isin(["links.test", "svg.test"])]
+    layout.logos.unlink()
+    with RunLayout.journal(layout.logos).open("w") as f:
+        for rec in done.to_dict("records"):
+            rec["input_rows"] = [int(i) for i in rec["input_rows"]]
+            f.write(
+                json.dumps(
+                    {
+                        k: (None if pd.isna(v) else v) if k != "input_rows" else v
+                        for k, v in rec.items()
+                    }
+                )
+                + "\n"
+            )
+        f.write('{"domain": "ico.te')  # the line being written when the run was killed
+    before = collections.Counter(web.hits)
+    again = logos.fetch_logos(["links.test", "svg.test"], run, proxy=web.url, **OPTS)
+    assert web.hits == before
+    assert again["status"].tolist() == ["ok", "ok"]
+    assert not RunLayout.journal(layout.logos).exists()
+
+
 # -- inputs, proxies, credentials, safety, limits -----------------------------------------------
 
 

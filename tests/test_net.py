@@ -319,3 +319,50 @@ def test_normalize_url():
     assert n("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
     assert n("http://[::1]:81/x") == "http://[::1]:81/x"
     assert n("http://shop.test:99999999/x") is None
+
+
+def test_http_options_check_their_values_and_feed_fetch():
+    from lookalike.exceptions import ConfigError
+
+    opts = net.HttpOptions(timeout_s=3.0, max_bytes=10, allow_private_hosts=True)
+    assert opts.fetch_args() == {
+        "timeout_s": 3.0,
+        "max_retries": 3,
+        "max_bytes": 10,
+        "allow_private_hosts": True,
+    }
+    assert net.HttpOptions().user_agent == net.DEFAULT_USER_AGENT
+    for bad, match in (
+        ({"delay_s": -1}, "delay_s"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_bytes": 0}, "max_bytes"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            net.HttpOptions(**bad)
+
+
+def test_robots_cache_rules_crawl_delay_and_switch(serve, session):
+    srv = serve(
+        {
+            "/robots.txt": ok(b"User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n"),
+            "/a": ok(),
+        }
+    )
+    limiter = net.HostRateLimiter(0.0)
+    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
+    robots = net.RobotsCache(session, opts, limiter=limiter)
+    assert robots.allowed(srv.url + "/a") == (True, "")
+    assert robots.allowed(srv.url + "/private/x") == (False, "robots_disallowed")
+    assert srv.hits["/robots.txt"] == 1  # fetched once per host
+    assert limiter.delay_for("127.0.0.1") == 2.0
+    off = net.RobotsCache(session, net.HttpOptions(respect_robots=False))
+    assert off.allowed(srv.url + "/private/x") == (True, "")
+    assert srv.hits["/robots.txt"] == 1  # switched off: nothing fetched
+
+
+def test_robots_5xx_disallows_the_host(serve, session):
+    srv = serve({"/robots.txt": (503, {}, b"down")})
+    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
+    robots = net.RobotsCache(session, opts)
+    assert robots.allowed(srv.url + "/a") == (False, "robots_unavailable")

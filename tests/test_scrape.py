@@ -67,6 +67,19 @@ def test_journal_replays_rows_and_drops_a_torn_line(tmp_path):
     assert storage.Journal(path, scrape.PAGE_COLUMNS, what="t").rows["u1"]["status"] == "failed"
 
 
+def test_journal_with_a_key_function_and_a_whole_table_write(tmp_path):
+    path = tmp_path / "t.parquet"
+    columns = {"name": "string", "n": "Int64", "tags": "object"}
+    j = storage.Journal(path, columns, key=lambda r: r.get("name") or ("none", r.get("n")))
+    j.put({"name": "a", "n": 1, "tags": ["x"]})
+    j.put({"name": None, "n": 2})
+    assert set(storage.Journal(path, columns, key=j.key).rows) == {"a", ("none", 2)}
+    table = j.write([{"name": "b", "n": 3}, {"name": "a", "n": 4, "tags": ["y"]}])
+    assert table["name"].tolist() == ["b", "a"] and not j.journal.exists()
+    assert pd.read_parquet(path)["n"].tolist() == [3, 4]
+    assert list(pd.read_parquet(path)["tags"][0]) == []
+
+
 def test_summarize_table():
     df = pd.DataFrame(
         {

@@ -32,9 +32,15 @@ at least ``prefer_side`` pixels (a smaller one is kept, and the largest found wi
     The seed's ``https://logo.clearbit.com/{domain}``. The free Clearbit Logo API shut down on
     1 December 2025; it stays available (off by default) to reproduce historical runs.
 
-Every candidate goes through :func:`decode_logo`, which rejects blank and single-colour images,
-images smaller than ``min_side`` (1x1 pixels), HTML served as an image, corrupt data and
-decompression bombs.
+Every candidate goes through :func:`lookalike.icons.decode_logo`, which rejects blank and
+single-colour images, images smaller than ``min_side`` (1x1 pixels), HTML served as an image,
+corrupt data and decompression bombs.
+
+Where things live: the domain list is read by :mod:`lookalike.domains`, icon markup is parsed
+and images judged by :mod:`lookalike.icons`, the providers ask one domain each
+(:mod:`lookalike.providers`), and the HTTP set-up is :mod:`lookalike.net`'s. Each finished
+domain is appended at once to the journal beside ``logos.parquet``
+(:class:`lookalike.storage.Journal`), so a killed run loses nothing it had fetched.
 """
 
 from __future__ import annotations
@@ -256,12 +262,14 @@ def fetch_logos(
     Parameters
     ----------
     domains : str, Path, DataFrame or iterable of str
-        A CSV/parquet file (read with :func:`read_domains`), its output, a DataFrame with a
-        ``domain_column``, or raw spellings. Everything is normalized and deduplicated.
+        A CSV/parquet file (read with :func:`lookalike.domains.read_domains`), its output, a
+        DataFrame with a ``domain_column``, or raw spellings. Everything is normalized and
+        deduplicated.
     run_dir : str or Path
         The run folder (relative paths are from the project root).
     providers : iterable of str, default ("site", "logodev", "brandfetch", "duckduckgo", "google")
-        Tried in this order per domain (see the module docstring and :data:`PROVIDERS`).
+        Tried in this order per domain (see the module docstring and
+        :data:`lookalike.providers.PROVIDERS`).
         ``logodev`` and ``brandfetch`` are skipped when their credential is not set.
     site_url_template : str, default "https://{domain}/"
         The homepage; the ``http://`` twin and the ``www.`` host are tried when it fails.
@@ -301,7 +309,7 @@ def fetch_logos(
     max_bytes : int, default 5_000_000
         Largest download accepted (``too_large``).
     user_agent, proxy, allow_private_hosts
-        See :func:`lookalike.net.make_session` and :func:`lookalike.net.fetch`. ``proxy=None``
+        See :class:`lookalike.net.HttpOptions` and :func:`lookalike.net.fetch`. ``proxy=None``
         honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``; ``REQUESTS_CA_BUNDLE`` names the
         CA of a TLS-inspecting proxy. Private and loopback addresses are refused unless
         ``allow_private_hosts`` (checked after DNS and on every redirect).
