@@ -42,7 +42,7 @@ import requests  # noqa: E402
 import simweb  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lookalike import logos  # noqa: E402
+from lookalike import logos, providers  # noqa: E402
 
 
 def seed_way(domains: list[str], proxy: str, threads: int) -> tuple[float, dict[str, bool]]:
@@ -51,7 +51,8 @@ def seed_way(domains: list[str], proxy: str, threads: int) -> tuple[float, dict[
 
     def one(domain: str) -> bool:
         try:
-            r = requests.get(logos.CLEARBIT_URL.format(domain=domain), proxies=proxies, timeout=10)
+            url = providers.CLEARBIT_URL.format(domain=domain)
+            r = requests.get(url, proxies=proxies, timeout=10)
             if r.status_code != 200:
                 return False
             Image.open(io.BytesIO(r.content)).load()

@@ -281,3 +281,17 @@ def test_manifest_is_json(server, http):
     r = http.get(f"http://{d}/site.webmanifest", timeout=10)
     assert r.headers["Content-Type"] == "application/manifest+json"
     assert json.loads(r.text)["icons"]
+
+
+def test_serving_stops_the_server_and_can_be_switched_off():
+    with demo.serving(enabled=False) as nothing:
+        assert nothing is None
+    with pytest.raises(RuntimeError, match="inside"):
+        with demo.serving() as web:
+            assert web.client_options == {"proxy": web.url, "allow_private_hosts": True}
+            proxies = {"http": web.url}
+            r = requests.get(web.catalog_url, proxies=proxies, timeout=10)
+            assert r.status_code == 200
+            raise RuntimeError("inside the block")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(web.catalog_url, proxies=proxies, timeout=2)

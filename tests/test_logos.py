@@ -25,8 +25,9 @@ import simweb
 from PIL import Image
 from simweb import Host, file, page
 
-from lookalike import logos, storage
+from lookalike import icons, logos, storage
 from lookalike.exceptions import ConfigError
+from lookalike.paths import RunLayout
 
 # -- a hand-made web: one host per mechanism or failure ------------------------------------------
 
@@ -278,7 +279,7 @@ INPUT = [
 #: domain -> (provider, url, kind, format, shorter side of the written PNG)
 EXPECTED_OK = {
     "links.test": ("site", "https://links.test/apple.png", "apple-touch-icon", "PNG", 180),
-    "svg.test": ("site", "https://svg.test/logo.svg", "icon", "SVG", logos.SVG_RENDER_SIZE),
+    "svg.test": ("site", "https://svg.test/logo.svg", "icon", "SVG", icons.SVG_RENDER_SIZE),
     "manifest.test": ("site", "https://manifest.test/m/i192.png", "manifest", "PNG", 192),
     "ico.test": ("site", "https://ico.test/favicon.ico", "favicon.ico", "ICO", 48),
     "base.test": ("site", "https://cdn.base.test/assets/fav.png", "icon", "PNG", 64),
@@ -350,115 +351,6 @@ def fetched(web, tmp_path_factory):
     run = tmp_path_factory.mktemp("logos-run")
     df = logos.fetch_logos(INPUT, run, proxy=web.url, **OPTS)
     return run, df
-
-
-# -- normalization ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("example.com", "example.com"),
-        ("  https://www.Example.COM:8443/path?q=1#x ", "example.com"),
-        ("HTTP://user:pw@Shop.Example.co.uk./", "shop.example.co.uk"),
-        ("www.example.com.", "example.com"),
-        ("//cdn.example.com/x.png", "cdn.example.com"),
-        ("www.com", "www.com"),
-        ("Bücher.de", "xn--bcher-kva.de"),
-        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
-        ("", "empty"),
-        ("   ", "empty"),
-        (None, "empty"),
-        (float("nan"), "empty"),
-        ("https://", "empty"),
-        ("foo bar.com", "has_space"),
-        ("localhost", "no_dot"),
-        ("http://intranet/", "no_dot"),
-        ("192.168.1.1", "ip_not_allowed"),
-        ("http://[::1]:8080/", "ip_not_allowed"),
-        ("a..b.com", "invalid_idna"),
-        ("-bad-.com", "invalid_idna"),
-        ("under_score.com", "invalid_idna"),
-        ("x" * 64 + ".com", "invalid_idna"),
-    ],
-)
-def test_normalize_domain(raw, expected):
-    if "." in expected:
-        assert logos.normalize_domain(raw) == expected
-    else:
-        with pytest.raises(ValueError, match=f"^{expected}") as info:
-            logos.normalize_domain(raw)
-        assert info.value.reason == expected
-
-
-def test_normalize_domain_ip_allowed():
-    assert logos.normalize_domain("http://192.168.1.1:80/", allow_ip=True) == "192.168.1.1"
-    assert logos.normalize_domain("[::1]", allow_ip=True) == "::1"
-
-
-def test_read_domains_dedupes_spellings_and_keeps_invalid_rows(tmp_path):
-    src = pd.DataFrame(
-        {
-            "site": [
-                "Example.com",
-                "https://www.example.com/",
-                "other.org",
-                "",
-                "bad domain",
-                "EXAMPLE.COM.",
-                "",
-            ]
-        }
-    )
-    src.to_csv(tmp_path / "d.csv", index=False)
-    src.to_parquet(tmp_path / "d.parquet")
-    for name in ("d.csv", "d.parquet"):
-        df = logos.read_domains(tmp_path / name, domain_column="site")
-        assert list(df.columns) == ["domain", "input_rows", "raw", "status", "reason"]
-        assert df["domain"].tolist()[:2] == ["example.com", "other.org"]
-        assert df.loc[0, "input_rows"] == [0, 1, 5] and df.loc[0, "raw"] == "Example.com"
-        invalid = df[df.status == "invalid"]
-        assert invalid["reason"].tolist() == ["empty", "has_space"]
-        assert invalid["input_rows"].tolist() == [[3, 6], [4]]
-    with pytest.raises(ConfigError, match=r"no column 'domain'.*\['site'\]"):
-        logos.read_domains(tmp_path / "d.csv")
-    with pytest.raises(ConfigError, match="not found"):
-        logos.read_domains(tmp_path / "missing.csv")
-
-
-def test_is_blank():
-    assert logos.is_blank(Image.new("RGBA", (20, 20), (0, 0, 0, 0)))
-    assert logos.is_blank(Image.new("RGBA", (20, 20), (255, 0, 0, 255)))
-    white_on_clear = Image.new("RGBA", (20, 20), (255, 255, 255, 0))
-    white_on_clear.paste((255, 255, 255, 255), (5, 5, 15, 15))
-    assert not logos.is_blank(white_on_clear)  # a white logo on a transparent background
-    assert not logos.is_blank(simweb.logo_image((20, 20), 1))
-
-
-def test_parse_icon_links_and_manifest():
-    html = (
-        '<base href="https://cdn.test/a/"><link rel="ICON" sizes="16x16 48x48" href="f.png">'
-        '<link rel="apple-touch-icon-precomposed" href="//x.test/t.png">'
-        '<link rel="mask-icon" href="m.svg"><link rel="stylesheet" href="s.css">'
-        '<link rel="manifest" href="/site.webmanifest">'
-        '<link rel="icon" href="data:image/png;base64,AA">'
-        '<meta name="twitter:image" content="tw.png">'
-    )
-    cands, manifest = logos.parse_icon_links(html, "https://shop.test/")
-    got = [(c.url, c.kind, c.declared, c.svg, c.tier) for c in cands]
-    assert got == [
-        ("https://cdn.test/a/f.png", "icon", 48, False, 0),
-        ("https://x.test/t.png", "apple-touch-icon-precomposed", 180, False, 0),
-        ("https://cdn.test/a/m.svg", "mask-icon", 0, True, 0),
-        ("https://cdn.test/a/tw.png", "twitter:image", 0, False, 1),
-    ]
-    assert manifest == "https://cdn.test/site.webmanifest"
-    data = json.dumps(
-        {"icons": [{"src": "a.svg", "sizes": "any", "type": "image/svg+xml"}, {"x": 1}]}
-    )
-    (icon,) = logos.parse_manifest_icons(data.encode(), "https://shop.test/m/site.json")
-    assert (icon.url, icon.declared, icon.svg) == ("https://shop.test/m/a.svg", 10_000, True)
-    assert logos.parse_manifest_icons(b"not json", "https://shop.test/") == []
 
 
 # -- the chain over the hand-made web -------------------------------------------------------------
@@ -555,7 +447,7 @@ def test_summary_table(fetched, capsys):
         "duckduckgo",
         "google",
     ]
-    on_disk = pd.read_csv(run / logos.SUMMARY_NAME)
+    on_disk = pd.read_csv(RunLayout(run).logos_summary)
     assert on_disk["domains"].tolist() == summary["domains"].tolist()
 
 
@@ -586,6 +478,34 @@ def test_resume_skips_domains_already_done(fetched, web, capsys, tmp_path):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("logos: 3 domains (0 invalid inputs), 2 ok (66.7%, 2 already on disk)")
     assert "no_usable_icon: 1" in line and "1 fetched" in line
+
+
+def test_a_killed_run_loses_no_domain_it_had_fetched(fetched, web, tmp_path):
+    # A kill leaves the finished domains in the journal only (logos.parquet not yet written):
+    # the next run replays it and asks nothing again for them.
+    run, first = fetched
+    run = shutil.copytree(run, tmp_path / "run")
+    layout = RunLayout(run)
+    done = first[first["domain"].isin(["links.test", "svg.test"])]
+    layout.logos.unlink()
+    with RunLayout.journal(layout.logos).open("w") as f:
+        for rec in done.to_dict("records"):
+            rec["input_rows"] = [int(i) for i in rec["input_rows"]]
+            f.write(
+                json.dumps(
+                    {
+                        k: (None if pd.isna(v) else v) if k != "input_rows" else v
+                        for k, v in rec.items()
+                    }
+                )
+                + "\n"
+            )
+        f.write('{"domain": "ico.te')  # the line being written when the run was killed
+    before = collections.Counter(web.hits)
+    again = logos.fetch_logos(["links.test", "svg.test"], run, proxy=web.url, **OPTS)
+    assert web.hits == before
+    assert again["status"].tolist() == ["ok", "ok"]
+    assert not RunLayout.journal(layout.logos).exists()
 
 
 # -- inputs, proxies, credentials, safety, limits -----------------------------------------------

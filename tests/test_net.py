@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import socket
 import threading
 import time
@@ -14,7 +13,7 @@ from lookalike import net
 
 @pytest.fixture
 def session():
-    s = net.make_session(user_agent="lookalike-tests")
+    s = net.build_session(net.HttpOptions(user_agent="lookalike-tests"))
     s.trust_env = False  # a developer's HTTP_PROXY must not reroute 127.0.0.1 tests
     yield s
     s.close()
@@ -49,31 +48,6 @@ def test_loopback_refused_without_contacting_server(serve, session):
         assert r.error == "private_address", url
         assert "allow_private_hosts" in r.detail
     assert srv.hits["/a"] == 0
-
-
-@pytest.mark.parametrize(
-    "ip, public",
-    [
-        ("127.0.0.1", False),
-        ("10.1.2.3", False),
-        ("192.168.0.10", False),
-        ("172.16.5.4", False),
-        ("169.254.169.254", False),
-        ("fd00:ec2::254", False),
-        ("::1", False),
-        ("::ffff:127.0.0.1", False),
-        ("224.0.0.1", False),
-        ("0.0.0.0", False),
-        ("100.64.0.1", False),
-        ("8.8.8.8", True),
-        ("2001:4860:4860::8888", True),
-    ],
-)
-def test_is_public_ip(ip, public):
-    import ipaddress
-
-    assert net.is_public_ip(ipaddress.ip_address(ip)) is public
-    assert (net.check_host(ip)[0] == "") is public
 
 
 def test_every_redirect_hop_is_checked(serve, session, monkeypatch):
@@ -111,15 +85,15 @@ def test_unresolvable_host_is_dns_error_but_allowed_through_proxy(serve, session
     assert r.ok and r.content == b"via proxy"
 
 
-def test_make_session_proxy_sets_both_schemes_and_env_is_honoured(serve, monkeypatch):
-    s = net.make_session(proxy="http://127.0.0.1:3128")
+def test_build_session_proxy_sets_both_schemes_and_env_is_honoured(serve, monkeypatch):
+    s = net.build_session(net.HttpOptions(proxy="http://127.0.0.1:3128"))
     assert s.proxies == {"http": "http://127.0.0.1:3128", "https": "http://127.0.0.1:3128"}
     assert s.headers["User-Agent"] == net.DEFAULT_USER_AGENT
     srv = serve({"/env": ok(b"env proxy")})
     monkeypatch.setenv("HTTP_PROXY", srv.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    with net.make_session() as env_session:
+    with net.build_session() as env_session:
         r = net.fetch(env_session, "http://catalog.invalid/env", **FAST)
     assert r.ok and r.content == b"env proxy"
     assert srv.hits["/env"] == 1
@@ -272,95 +246,6 @@ def test_fetch_uses_rate_limiter_for_every_request(serve, session):
 # -- hard deadline, pinned addresses, content types, politeness -------------------------------
 
 
-class Trickle:
-    """A raw TCP server that answers one request a byte at a time (every ``gap_s`` seconds)."""
-
-    def __init__(self, payload: bytes, *, gap_s: float = 0.05, head: bytes = b""):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/x"
-        self.payload, self.head, self.gap_s = payload, head, gap_s
-        self.sent = 0
-        self.cut_off = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        conn, _ = self.sock.accept()
-        conn.recv(65536)
-        try:
-            conn.sendall(self.head)
-            for i in range(len(self.payload)):
-                conn.sendall(self.payload[i : i + 1])
-                self.sent += 1
-                time.sleep(self.gap_s)
-        except OSError:  # the client hung up
-            self.cut_off = True
-        finally:
-            conn.close()
-            self.sock.close()
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("phase", ["headers", "body"])
-def test_trickling_server_is_cut_off_at_the_deadline(session, phase):
-    # 100 bytes at 50 ms each take 5 s; every single recv is far below the 0.5 s read timeout,
-    # so only a whole-request deadline stops it. Before the watchdog the client read all.
-    if phase == "headers":
-        t = Trickle(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 80 + b"\r\n\r\n")
-    else:
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
-        t = Trickle(b"x" * 100, head=head)
-    r = net.fetch(session, t.url, allow_private_hosts=True, timeout_s=0.5, max_retries=2)
-    t.thread.join(10)
-    assert r.error == "timeout" and r.attempts == 1
-    assert t.cut_off and t.sent < len(t.payload)
-
-
-def _fake_dns(monkeypatch, answers: dict[str, list[str]]):
-    """Resolve the names in ``answers`` to the next address of their list (last one repeats)."""
-    real = socket.getaddrinfo
-    calls = collections.Counter()
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in answers:
-            seq = answers[host]
-            ip = seq[min(calls[host], len(seq) - 1)]
-            calls[host] += 1
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port or 80))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(net, "_resolve_cache", {})
-    return calls
-
-
-def test_dns_rebinding_between_check_and_connect_is_refused(serve, session, monkeypatch):
-    # Treat 127.0.0.1 as "public" so the test stays on loopback: the pre-check sees it, then
-    # the name rebinds to 127.0.0.2 (not public here). The connection must use the checked
-    # answer or check again, never connect to the new address.
-    srv = serve({"/x": ok(b"secret")})
-    port = srv.url.rsplit(":", 1)[1]
-    monkeypatch.setattr(net, "is_public_ip", lambda ip: str(ip) == "127.0.0.1")
-    calls = _fake_dns(monkeypatch, {"rebind.test": ["127.0.0.1", "127.0.0.2"]})
-    r = net.fetch(session, f"http://rebind.test:{port}/x", timeout_s=2.0, max_retries=2)
-    assert r.error == "private_address" and "127.0.0.2" in r.detail
-    assert srv.hits["/x"] == 0 and calls["rebind.test"] == 2
-    # A stable answer connects, to the checked address, without a third lookup by urllib3.
-    calls = _fake_dns(monkeypatch, {"stable.test": ["127.0.0.1"]})
-    r = net.fetch(session, f"http://stable.test:{port}/x", timeout_s=2.0)
-    assert r.ok and r.content == b"secret" and calls["stable.test"] == 2
-
-
-def test_guard_applies_only_inside_fetch(serve, session):
-    # Other code may use the session directly (e.g. against a local server): plain requests.
-    srv = serve({"/x": ok(b"plain")})
-    assert session.get(srv.url + "/x", timeout=5).content == b"plain"
-    assert net.fetch(session, srv.url + "/x", timeout_s=2.0).error == "private_address"
-    assert srv.hits["/x"] == 1
-
-
 def test_reject_types_refuses_before_reading_the_body(serve, session):
     srv = serve(
         {
@@ -425,3 +310,59 @@ def test_429_retry_after_pauses_every_request_to_the_host(serve, session):
     t.join(10)
     assert r.ok and srv.hits["/busy"] == 2
     assert served["other"] - served["429"] >= 0.5
+
+
+def test_normalize_url():
+    n = net.normalize_url
+    assert n("HTTP://Shop.Test:80/A/b.JPG?x=1#top") == "http://shop.test/A/b.JPG?x=1"
+    assert n("https://shop.test:443") == "https://shop.test/"
+    assert n("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
+    assert n("http://[::1]:81/x") == "http://[::1]:81/x"
+    assert n("http://shop.test:99999999/x") is None
+
+
+def test_http_options_check_their_values_and_feed_fetch():
+    from lookalike.exceptions import ConfigError
+
+    opts = net.HttpOptions(timeout_s=3.0, max_bytes=10, allow_private_hosts=True)
+    assert opts.fetch_args() == {
+        "timeout_s": 3.0,
+        "max_retries": 3,
+        "max_bytes": 10,
+        "allow_private_hosts": True,
+    }
+    assert net.HttpOptions().user_agent == net.DEFAULT_USER_AGENT
+    for bad, match in (
+        ({"delay_s": -1}, "delay_s"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_bytes": 0}, "max_bytes"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            net.HttpOptions(**bad)
+
+
+def test_robots_cache_rules_crawl_delay_and_switch(serve, session):
+    srv = serve(
+        {
+            "/robots.txt": ok(b"User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n"),
+            "/a": ok(),
+        }
+    )
+    limiter = net.HostRateLimiter(0.0)
+    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
+    robots = net.RobotsCache(session, opts, limiter=limiter)
+    assert robots.allowed(srv.url + "/a") == (True, "")
+    assert robots.allowed(srv.url + "/private/x") == (False, "robots_disallowed")
+    assert srv.hits["/robots.txt"] == 1  # fetched once per host
+    assert limiter.delay_for("127.0.0.1") == 2.0
+    off = net.RobotsCache(session, net.HttpOptions(respect_robots=False))
+    assert off.allowed(srv.url + "/private/x") == (True, "")
+    assert srv.hits["/robots.txt"] == 1  # switched off: nothing fetched
+
+
+def test_robots_5xx_disallows_the_host(serve, session):
+    srv = serve({"/robots.txt": (503, {}, b"down")})
+    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
+    robots = net.RobotsCache(session, opts)
+    assert robots.allowed(srv.url + "/a") == (False, "robots_unavailable")

@@ -1,4 +1,4 @@
-"""lookalike.scrape: parsing on strings, then whole scrapes of a local catalog site.
+"""lookalike.scrape: its tables and summary, then whole scrapes of a local catalog site.
 
 The site (``shop_site``) is served on 127.0.0.1 by tests/webserver.py and holds every case
 of issue 3: lazy attributes, srcset and <picture>, <noscript> and CSS background images,
@@ -43,233 +43,41 @@ def img(data, ctype="image/png"):
     return (200, {"Content-Type": ctype}, data)
 
 
-# -- parsing on strings -----------------------------------------------------------------------
-
-
-def test_parse_srcset_and_pick_largest():
-    c = scrape.parse_srcset("a.jpg 320w, b.jpg 1024w,c.jpg 640w")
-    assert c == [("a.jpg", 320.0, "w"), ("b.jpg", 1024.0, "w"), ("c.jpg", 640.0, "w")]
-    assert scrape.best_srcset_url(c, "http://s.test/p/") == "http://s.test/p/b.jpg"
-    c = scrape.parse_srcset("/img/x.jpg, /img/x@2x.jpg 2x, /img/x@3x.jpg 3x")
-    assert scrape.best_srcset_url(c, "http://s.test/") == "http://s.test/img/x@3x.jpg"
-    # commas inside a URL (image CDNs) are not separators
-    c = scrape.parse_srcset(
-        "https://cdn.test/f_auto,w_200/a.jpg 200w, https://cdn.test/f_auto,w_800/a.jpg 800w"
-    )
-    assert [u for u, _, _ in c] == [
-        "https://cdn.test/f_auto,w_200/a.jpg",
-        "https://cdn.test/f_auto,w_800/a.jpg",
-    ]
-    assert scrape.best_srcset_url([], "http://s.test/") is None
-
-
-def test_extract_images_lazy_attrs_srcset_picture_base_and_placeholders():
-    page = """<html><head><base href="https://cdn.test/assets/"></head><body>
-      <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="lazy1.jpg" alt=" Red  shoe ">
-      <img src="/img/spacer.gif" data-lazy-src="lazy2.jpg">
-      <img src="placeholder.png" data-original="//other.test/orig.jpg">
-      <img src="small.jpg" srcset="small.jpg 200w, big.jpg 1200w">
-      <img src="plain.png" title="Plain">
-      <img src="data:image/png;base64,AAAA">
-      <img src="javascript:void(0)">
-      <picture>
-        <source type="image/webp" srcset="pic-800.webp 800w, pic-1600.webp 1600w">
-        <source srcset="pic-400.jpg 400w">
-        <img src="pic-fallback.jpg" alt="pic">
-      </picture>
-      <img src="plain.png">
-    </body></html>"""
-    refs = scrape.extract_images(page, "https://shop.test/list?page=1")
-    assert [(r.url, r.alt) for r in refs] == [
-        ("https://cdn.test/assets/lazy1.jpg", "Red shoe"),
-        ("https://cdn.test/assets/lazy2.jpg", ""),
-        ("https://other.test/orig.jpg", ""),
-        ("https://cdn.test/assets/big.jpg", ""),
-        ("https://cdn.test/assets/plain.png", "Plain"),
-        ("https://cdn.test/assets/pic-1600.webp", "pic"),
-    ]
-
-
-def test_extract_images_without_base_uses_page_url_and_selector_scopes():
-    page = """<div class="hdr"><img src="/logo.png"></div>
-      <div class="product"><a href="/p/1"><img src="a.jpg"></a></div>
-      <div class="product"><a href="p/2"><img src="b.jpg#frag"></a></div>"""
-    refs = scrape.extract_images(page, "http://s.test/list/", selector="div.product img")
-    assert [r.url for r in refs] == ["http://s.test/list/a.jpg", "http://s.test/list/b.jpg"]
-    listing = scrape.parse_listing(page, "http://s.test/list/", item_selector="div.product")
-    assert [r.url for r in listing.images] == [
-        "http://s.test/list/a.jpg",
-        "http://s.test/list/b.jpg",
-    ]
-    assert listing.item_links == ["http://s.test/p/1", "http://s.test/list/p/2"]
-    assert listing.next_url is None
-
-
-@pytest.mark.parametrize(
-    "markup, selector, expected",
-    [
-        ('<link rel="next" href="?page=2"><a rel="next" href="/x">n</a>', None, "?page=2"),
-        ('<a class="pg" rel="prev next" href="/list/3">next</a>', None, "/list/3"),
-        ('<li class="nxt"><a href="/list/9">»</a></li>', "li.nxt", "/list/9"),
-        ('<a href="/list/2">2</a>', None, None),
-    ],
-)
-def test_find_next_url(markup, selector, expected):
-    got = scrape.find_next_url(markup, "http://s.test/list/", next_selector=selector)
-    if expected is None:
-        assert got is None
-    else:
-        assert got == __import__("urllib.parse").parse.urljoin("http://s.test/list/", expected)
-
-
-def test_json_path_values():
-    data = {
-        "data": {
-            "products": [
-                {"images": {"main": {"url": "/a.jpg"}}},
-                {"images": {}},
-                {"images": {"main": {"url": "/b.jpg"}}},
-            ]
-        }
-    }
-    assert scrape.json_path_values(data, "data.products[*].images.main.url") == ["/a.jpg", "/b.jpg"]
-    assert scrape.json_path_values(data, "$.data.products[2].images.main.url") == ["/b.jpg"]
-    assert scrape.json_path_values({"u": ["x", "y"]}, "u") == ["x", "y"]
-    assert scrape.json_path_values(data, "nope[*].url") == []
-
-
-def test_extract_images_noscript_background_and_tracking_pixels():
-    page = """<div class="card">
-      <img class="lazy" src="data:image/gif;base64,R0lGOD">
-      <noscript><img src="/img/real.jpg" alt="real"></noscript>
-      <div class="thumb" style="color: red; background-image: url('/img/bg.jpg')"></div>
-      <div data-bg="/img/lazy-bg.jpg" aria-label="lazy bg"></div>
-      <span style="background: url(&quot;/img/quoted.png&quot;) no-repeat"></span>
-      <div style="background-image: linear-gradient(red, blue)"></div>
-      <img src="/track/p.gif" width="1" height="1">
-      <img src="/img/blank.gif">
-    </div>"""
-    refs = scrape.extract_images(page, "http://s.test/list/")
-    assert [(r.url, r.alt) for r in refs] == [
-        ("http://s.test/img/real.jpg", "real"),
-        ("http://s.test/img/bg.jpg", ""),
-        ("http://s.test/img/lazy-bg.jpg", "lazy bg"),
-        ("http://s.test/img/quoted.png", ""),
-    ]
-
-
-def test_normalize_url():
-    n = scrape.normalize_url
-    assert n("HTTP://Shop.Test:80/A/b.JPG?x=1#top") == "http://shop.test/A/b.JPG?x=1"
-    assert n("https://shop.test:443") == "https://shop.test/"
-    assert n("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
-    assert n("http://[::1]:81/x") == "http://[::1]:81/x"
-    assert n("http://shop.test:99999999/x") is None
-
-
 def card(attrs, cls="product-card", href="/p/1"):
     return f'<div class="{cls}"><a href="{href}"><img {attrs}></a><h2>t</h2></div>'
 
 
-@pytest.mark.parametrize(
-    "body, selector, expected_urls",
-    [
-        # microdata Product wins over the class-based guesses
-        (
-            '<div itemscope itemtype="https://schema.org/Product"><a href="/p/1">'
-            '<img src="/a.jpg"></a></div>'
-            '<div itemscope itemtype="http://schema.org/Product"><a href="/p/2">'
-            '<img src="/b.jpg"></a></div><div class="product-card"><img src="/c.jpg"></div>',
-            '[itemtype$="schema.org/Product" i]',
-            ["/a.jpg", "/b.jpg"],
-        ),
-        (card('src="/a.jpg"') + card('src="/b.jpg"', href="/p/2"), ".product-card", None),
-        # no known class: the largest group of repeated siblings with an image and a link
-        (
-            '<ul class="grid">'
-            + "".join(
-                f'<li class="tile"><a href="/p/{i}"><img src="/{i}.jpg"></a></li>' for i in range(3)
-            )
-            + '</ul><ul class="social">'
-            + "".join(f'<li><a href="/s/{i}"><img src="/s{i}.png"></a></li>' for i in range(2))
-            + "</ul>",
-            "<repeated siblings>",
-            ["/0.jpg", "/1.jpg", "/2.jpg"],
-        ),
-        # no items at all: every image outside header/nav/footer/aside
-        (
-            '<header><img src="/logo.png"></header><nav><img src="/menu.png"></nav>'
-            '<main><img src="/hero.jpg"><p><img src="/inline.jpg"></p></main>'
-            '<aside><img src="/ad.png"></aside><footer><img src="/badge.png"></footer>',
-            None,
-            ["/hero.jpg", "/inline.jpg"],
-        ),
-    ],
-)
-def test_default_item_detection(body, selector, expected_urls):
-    page = f'<html><body><header><img src="/logo.png"></header>{body}</body></html>'
-    listing = scrape.parse_listing(page, "http://s.test/")
-    assert listing.item_selector == selector
-    urls = [r.url.replace("http://s.test", "") for r in listing.images]
-    assert urls == (expected_urls or ["/a.jpg", "/b.jpg"])
-    assert "/logo.png" not in urls
-    if selector:
-        assert listing.item_links and all("/p/" in u for u in listing.item_links)
-
-
-def test_parse_product_default_gallery_and_fallback():
-    page = """<header><img src="/logo.png"></header>
-      <div class="product-detail"><div class="product-gallery">
-        <img src="/g1.jpg"><img data-src="/g2.jpg" src="data:,"></div>
-      <img src="/size-chart.png"></div>"""
-    assert [r.url for r in scrape.parse_product(page, "http://s.test/p/1")] == [
-        "http://s.test/g1.jpg",
-        "http://s.test/g2.jpg",
-    ]
-    plain = '<header><img src="/logo.png"></header><main><img src="/only.jpg"></main>'
-    assert [r.url for r in scrape.parse_product(plain, "http://s.test/p/2")] == [
-        "http://s.test/only.jpg"
-    ]
-    got = scrape.parse_product(page, "http://s.test/p/1", image_selector=".product-detail > img")
-    assert [r.url for r in got] == ["http://s.test/size-chart.png"]
-
-
-def test_find_json_next():
-    page = "http://s.test/api/products?page=1"
-    assert scrape.find_json_next({"next": "?page=2"}, page) == "http://s.test/api/products?page=2"
-    nested = {"data": {"items": [], "pagination": {"next_page_url": "/api/p?page=2"}}}
-    assert scrape.find_json_next(nested, page) == "http://s.test/api/p?page=2"
-    hal = {"_links": {"next": {"href": "/api/p?c=abc"}, "self": {"href": "/x"}}}
-    assert scrape.find_json_next(hal, page) == "http://s.test/api/p?c=abc"
-    assert scrape.find_json_next({"meta": {"next": 3}}, page) is None  # a number, not a URL
-    assert scrape.find_json_next({"data": {"next": None}}, page) is None
-    custom = {"paging": {"cursors": {"after_url": "/api/p?after=9"}}}
-    assert scrape.find_json_next(custom, page) is None
-    got = scrape.find_json_next(custom, page, next_json_path="paging.cursors.after_url")
-    assert got == "http://s.test/api/p?after=9"
-
-
-def test_json_listing_urls_from_strings_and_objects():
-    data = {"items": [{"img": "/a.jpg"}, {"img": {"src": "/b.jpg"}}, {"img": None}, {"img": 3}]}
-    refs = scrape.parse_json_listing(data, "http://s.test/api", image_json_path="items[*].img")
-    assert [r.url for r in refs] == ["http://s.test/a.jpg", "http://s.test/b.jpg"]
+# -- tables and summaries ------------------------------------------------------------------
 
 
 def test_journal_replays_rows_and_drops_a_torn_line(tmp_path):
     path = tmp_path / "t.parquet"
-    j = scrape._Journal(path, scrape.PAGE_COLUMNS, what="t")
+    j = storage.Journal(path, scrape.PAGE_COLUMNS, what="t")
     j.put({"url": "u1", "status": "ok", "image_urls": ["a", "b"], "page": 1})
     j.put({"url": "u2", "status": "failed", "reason": "timeout", "page": 2})
     assert not path.exists() and j.journal.exists()  # not folded yet, but already on disk
     with j.journal.open("a") as f:
         f.write('{"url": "u3", "status": "o')  # a kill in the middle of a line
-    again = scrape._Journal(path, scrape.PAGE_COLUMNS, what="t")
+    again = storage.Journal(path, scrape.PAGE_COLUMNS, what="t")
     assert set(again.rows) == {"u1", "u2"} and not again.journal.exists()
     df = pd.read_parquet(path)
     assert df["url"].tolist() == ["u1", "u2"] and list(df["image_urls"][0]) == ["a", "b"]
     again.put({"url": "u1", "status": "failed", "reason": "http_500"})  # an upsert, not a dup
     assert again.flush()["url"].tolist() == ["u1", "u2"]
-    assert scrape._Journal(path, scrape.PAGE_COLUMNS, what="t").rows["u1"]["status"] == "failed"
+    assert storage.Journal(path, scrape.PAGE_COLUMNS, what="t").rows["u1"]["status"] == "failed"
+
+
+def test_journal_with_a_key_function_and_a_whole_table_write(tmp_path):
+    path = tmp_path / "t.parquet"
+    columns = {"name": "string", "n": "Int64", "tags": "object"}
+    j = storage.Journal(path, columns, key=lambda r: r.get("name") or ("none", r.get("n")))
+    j.put({"name": "a", "n": 1, "tags": ["x"]})
+    j.put({"name": None, "n": 2})
+    assert set(storage.Journal(path, columns, key=j.key).rows) == {"a", ("none", 2)}
+    table = j.write([{"name": "b", "n": 3}, {"name": "a", "n": 4, "tags": ["y"]}])
+    assert table["name"].tolist() == ["b", "a"] and not j.journal.exists()
+    assert pd.read_parquet(path)["n"].tolist() == [3, 4]
+    assert list(pd.read_parquet(path)["tags"][0]) == []
 
 
 def test_summarize_table():

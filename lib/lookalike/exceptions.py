@@ -21,15 +21,6 @@ class ImageError(LookalikeError):
     """An image could not be decoded safely (corrupt, not an image, too large, a bomb)."""
 
 
-class FetchError(LookalikeError):
-    """An HTTP fetch failed; ``reason`` is a short machine-readable code."""
-
-    def __init__(self, reason: str, message: str = "", *, http_status: int | None = None):
-        super().__init__(message or reason)
-        self.reason = reason
-        self.http_status = http_status
-
-
 class ScrapeError(LookalikeError):
     """The catalog scrape cannot go on (for example the first listing page is unreachable)."""
 

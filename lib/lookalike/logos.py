@@ -32,79 +32,61 @@ at least ``prefer_side`` pixels (a smaller one is kept, and the largest found wi
     The seed's ``https://logo.clearbit.com/{domain}``. The free Clearbit Logo API shut down on
     1 December 2025; it stays available (off by default) to reproduce historical runs.
 
-Every candidate goes through :func:`decode_logo`, which rejects blank and single-colour images,
-images smaller than ``min_side`` (1x1 pixels), HTML served as an image, corrupt data and
-decompression bombs.
+Every candidate goes through :func:`lookalike.icons.decode_logo`, which rejects blank and
+single-colour images, images smaller than ``min_side`` (1x1 pixels), HTML served as an image,
+corrupt data and decompression bombs.
+
+Where things live: the domain list is read by :mod:`lookalike.domains`, icon markup is parsed
+and images judged by :mod:`lookalike.icons`, the providers ask one domain each
+(:mod:`lookalike.providers`), and the HTTP set-up is :mod:`lookalike.net`'s. Each finished
+domain is appended at once to the journal beside ``logos.parquet``
+(:class:`lookalike.storage.Journal`), so a killed run loses nothing it had fetched.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import math
-import os
 import re
-import string
-import threading
 import time
-import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
-import idna
 import pandas as pd
-from bs4 import BeautifulSoup
 from PIL import Image
 from tqdm.auto import tqdm
 
 from . import images, net, storage
-from .exceptions import ConfigError, ImageError, LogoFetchError
+from .domains import domain_rows
+from .exceptions import ConfigError
+from .icons import Decoded
 from .net import DEFAULT_USER_AGENT
-from .paths import resolve
-from .scrape import RobotsCache, absolute_url, base_url
+from .paths import PROJECT_ROOT, RunLayout
+from .providers import (
+    BRANDFETCH_URL,
+    CLEARBIT_URL,
+    DEFAULT_PROVIDERS,
+    DEFAULT_TEMPLATES,
+    DUCKDUCKGO_URL,
+    GOOGLE_URL,
+    LOGODEV_URL,
+    SITE_URL,
+    Attempt,
+    Settings,
+    open_settings,
+    plan_providers,
+    service_provider,
+    site_provider,
+)
 
-LOGOS_NAME = "logos.parquet"
-SUMMARY_NAME = "logos_summary.csv"
-LOGOS_DIR = "logos"
-#: Size SVG logos are rendered at (pixels, longest side).
-SVG_RENDER_SIZE = 256
 #: Logos larger than this (for example og:image banners) are downscaled when written.
 MAX_LOGO_SIDE = 512
-#: At most this many icon URLs are downloaded per domain from the site.
-MAX_CANDIDATES = 10
-#: A site icon at least this big (shorter side, pixels) ends the search on that site early.
-GOOD_ENOUGH_SIDE = 256
-#: What Google's favicon service sends when it has no icon (with a 404): a 16x16 globe.
-GOOGLE_PLACEHOLDER_SIZE = (16, 16)
+#: Fold the journal into ``logos.parquet`` after this many domains (and at the end).
 CHECKPOINT_EVERY = 25
-
-SITE_URL = "https://{domain}/"
-DUCKDUCKGO_URL = "https://icons.duckduckgo.com/ip3/{domain}.ico"
-GOOGLE_URL = "https://www.google.com/s2/favicons?domain={domain}&sz=256"
-#: logo.dev image CDN: a publishable key (``pk_...``) as ``token``; ``fallback=404`` turns
-#: its generated monogram for unknown domains into a 404.
-LOGODEV_URL = "https://img.logo.dev/{domain}?token={token}&size=256&format=png&fallback=404"
-#: Brandfetch Logo API: the client id as ``c``; ``fallback/404`` instead of a placeholder.
-BRANDFETCH_URL = (
-    "https://cdn.brandfetch.io/domain/{domain}/w/256/h/256/fallback/404/type/icon?c={client_id}"
-)
-#: The seed's provider. Shut down on 1 December 2025; kept for historical runs.
-CLEARBIT_URL = "https://logo.clearbit.com/{domain}"
-
-#: Every provider, and the default chain (``clearbit`` is off: the service is gone).
-PROVIDERS = ("site", "logodev", "brandfetch", "duckduckgo", "google", "clearbit")
-DEFAULT_PROVIDERS = ("site", "logodev", "brandfetch", "duckduckgo", "google")
-#: Credential each provider needs (parameter name, environment variable, template field).
-CREDENTIALS = {
-    "logodev": ("logodev_token", "LOGODEV_TOKEN", "token"),
-    "brandfetch": ("brandfetch_client_id", "BRANDFETCH_CLIENT_ID", "client_id"),
-}
+#: Folder inside ``RUN/logos/`` that keeps the chosen bytes as downloaded.
+ORIGINALS_DIR = "original"
 
 #: Columns of ``RUN/logos.parquet`` (``input_rows`` holds lists of ints).
 LOGO_COLUMNS: dict[str, str] = {
@@ -128,553 +110,7 @@ LOGO_COLUMNS: dict[str, str] = {
     "detail": "string",  # what went wrong with each provider (credentials redacted)
 }
 
-_ICON_RELS = frozenset(
-    {"icon", "shortcut", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon"}
-)
-_MONO_KINDS = frozenset({"mask-icon", "manifest-monochrome"})
 _SAFE_NAME = re.compile(r"^[a-z0-9._-]+$")
-#: Failures after which a host is not tried again for the same domain.
-_DEAD_HOST_ERRORS = frozenset({"dns_error", "timeout", "private_address"})
-#: Image formats by preference when two candidates have the same size.
-_FORMAT_PREFERENCE = {"SVG": 3, "PNG": 2, "WEBP": 2, "ICO": 0}
-
-
-# -- domains ----------------------------------------------------------------------------------
-
-
-def _invalid(reason: str, raw, detail: str) -> ValueError:
-    err = ValueError(f"{reason}: {raw!r} {detail}")
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
-def normalize_domain(raw, *, allow_ip: bool = False) -> str:
-    """Reduce a user's spelling of a site to its bare ASCII domain.
-
-    ``" https://www.Bücher.DE:443/shop?x=1 "`` -> ``"xn--bcher-kva.de"``: scheme, user info,
-    port, path, query, a leading ``www.`` and a trailing dot are dropped, the result is
-    lowercased and IDNA-encoded.
-
-    Raises
-    ------
-    ValueError
-        With ``.reason`` one of ``empty``, ``has_space``, ``no_dot``, ``ip_not_allowed``,
-        ``invalid_idna`` (also the start of the message).
-    """
-    if raw is None or (isinstance(raw, float) and raw != raw):
-        raise _invalid("empty", raw, "(no value)")
-    text = str(raw).strip()
-    if not text:
-        raise _invalid("empty", raw, "(blank)")
-    if any(c.isspace() for c in text):
-        raise _invalid("has_space", raw, "(a domain has no spaces)")
-    if "://" not in text:
-        text = "//" + text.lstrip("/")
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-    except ValueError as exc:
-        raise _invalid("invalid_idna", raw, f"({exc})") from None
-    host = host.rstrip(".")
-    if not host:
-        raise _invalid("empty", raw, "(no host name)")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    if ip is not None:
-        if not allow_ip:
-            raise _invalid("ip_not_allowed", raw, "(an IP address; pass allow_ip=True)")
-        return str(ip)
-    if "." not in host:
-        raise _invalid("no_dot", raw, "(expected a domain like example.com)")
-    try:
-        ascii_host = idna.encode(host, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise _invalid("invalid_idna", raw, f"({exc})") from None
-    if ascii_host.startswith("www.") and "." in ascii_host[4:]:
-        ascii_host = ascii_host[4:]
-    return ascii_host
-
-
-def normalize_domains(values: Iterable, *, allow_ip: bool = False) -> pd.DataFrame:
-    """Normalize and deduplicate raw domain spellings; the table :func:`read_domains` returns.
-
-    ``input_rows`` are positions in ``values``; invalid values get one row per distinct
-    spelling with ``status == "invalid"`` and the reason from :func:`normalize_domain`.
-    """
-    groups: dict[tuple[str, str], dict] = {}
-    for i, raw in enumerate(values):
-        try:
-            key, row = ("ok", normalize_domain(raw, allow_ip=allow_ip)), None
-            row = {"domain": key[1], "raw": str(raw).strip(), "status": "ok", "reason": None}
-        except ValueError as exc:
-            text = "" if raw is None or (isinstance(raw, float) and raw != raw) else str(raw)
-            key = ("invalid", text.strip())
-            row = {"domain": None, "raw": text.strip(), "status": "invalid"}
-            row["reason"] = getattr(exc, "reason", "invalid")
-        group = groups.setdefault(key, dict(row, input_rows=[]))
-        group["input_rows"].append(i)
-    df = pd.DataFrame(
-        list(groups.values()), columns=["domain", "input_rows", "raw", "status", "reason"]
-    )
-    for col in ("domain", "raw", "status", "reason"):
-        df[col] = df[col].astype("string")
-    return df
-
-
-def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False) -> pd.DataFrame:
-    """Read a CSV or parquet list of domains, normalize and deduplicate them.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.csv`` (or ``.tsv``/``.txt`` with a header) or ``.parquet``; relative paths are
-        from the project root.
-    domain_column : str, default "domain"
-        Column holding the domains (any spelling: URLs, ``www.``, upper case...).
-    allow_ip : bool, default False
-        Accept bare IP addresses.
-
-    Returns
-    -------
-    DataFrame
-        One row per distinct normalized domain and per distinct invalid value, in order of
-        first appearance: ``domain`` (string, missing when invalid), ``input_rows`` (list of
-        0-based data-row indices), ``raw`` (first spelling seen), ``status`` ("ok" or
-        "invalid") and ``reason`` (see :func:`normalize_domain`).
-
-    Raises
-    ------
-    ConfigError
-        The file does not exist or lacks ``domain_column`` (the columns it has are listed).
-    LogoFetchError
-        The file cannot be parsed.
-    """
-    path = resolve(path)
-    if not path.exists():
-        raise ConfigError(f"domain list not found: {path}; pass the path of a CSV or parquet")
-    try:
-        if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            sep = "\t" if path.suffix == ".tsv" else ","
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
-    except Exception as exc:
-        raise LogoFetchError(f"cannot read domain list {path}: {exc}") from exc
-    if domain_column not in df.columns:
-        raise ConfigError(
-            f"{path} has no column {domain_column!r}; its columns are {list(df.columns)}. "
-            "Pass domain_column= with the right name."
-        )
-    return normalize_domains(df[domain_column].tolist(), allow_ip=allow_ip)
-
-
-# -- candidates -------------------------------------------------------------------------------
-
-
-@dataclass
-class Candidate:
-    """An icon URL found for a domain."""
-
-    url: str
-    kind: str  # link rel, "manifest", "well-known", "og:image", "twitter:image", or a provider
-    declared: int = 0  # largest size from sizes= (0 unknown; 10_000 for "any")
-    svg: bool = False
-    tier: int = 0  # 0 icons, 1 social images (only if no icon works)
-
-
-def _declared_size(sizes: str | None) -> int:
-    best = 0
-    for token in (sizes or "").lower().split():
-        if token == "any":
-            return 10_000
-        m = re.fullmatch(r"(\d+)x(\d+)", token)
-        if m:
-            best = max(best, min(int(m.group(1)), int(m.group(2))))
-    return best
-
-
-def _is_svg(url: str, mime: str | None) -> bool:
-    return "svg" in (mime or "").lower() or urlsplit(url).path.lower().endswith((".svg", ".svgz"))
-
-
-def parse_icon_links(html: bytes | str, page_url: str) -> tuple[list[Candidate], str | None]:
-    """Icon candidates declared by a homepage, and its web app manifest URL if any.
-
-    Returns
-    -------
-    candidates : list of Candidate
-        ``<link rel>`` icons (tier 0) and ``og:image``/``twitter:image`` (tier 1), with
-        absolute URLs (``<base href>`` honoured), without duplicates.
-    manifest_url : str or None
-    """
-    soup = BeautifulSoup(html, "lxml")
-    base = base_url(soup, page_url)
-    out: list[Candidate] = []
-    manifest = None
-    for link in soup.find_all("link", href=True):
-        rels = link.get("rel") or []
-        rels = {r.lower() for r in (rels.split() if isinstance(rels, str) else rels)}
-        url = absolute_url(link["href"], base)
-        if not url:
-            continue
-        if "manifest" in rels and manifest is None:
-            manifest = url
-        icon_rels = rels & _ICON_RELS
-        if not icon_rels or (icon_rels == {"shortcut"} and "icon" not in rels):
-            continue
-        kind = "mask-icon" if "mask-icon" in rels else sorted(icon_rels - {"shortcut"})[0]
-        declared = _declared_size(link.get("sizes"))
-        if not declared and kind.startswith("apple-touch-icon"):
-            declared = 180  # Apple's documented default
-        out.append(Candidate(url, kind, declared, _is_svg(url, link.get("type"))))
-    for attr, name in (
-        ("property", "og:image"),
-        ("name", "twitter:image"),
-        ("property", "twitter:image"),
-    ):
-        for meta in soup.find_all("meta", attrs={attr: name}):
-            url = absolute_url(meta.get("content"), base)
-            if url:
-                out.append(Candidate(url, name, 0, _is_svg(url, None), tier=1))
-    return _dedupe(out), manifest
-
-
-def parse_manifest_icons(data: bytes, manifest_url: str) -> list[Candidate]:
-    """Icons of a web app manifest (JSON), URLs resolved against the manifest's URL."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return []
-    icons = doc.get("icons") if isinstance(doc, dict) else None
-    out = []
-    for icon in icons if isinstance(icons, list) else []:
-        if not isinstance(icon, dict) or not isinstance(icon.get("src"), str):
-            continue
-        url = absolute_url(icon["src"], manifest_url)
-        if not url:
-            continue
-        purpose = str(icon.get("purpose") or "any")
-        kind = "manifest-monochrome" if purpose.strip() == "monochrome" else "manifest"
-        out.append(
-            Candidate(url, kind, _declared_size(icon.get("sizes")), _is_svg(url, icon.get("type")))
-        )
-    return out
-
-
-def _dedupe(cands: list[Candidate]) -> list[Candidate]:
-    seen, out = set(), []
-    for c in cands:
-        if c.url not in seen:
-            seen.add(c.url)
-            out.append(c)
-    return out
-
-
-# -- decoding and judging -----------------------------------------------------------------------
-
-
-@dataclass
-class Decoded:
-    """A candidate that downloaded and decoded to an acceptable image."""
-
-    candidate: Candidate
-    image: Image.Image  # RGBA
-    data: bytes
-    fmt: str  # PNG, ICO, SVG...
-    http_status: int | None
-    final_url: str = ""  # after redirects
-
-    @property
-    def side(self) -> float:
-        """Shorter side in pixels; ``inf`` for SVG, which renders at any size."""
-        return math.inf if self.fmt == "SVG" else min(self.image.size)
-
-    def rank(self) -> tuple:
-        """Sort key, larger is better: icons before social images, colour before
-        monochrome, then the real size, then the format (SVG, PNG, ..., ICO) on ties."""
-        mono = self.candidate.kind in _MONO_KINDS
-        pref = _FORMAT_PREFERENCE.get(self.fmt, 1)
-        return (self.candidate.tier == 0, not mono, self.side, pref)
-
-
-def decode_logo(data: bytes, *, min_side: int = 16) -> tuple[Image.Image, str]:
-    """Decode icon bytes to RGBA and reject junk.
-
-    Returns
-    -------
-    (image, format)
-        RGBA image (SVG rendered at :data:`SVG_RENDER_SIZE`; ICO's largest frame) and the
-        original format name.
-
-    Raises
-    ------
-    ImageError
-        Decoding failed (see :mod:`lookalike.images`), or ``too_small`` (shorter side below
-        ``min_side``) or ``blank`` (fully transparent or a single colour).
-    """
-    kind = images.sniff_format(data)
-    if kind in ("svg", "svgz"):
-        im, fmt = images.render_svg(data, size=SVG_RENDER_SIZE), "SVG"
-    else:
-        im = images.decode_image(data)
-        fmt = im.format or "?"
-        if min(im.size) < min_side:
-            raise _image_error("too_small", f"{im.size[0]}x{im.size[1]} < min_side={min_side}")
-        im = im.convert("RGBA")
-    if is_blank(im):
-        raise _image_error("blank", "fully transparent or a single colour")
-    return im, fmt
-
-
-def _image_error(reason: str, detail: str) -> ImageError:
-    err = ImageError(f"{reason}: {detail}")
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
-def is_blank(im: Image.Image, *, tolerance: int = 6) -> bool:
-    """True if an RGBA image shows nothing: fully transparent, or one flat colour.
-
-    The image is composited over white and over black; it is blank when both results are
-    flat (each channel varies by at most ``tolerance``), so a white logo on a transparent
-    background is kept.
-    """
-    small = im.convert("RGBA")
-    small.thumbnail((64, 64), Image.Resampling.BOX)
-    if small.getchannel("A").getextrema()[1] == 0:
-        return True
-    for bg in ((255, 255, 255, 255), (0, 0, 0, 255)):
-        flat = Image.alpha_composite(Image.new("RGBA", small.size, bg), small).convert("RGB")
-        if any(hi - lo > tolerance for lo, hi in flat.getextrema()):
-            return False
-    return True
-
-
-# -- fetching ---------------------------------------------------------------------------------
-
-
-class _HostSlots:
-    """At most ``per_host`` requests in flight to one host (favicon services are one host)."""
-
-    def __init__(self, per_host: int):
-        self.per_host = per_host
-        self._sems: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def __call__(self, host: str) -> Iterator[None]:
-        with self._lock:
-            sem = self._sems.setdefault(host, threading.BoundedSemaphore(self.per_host))
-        with sem:
-            yield
-
-
-@dataclass
-class _Settings:
-    """Everything a worker needs, shared by all domains of one run."""
-
-    session: object
-    limiter: net.HostRateLimiter
-    slots: _HostSlots
-    robots: RobotsCache | None
-    timeout_s: float
-    max_retries: int
-    allow_private_hosts: bool
-    max_bytes: int
-    min_side: int
-    prefer_side: int
-    budget_s: float
-    site_url_template: str
-    templates: dict[str, str]  # provider -> URL template, credentials filled in
-    secrets: tuple[str, ...]  # credential strings to redact from recorded URLs
-
-
-class _Attempt:
-    """One domain's fetches: the per-domain deadline, robots.txt and per-host limits."""
-
-    def __init__(self, st: _Settings):
-        self.st = st
-        self.deadline = time.monotonic() + st.budget_s
-        self.tried = 0
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def get(self, url: str, *, accept: str, site: bool, max_bytes: int | None = None):
-        st = self.st
-        if self.left() <= 0:
-            return net.FetchResult(url, url, error="budget_exceeded", detail="no time left")
-        if site and st.robots is not None:
-            allowed, why = st.robots.allowed(url)
-            if not allowed:
-                return net.FetchResult(url, url, error=why, detail="robots.txt")
-        with st.slots((urlsplit(url).hostname or "").lower()):
-            left = self.left()
-            if left <= 0:
-                return net.FetchResult(url, url, error="budget_exceeded", detail="no time left")
-            return net.fetch(
-                st.session,
-                url,
-                accept=accept,
-                max_bytes=max_bytes or st.max_bytes,
-                timeout_s=max(0.1, min(st.timeout_s, left)),
-                max_retries=st.max_retries,
-                allow_private_hosts=st.allow_private_hosts,
-                rate_limiter=st.limiter,
-                max_wait_s=max(0.0, min(30.0, left)),
-            )
-
-
-@dataclass
-class _Outcome:
-    """What one provider found for one domain."""
-
-    best: Decoded | None = None
-    tried: int = 0
-    reason: str = ""
-    http_status: int | None = None
-    detail: str = ""
-    errors: Counter = field(default_factory=Counter)
-
-    def fail(self, reason: str, http_status: int | None, detail: str = "") -> None:
-        if not self.reason:
-            self.reason, self.http_status = reason, http_status
-        self.errors[reason] += 1
-        if detail:
-            self.detail = f"{self.detail}; {detail}" if self.detail else detail
-
-
-def _homepage_urls(domain: str, template: str) -> list[str]:
-    """``template`` for the bare host and then ``www.``; each https URL followed by http."""
-    try:
-        ipaddress.ip_address(domain)
-        hosts = [domain]
-    except ValueError:
-        hosts = [domain, "www." + domain]
-    out = []
-    for host in hosts:
-        url = template.format(domain=host)
-        out.append(url)
-        if url.startswith("https://"):
-            out.append("http://" + url[len("https://") :])
-    return out
-
-
-def _download(att: _Attempt, cand: Candidate, out: _Outcome, *, site: bool) -> Decoded | None:
-    """Fetch and judge one candidate; failures are counted in ``out``."""
-    r = att.get(cand.url, accept=net.ACCEPT_IMAGES, site=site)
-    if r.error in ("budget_exceeded", "robots_disallowed", "robots_unavailable"):
-        out.fail(r.error, r.status_code)  # not a download
-        return None
-    out.tried += 1
-    att.tried += 1
-    google = cand.kind == "google"
-    if google and r.status_code == 404:
-        out.fail("placeholder", 404, "404: Google's globe")
-        return None
-    if not r.ok:
-        out.fail(r.error, r.status_code)
-        return None
-    try:
-        im, fmt = decode_logo(r.content, min_side=att.st.min_side)
-    except ImageError as exc:
-        out.fail(images.error_reason(exc), r.status_code)
-        return None
-    if google and im.size == GOOGLE_PLACEHOLDER_SIZE:
-        out.fail("placeholder", r.status_code, "16x16: the size of Google's globe")
-        return None
-    return Decoded(cand, im, r.content, fmt, r.status_code, final_url=r.final_url)
-
-
-def _keep(out: _Outcome, found: Decoded | None) -> None:
-    if found is not None and (out.best is None or found.rank() > out.best.rank()):
-        out.best = found
-
-
-def _site_provider(att: _Attempt, domain: str) -> _Outcome:
-    out = _Outcome()
-    page = None
-    failures: list[tuple[str, net.FetchResult]] = []
-    dead_hosts: set[str] = set()
-    for url in _homepage_urls(domain, att.st.site_url_template):
-        host = urlsplit(url).hostname
-        if host in dead_hosts:
-            continue
-        r = att.get(url, accept=net.ACCEPT_HTML, site=True)
-        if r.ok:
-            page = r
-            break
-        failures.append((url, r))
-        if r.error in ("robots_disallowed", "budget_exceeded"):
-            break
-        if r.error in _DEAD_HOST_ERRORS:
-            dead_hosts.add(host)
-    if page is None:
-        errors = [r.error for _, r in failures]
-        # robots.txt on a host that answers 5xx says little; the page's own error says more
-        informative = [e for e in errors if e != "robots_unavailable"] or errors
-        first = next(
-            (r for _, r in failures if r.error in ("robots_disallowed", "budget_exceeded")),
-            next(r for _, r in failures if r.error == informative[0]),
-        )
-        out.fail(first.error, first.status_code, "; ".join(f"{u} {r.error}" for u, r in failures))
-        return out
-    cands, manifest_url = parse_icon_links(page.content, page.final_url)
-    if manifest_url:
-        m = att.get(manifest_url, accept=net.ACCEPT_JSON, site=True, max_bytes=1_000_000)
-        if m.ok:
-            cands += parse_manifest_icons(m.content, m.final_url)
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.final_url))
-    icons = sorted(
-        (c for c in _dedupe(cands) if c.tier == 0),
-        key=lambda c: (c.kind in _MONO_KINDS, not c.svg, -c.declared),
-    )
-    well_known = [
-        Candidate(origin + "/apple-touch-icon.png", "apple-touch-icon.png", 180),
-        Candidate(origin + "/favicon.ico", "favicon.ico", 0),
-    ]
-    seen = {c.url for c in icons}
-    well_known = [c for c in well_known if c.url not in seen]
-    social = [c for c in _dedupe(cands) if c.tier == 1]
-    for cand in icons[:MAX_CANDIDATES]:
-        _keep(out, _download(att, cand, out, site=True))
-        if out.best is not None and out.best.side >= GOOD_ENOUGH_SIDE:
-            break  # an SVG or a big raster; nothing listed after it can rank higher in practice
-    # last resorts: the well-known files when the markup gave nothing (or only a tiny icon),
-    # then social images, which are usually banners rather than logos
-    if out.best is None or out.best.side < att.st.prefer_side:
-        for cand in well_known:
-            _keep(out, _download(att, cand, out, site=True))
-    if out.best is None:
-        for cand in social[:2]:
-            _keep(out, _download(att, cand, out, site=True))
-    if out.best is None:
-        if "budget_exceeded" in out.errors:
-            out.reason = "budget_exceeded"
-        elif out.tried or not out.reason:
-            out.reason = "no_usable_icon"  # each candidate's own reason is in the detail
-        out.detail = f"{out.tried} candidates: " + ", ".join(
-            f"{k} x{v}" for k, v in out.errors.most_common()
-        )
-    return out
-
-
-def _service_provider(att: _Attempt, domain: str, name: str) -> _Outcome:
-    out = _Outcome()
-    template = att.st.templates[name]
-    hosts = [domain, "www." + domain] if name == "duckduckgo" else [domain]
-    for host in hosts:
-        found = _download(att, Candidate(template.format(domain=host), name), out, site=False)
-        if found is not None:
-            out.best = found
-            return out
-        if out.reason == "budget_exceeded":
-            break
-    counts = ", ".join(f"{k} x{v}" for k, v in out.errors.items())
-    out.detail = f"{counts}: {out.detail}" if out.detail else counts
-    return out
 
 
 def _safe_name(domain: str) -> str:
@@ -684,12 +120,18 @@ def _safe_name(domain: str) -> str:
     return name
 
 
+def logo_file(run: RunLayout, domain: str) -> Path:
+    """Where :func:`fetch_logos` writes the logo of ``domain``: ``RUN/logos/<domain>.png``."""
+    return run.logos_dir / f"{_safe_name(domain)}.png"
+
+
 def logo_path(domain: str) -> str:
-    """``logos/<domain>.png``, relative to the run folder."""
-    return f"{LOGOS_DIR}/{_safe_name(domain)}.png"
+    """``logos/<domain>.png``: :func:`logo_file` relative to the run folder (as in manifests)."""
+    run = RunLayout(PROJECT_ROOT)  # any root: only the part inside the run is kept
+    return run.relative(logo_file(run, domain))
 
 
-def _write_logo(run_dir: Path, domain: str, best: Decoded) -> tuple[str, int, int]:
+def _write_logo(run: RunLayout, domain: str, best: Decoded) -> tuple[str, int, int]:
     im = best.image
     if max(im.size) > MAX_LOGO_SIDE:
         im = im.copy()
@@ -698,11 +140,11 @@ def _write_logo(run_dir: Path, domain: str, best: Decoded) -> tuple[str, int, in
     im.save(buf, "PNG")
     png = buf.getvalue()
     name = _safe_name(domain)
-    storage.atomic_write_bytes(run_dir / logo_path(domain), png)
+    storage.atomic_write_bytes(logo_file(run, domain), png)
     ext = images.FORMAT_EXTENSIONS.get(best.fmt, "bin")
     if best.fmt == "SVG" and best.data[:2] == b"\x1f\x8b":
         ext = "svgz"
-    original = run_dir / LOGOS_DIR / "original"
+    original = run.logos_dir / ORIGINALS_DIR
     for stale in original.glob(f"{name}.*"):  # an earlier run may have kept another format
         if stale.stem == name and stale.suffix != f".{ext}":
             stale.unlink(missing_ok=True)
@@ -718,10 +160,10 @@ def _redact(text, secrets: tuple[str, ...]):
     return text
 
 
-def _fetch_one(st: _Settings, run_dir: Path, row: dict, providers: tuple[str, ...]) -> dict:
+def _fetch_one(st: Settings, run: RunLayout, row: dict, providers: tuple[str, ...]) -> dict:
     t0 = time.monotonic()
     domain = row["domain"]
-    att = _Attempt(st)
+    att = Attempt(st)
     out_row = {"domain": domain, "input_rows": row["input_rows"], "raw": row["raw"]}
     details, reasons, tried = [], [], []
     best, best_provider, out_of_time = None, None, False
@@ -730,9 +172,9 @@ def _fetch_one(st: _Settings, run_dir: Path, row: dict, providers: tuple[str, ..
             out_of_time = True
             break
         if name == "site":
-            outcome = _site_provider(att, domain)
+            outcome = site_provider(att, domain)
         else:
-            outcome = _service_provider(att, domain, name)
+            outcome = service_provider(att, domain, name)
         tried.append(name)
         if outcome.best is not None:
             found = outcome.best
@@ -754,7 +196,7 @@ def _fetch_one(st: _Settings, run_dir: Path, row: dict, providers: tuple[str, ..
             else f"{name}: {outcome.reason}"
         )
     if best is not None:
-        sha, w, h = _write_logo(run_dir, domain, best)
+        sha, w, h = _write_logo(run, domain, best)
         out_row.update(
             status="ok",
             provider=best_provider,
@@ -781,68 +223,6 @@ def _fetch_one(st: _Settings, run_dir: Path, row: dict, providers: tuple[str, ..
     for key in ("url", "detail"):
         out_row[key] = _redact(out_row.get(key), st.secrets)
     return out_row
-
-
-def _to_table(rows: Iterable[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(list(rows))
-    for col, dtype in LOGO_COLUMNS.items():
-        if col not in df.columns:
-            df[col] = pd.NA if dtype != "object" else [[] for _ in range(len(df))]
-        if dtype != "object":
-            df[col] = df[col].astype(dtype)
-    df["input_rows"] = [list(map(int, v)) for v in df["input_rows"]]
-    return df[list(LOGO_COLUMNS)]
-
-
-def _as_domain_rows(domains, *, domain_column: str, allow_ip: bool) -> list[dict]:
-    if isinstance(domains, (str, Path)):
-        domains = read_domains(domains, domain_column=domain_column, allow_ip=allow_ip)
-    elif isinstance(domains, bytes):
-        raise ConfigError("fetch_logos needs a path or a list of domains, not bytes")
-    if isinstance(domains, pd.DataFrame):
-        if not {"domain", "status", "input_rows", "raw"} <= set(domains.columns):
-            column = domain_column if domain_column in domains.columns else "domain"
-            if column not in domains.columns:
-                raise ConfigError(
-                    f"domains DataFrame has no {domain_column!r} column; it has "
-                    f"{list(domains.columns)}. Pass domain_column= or read_domains(path)."
-                )
-            domains = normalize_domains(domains[column].tolist(), allow_ip=allow_ip)
-    else:
-        domains = normalize_domains(list(domains), allow_ip=allow_ip)
-    rows = []
-    for rec in domains.to_dict("records"):
-        rec = {k: (None if not isinstance(v, list) and pd.isna(v) else v) for k, v in rec.items()}
-        rec["input_rows"] = list(rec.get("input_rows") or [])
-        rows.append(rec)
-    return rows
-
-
-def _check_template(name: str, template: str, needs: set[str]) -> None:
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise ConfigError(f"{name} {template!r} is not a valid template: {exc}") from None
-    allowed = needs | {"domain"}
-    if "domain" not in fields or not needs <= fields or not fields <= allowed:
-        want = ", ".join("{" + f + "}" for f in sorted(allowed))
-        raise ConfigError(
-            f"{name} {template!r} must contain {want} and nothing else in braces, "
-            f"e.g. {name}={DEFAULT_TEMPLATES[name]!r}"
-        )
-    if urlsplit(template.format(**{f: "x" for f in fields})).scheme not in ("http", "https"):
-        raise ConfigError(f"{name} {template!r} must start with https:// or http://")
-
-
-#: The URL template parameters of :func:`fetch_logos` and their defaults.
-DEFAULT_TEMPLATES = {
-    "site_url_template": SITE_URL,
-    "duckduckgo_url": DUCKDUCKGO_URL,
-    "google_url": GOOGLE_URL,
-    "logodev_url": LOGODEV_URL,
-    "brandfetch_url": BRANDFETCH_URL,
-    "clearbit_url": CLEARBIT_URL,
-}
 
 
 def fetch_logos(
@@ -882,12 +262,14 @@ def fetch_logos(
     Parameters
     ----------
     domains : str, Path, DataFrame or iterable of str
-        A CSV/parquet file (read with :func:`read_domains`), its output, a DataFrame with a
-        ``domain_column``, or raw spellings. Everything is normalized and deduplicated.
+        A CSV/parquet file (read with :func:`lookalike.domains.read_domains`), its output, a
+        DataFrame with a ``domain_column``, or raw spellings. Everything is normalized and
+        deduplicated.
     run_dir : str or Path
         The run folder (relative paths are from the project root).
     providers : iterable of str, default ("site", "logodev", "brandfetch", "duckduckgo", "google")
-        Tried in this order per domain (see the module docstring and :data:`PROVIDERS`).
+        Tried in this order per domain (see the module docstring and
+        :data:`lookalike.providers.PROVIDERS`).
         ``logodev`` and ``brandfetch`` are skipped when their credential is not set.
     site_url_template : str, default "https://{domain}/"
         The homepage; the ``http://`` twin and the ``www.`` host are tried when it fails.
@@ -927,7 +309,7 @@ def fetch_logos(
     max_bytes : int, default 5_000_000
         Largest download accepted (``too_large``).
     user_agent, proxy, allow_private_hosts
-        See :func:`lookalike.net.make_session` and :func:`lookalike.net.fetch`. ``proxy=None``
+        See :class:`lookalike.net.HttpOptions` and :func:`lookalike.net.fetch`. ``proxy=None``
         honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``; ``REQUESTS_CA_BUNDLE`` names the
         CA of a TLS-inspecting proxy. Private and loopback addresses are refused unless
         ``allow_private_hosts`` (checked after DNS and on every redirect).
@@ -947,12 +329,6 @@ def fetch_logos(
     ConfigError
         An unknown provider, a malformed template or option, a missing domain file or column.
     """
-    providers = tuple(dict.fromkeys(providers))  # each provider once, in the given order
-    unknown = [p for p in providers if p not in PROVIDERS]
-    if unknown or not providers:
-        raise ConfigError(
-            f"unknown provider(s) {unknown or list(providers)}; choose from {list(PROVIDERS)}"
-        )
     for name, value in (
         ("concurrency", concurrency),
         ("per_host_concurrency", per_host_concurrency),
@@ -962,116 +338,99 @@ def fetch_logos(
     if not domain_budget_s > 0:
         raise ConfigError(f"domain_budget_s must be > 0 seconds, got {domain_budget_s!r}")
     values = (site_url_template, duckduckgo_url, google_url, logodev_url, brandfetch_url)
-    templates = dict(zip(DEFAULT_TEMPLATES, (*values, clearbit_url), strict=True))
-    for key, template in templates.items():
-        provider = key.split("_")[0]
-        needs = {CREDENTIALS[provider][2]} if provider in CREDENTIALS else set()
-        _check_template(key, template, needs)
-    creds = {"logodev": logodev_token, "brandfetch": brandfetch_client_id}
-    filled: dict[str, str] = {}
-    skipped = []
-    for name in providers:
-        if name == "site":
-            continue
-        template = templates[f"{name}_url"]
-        if name in CREDENTIALS:
-            param, env, field_name = CREDENTIALS[name]
-            value = creds[name] or os.environ.get(env) or ""
-            if not value.strip():
-                skipped.append(f"{name} (no {param})")
-                continue
-            creds[name] = value.strip()
-            template = template.replace("{" + field_name + "}", quote(creds[name], safe=""))
-        filled[name] = template
-    if "clearbit" in providers:
-        warnings.warn(
-            "provider 'clearbit': the free Clearbit Logo API shut down on 1 December 2025; "
-            "expect every request to fail. Keep it only to reproduce historical runs.",
-            UserWarning,
-            stacklevel=2,
-        )
-    active = tuple(p for p in providers if p == "site" or p in filled)
-    if not active:
-        raise ConfigError(
-            f"no provider can run: skipped {', '.join(skipped)}. Set the credential "
-            "(parameter or environment variable) or add 'site', 'duckduckgo' or 'google'."
-        )
-    secrets = tuple(s for v in creds.values() if v for s in {v, quote(v, safe="")} if len(s) >= 4)
-
-    run_dir = resolve(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rows = _as_domain_rows(domains, domain_column=domain_column, allow_ip=allow_ip)
-    valid = [r for r in rows if r["status"] == "ok"]
+    plan = plan_providers(
+        providers,
+        dict(zip(DEFAULT_TEMPLATES, (*values, clearbit_url), strict=True)),
+        {"logodev": logodev_token, "brandfetch": brandfetch_client_id},
+    )
+    http = net.HttpOptions(
+        user_agent=user_agent,
+        proxy=proxy,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        max_bytes=max_bytes,
+        delay_s=delay_s,
+        respect_robots=respect_robots,
+        allow_private_hosts=allow_private_hosts,
+    )
+    run = RunLayout(run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    rows = domain_rows(domains, domain_column=domain_column, allow_ip=allow_ip)
     if max_domains is not None:
-        keep = {r["domain"] for r in valid[:max_domains]}
+        keep = {r["domain"] for r in [r for r in rows if r["status"] == "ok"][:max_domains]}
         rows = [r for r in rows if r["status"] != "ok" or r["domain"] in keep]
+    journal = storage.Journal(
+        run.logos, LOGO_COLUMNS, key=_row_key, what="logo table", every=CHECKPOINT_EVERY
+    )
+    results, todo = _reuse(rows, journal, run)
+    cached = len(rows) - len(todo) - sum(r["status"] != "ok" for r in rows)
+    st = open_settings(
+        http,
+        plan,
+        concurrency=concurrency,
+        per_host_concurrency=per_host_concurrency,
+        service_delay_s=service_delay_s,
+        min_side=min_side,
+        prefer_side=prefer_side,
+        budget_s=domain_budget_s,
+        site_url_template=site_url_template,
+    )
+    t0 = time.monotonic()
+    try:
+        _fetch_all(st, run, rows, todo, plan.active, journal, results, concurrency, progress)
+    finally:
+        st.session.close()
+        table = journal.write(results[i] for i in sorted(results))
+    seconds = time.monotonic() - t0
+    summary = summarize(table)
+    storage.write_table(summary, run.logos_summary)
+    print(summary.to_string(index=False))
+    _print_summary_line(table, cached, len(todo), seconds, plan.skipped)
+    return table
 
-    out_path = run_dir / LOGOS_NAME
-    previous = {}
-    if out_path.exists():
-        old = storage.read_table(out_path, required=["domain", "status"], what="logo table")
-        for rec in old.to_dict("records"):
-            if rec["status"] == "ok" and isinstance(rec["domain"], str):
-                previous[rec["domain"]] = rec
+
+def _row_key(row) -> object:
+    """A row's key in ``logos.parquet``: its domain, or its spelling for an invalid input."""
+    return row.get("domain") or ("invalid", row.get("raw"))
+
+
+def _reuse(rows: list[dict], journal: storage.Journal, run: RunLayout) -> tuple[dict, list]:
+    """``(results, todo)``: rows known without fetching (by input position), and the rest.
+
+    Invalid inputs are known at once; a domain already ``ok`` with its PNG on disk (from an
+    earlier or interrupted run) is reused.
+    """
     results: dict[int, dict] = {}
     todo = []
     for i, row in enumerate(rows):
         if row["status"] != "ok":
             results[i] = {**row, "status": "invalid", "candidates_tried": 0, "elapsed_ms": 0}
             continue
-        old = previous.get(row["domain"])
-        if old is not None and (run_dir / logo_path(row["domain"])).exists():
+        old = journal.get(row["domain"])
+        if old is not None and old.get("status") == "ok" and logo_file(run, row["domain"]).exists():
             results[i] = {**old, "input_rows": row["input_rows"], "raw": row["raw"]}
         else:
             todo.append(i)
-    cached = len(rows) - len(todo) - sum(r["status"] != "ok" for r in rows)
+    return results, todo
 
-    session = net.make_session(user_agent=user_agent, proxy=proxy, pool_size=concurrency + 4)
-    limiter = net.HostRateLimiter(delay_s)
-    for template in filled.values():
-        host = urlsplit(template.format(domain="example.com")).hostname
-        if host:
-            limiter.set_delay(host, service_delay_s)
-    robots = None
-    if respect_robots:
-        robots = RobotsCache(
-            session,
-            user_agent=user_agent,
-            fetch_kwargs=dict(
-                timeout_s=min(timeout_s, 5.0),  # a tiny text file; a dead host shows up fast
-                allow_private_hosts=allow_private_hosts,
-                rate_limiter=limiter,
-            ),
-            limiter=limiter,
-        )
-    st = _Settings(
-        session=session,
-        limiter=limiter,
-        slots=_HostSlots(per_host_concurrency),
-        robots=robots,
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        allow_private_hosts=allow_private_hosts,
-        max_bytes=max_bytes,
-        min_side=min_side,
-        prefer_side=prefer_side,
-        budget_s=domain_budget_s,
-        site_url_template=site_url_template,
-        templates=filled,
-        secrets=secrets,
-    )
 
-    def checkpoint() -> pd.DataFrame:
-        table = _to_table(results[i] for i in sorted(results))
-        storage.write_table(table, out_path)
-        return table
-
-    t0 = time.monotonic()
+def _fetch_all(
+    st: Settings,
+    run: RunLayout,
+    rows: list[dict],
+    todo: list[int],
+    providers: tuple[str, ...],
+    journal: storage.Journal,
+    results: dict[int, dict],
+    concurrency: int,
+    progress: bool,
+) -> None:
+    """Fetch the domains ``rows[i]`` for ``i`` in ``todo`` into ``results`` and the journal."""
     pool = ThreadPoolExecutor(max_workers=concurrency)
-    futures = {pool.submit(_fetch_one, st, run_dir, rows[i], active): i for i in todo}
+    futures = {pool.submit(_fetch_one, st, run, rows[i], providers): i for i in todo}
     try:
         bar = tqdm(total=len(todo), desc="logos", unit="domain", disable=not progress)
-        for n, fut in enumerate(as_completed(futures), 1):
+        for fut in as_completed(futures):
             i = futures[fut]
             try:
                 results[i] = fut.result()
@@ -1080,22 +439,13 @@ def fetch_logos(
                     **rows[i],
                     "status": "failed",
                     "reason": "error",
-                    "detail": _redact(repr(exc), secrets),
+                    "detail": _redact(repr(exc), st.secrets),
                 }
+            journal.put(results[i])  # on disk at once: a killed run loses nothing
             bar.update(1)
-            if n % CHECKPOINT_EVERY == 0:
-                checkpoint()
         bar.close()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        session.close()
-        table = checkpoint()
-    seconds = time.monotonic() - t0
-    summary = summarize(table)
-    storage.write_table(summary, run_dir / SUMMARY_NAME)
-    print(summary.to_string(index=False))
-    _print_summary_line(table, cached, len(todo), seconds, skipped)
-    return table
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -23,44 +23,33 @@ reason                  meaning
 ``request_error``       anything else requests raised
 ======================  ===================================================================
 
-Safety. Sessions from :func:`make_session` use connection classes that, while :func:`fetch`
-runs with ``allow_private_hosts=False``, resolve the host themselves, refuse the connection if
-any address is not public, and connect only to the addresses they checked. The check and the
-connection therefore use the same DNS answer, which closes the DNS-rebinding window. Through
-an HTTP proxy the proxy resolves names, so only the best-effort pre-check of :func:`check_host`
-applies (use a proxy that enforces its own policy). Every request also gets a hard deadline:
-a watchdog thread shuts the socket down when ``timeout_s`` has passed since the request
-started, so a server that trickles its headers or body byte by byte cannot hold a worker.
+Safety. Sessions from :func:`build_session` carry the connection guard of
+:mod:`lookalike.netguard`: while :func:`fetch` runs with ``allow_private_hosts=False`` a
+connection goes only to public addresses it checked itself (no DNS-rebinding window), and
+every request has a hard deadline of ``timeout_s``.
+
+Both gathering stages (01 :mod:`lookalike.scrape`, 02 :mod:`lookalike.logos`) describe their
+HTTP set-up with one :class:`HttpOptions`, build their session with :func:`build_session`,
+space their requests with a :class:`HostRateLimiter` and ask a :class:`RobotsCache` first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import heapq
-import ipaddress
-import itertools
-import socket
 import threading
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from protego import Protego
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    NameResolutionError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.util.connection import create_connection
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
 from . import __version__ as _version
+from .exceptions import ConfigError
+from .netguard import GuardedAdapter, PrivateAddressError, check_host, fired, guarded
 
 #: Identifies the tool; sites can block or contact on it. Override with ``user_agent=``.
 DEFAULT_USER_AGENT = f"lookalike/{_version} (research image clustering; python-requests)"
@@ -68,11 +57,13 @@ ACCEPT_HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 ACCEPT_IMAGES = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
 ACCEPT_JSON = "application/json,*/*;q=0.5"
 
-#: Cloud metadata endpoints: always refused unless ``allow_private_hosts``.
-METADATA_IPS = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: A robots.txt ``Crawl-delay`` is honoured up to this many seconds per request.
+MAX_CRAWL_DELAY_S = 30.0
+_ROBOTS_MAX_BYTES = 512_000  # RFC 9309 asks crawlers to parse at least 500 KiB
+_DISALLOW_ALL = object()  # robots.txt answered 5xx: the whole host is off limits
+_PRIVATE_HINT = "pass allow_private_hosts=True only for hosts you trust (e.g. a local test server)"
+_SKIP_SCHEMES = ("data:", "javascript:", "about:", "blob:", "mailto:", "#")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 
@@ -196,206 +187,82 @@ class HostRateLimiter:
         return slept
 
 
-# -- connection guard: pinned public addresses and a hard per-request deadline ------------
+@dataclass(frozen=True)
+class HttpOptions:
+    """How a stage talks HTTP; one object serves both 01 (scrape) and 02 (logos).
 
+    Attributes
+    ----------
+    user_agent : str, default :data:`DEFAULT_USER_AGENT`
+        Sent as ``User-Agent`` with every request and matched against robots.txt.
+    proxy : str or None
+        ``"http://host:port"`` for both http and https URLs; ``None`` honours the standard
+        ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` variables (``REQUESTS_CA_BUNDLE`` names
+        the CA of a TLS-inspecting proxy).
+    timeout_s : float, default 20.0
+        The most one request may take, connection to last byte, in seconds.
+    max_retries : int, default 3
+        Retries after 5xx/429 answers and dropped connections (see :func:`fetch`).
+    max_bytes : int, default 20_000_000
+        Largest body accepted, in bytes (``too_large``).
+    delay_s : float, default 0.0
+        Minimum seconds between the starts of two requests to one host
+        (:class:`HostRateLimiter`; robots.txt ``Crawl-delay`` raises it).
+    respect_robots : bool, default True
+        Ask robots.txt before each request a stage makes to a site (:class:`RobotsCache`).
+    allow_private_hosts : bool, default False
+        Allow private, loopback and link-local addresses (only for trusted local servers).
 
-class PrivateAddressError(NewConnectionError):
-    """A connection was about to go to a non-public address (raised inside urllib3)."""
-
-
-class _Guard(threading.local):
-    """Per-thread policy that :func:`fetch` sets around one request."""
-
-    def __init__(self):
-        self.check_private = False
-        self.deadline: float | None = None
-        self.alarms: list[_Alarm] = []
-
-
-_guard = _Guard()
-
-
-class _Alarm:
-    __slots__ = ("sock", "fired", "cancelled")
-
-    def __init__(self, sock: socket.socket):
-        self.sock, self.fired, self.cancelled = sock, False, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _Watchdog:
-    """One daemon thread that shuts down the socket of a request whose deadline has passed.
-
-    Shutting the socket down (not closing it) makes a blocked ``recv`` in the worker return at
-    once; the worker then sees an error and reports ``timeout``. Socket timeouts alone cannot
-    do this: they bound each ``recv``, so a server sending a byte now and then never trips them.
+    Raises
+    ------
+    ConfigError
+        A negative delay or retry count, or a time or size that is not positive.
     """
 
-    def __init__(self):
-        self._heap: list[tuple[float, int, _Alarm]] = []
-        self._cond = threading.Condition()
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
+    user_agent: str = DEFAULT_USER_AGENT
+    proxy: str | None = None
+    timeout_s: float = 20.0
+    max_retries: int = 3
+    max_bytes: int = 20_000_000
+    delay_s: float = 0.0
+    respect_robots: bool = True
+    allow_private_hosts: bool = False
 
-    def arm(self, sock: socket.socket, deadline: float) -> _Alarm:
-        alarm = _Alarm(sock)
-        with self._cond:
-            heapq.heappush(self._heap, (deadline, next(self._seq), alarm))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="lookalike-net-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        return alarm
+    def __post_init__(self) -> None:
+        for ok, msg in (
+            (self.delay_s >= 0, f"delay_s must be >= 0 seconds, got {self.delay_s!r}"),
+            (self.timeout_s > 0, f"timeout_s must be > 0 seconds, got {self.timeout_s!r}"),
+            (self.max_retries >= 0, f"max_retries must be >= 0, got {self.max_retries!r}"),
+            (self.max_bytes > 0, f"max_bytes must be > 0, got {self.max_bytes!r}"),
+        ):
+            if not ok:
+                raise ConfigError(msg)
 
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                alarm = heapq.heappop(self._heap)[2]
-                alarm.fired = True
-                with contextlib.suppress(OSError):  # already closed: nothing to interrupt
-                    socket.socket.shutdown(alarm.sock, socket.SHUT_RDWR)
+    def fetch_args(self) -> dict:
+        """The keyword arguments of :func:`fetch` these options set."""
+        keys = ("timeout_s", "max_retries", "max_bytes", "allow_private_hosts")
+        return {k: v for k, v in asdict(self).items() if k in keys}
 
 
-_WATCHDOG = _Watchdog()
-
-
-@contextlib.contextmanager
-def _guarded(*, check_private: bool, deadline: float):
-    """Apply the guard to connections this thread opens or uses inside the block."""
-    g = _guard
-    g.check_private, g.deadline, g.alarms = check_private, deadline, []
-    try:
-        yield g
-    finally:
-        for alarm in g.alarms:
-            alarm.cancel()
-        g.check_private, g.deadline = False, None
-
-
-def _fired(g: _Guard) -> bool:
-    return any(a.fired for a in g.alarms)
-
-
-def _connect_public(conn: HTTPConnection) -> socket.socket:
-    """Resolve ``conn.host`` once, refuse non-public answers, connect to a checked address."""
-    try:
-        infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise NameResolutionError(conn.host, conn, exc) from exc
-    addrs = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    bad = sorted({str(a) for a in addrs if not is_public_ip(a)})
-    if bad or not addrs:
-        raise PrivateAddressError(
-            conn, f"{conn.host!r} resolves to non-public address(es) {bad}; refused"
-        )
-    err: OSError | None = None
-    for info in infos:
-        try:
-            return create_connection(
-                (info[4][0], conn.port),
-                conn.timeout,
-                source_address=conn.source_address,
-                socket_options=conn.socket_options,
-            )
-        except OSError as exc:  # try the next checked address, as create_connection does
-            err = exc
-    if isinstance(err, TimeoutError):
-        raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out") from err
-    raise NewConnectionError(conn, f"Failed to establish a new connection: {err}") from err
-
-
-class _GuardMixin:
-    """Connection behaviour under :func:`_guarded`; plain urllib3 behaviour outside it."""
-
-    def _new_conn(self):
-        # A configured proxy is trusted (often a private address); the target host is then
-        # checked by fetch's pre-check, since the proxy does the resolving.
-        if _guard.check_private and self.proxy is None:
-            return _connect_public(self)
-        return super()._new_conn()
-
-    def getresponse(self, *args, **kwargs):
-        g = _guard
-        if g.deadline is not None and self.sock is not None:
-            g.alarms.append(_WATCHDOG.arm(self.sock, g.deadline))
-        return super().getresponse(*args, **kwargs)
-
-
-class _GuardedHTTPConnection(_GuardMixin, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardMixin, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-_GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-
-
-class GuardedAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose connections honour :func:`fetch`'s address check and deadline.
-
-    Outside :func:`fetch` (a plain ``session.get``) its connections behave like requests'
-    defaults. SOCKS proxies keep urllib3's own connection classes (only the pre-check applies).
-    """
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _GUARDED_POOLS
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = _GUARDED_POOLS
-        return manager
-
-
-def make_session(
-    *,
-    user_agent: str = DEFAULT_USER_AGENT,
-    proxy: str | None = None,
-    pool_size: int = 16,
-) -> requests.Session:
-    """A ``requests.Session`` set up for many concurrent fetches.
+def build_session(options: HttpOptions | None = None, *, pool_size: int = 16) -> requests.Session:
+    """A ``requests.Session`` for many concurrent :func:`fetch` calls.
 
     Parameters
     ----------
-    user_agent : str
-        Sent as ``User-Agent`` on every request.
-    proxy : str or None
-        ``"http://host:port"`` used for both http and https URLs. ``None`` honours the
-        standard ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` environment variables.
+    options : HttpOptions or None
+        Its ``user_agent`` is sent with every request and its ``proxy`` (if any) is used for
+        both http and https URLs; ``None`` uses the defaults.
     pool_size : int, default 16
         Connections kept per host; use at least the number of worker threads.
     """
+    options = options or HttpOptions()
     session = requests.Session()
-    session.headers["User-Agent"] = user_agent
+    session.headers["User-Agent"] = options.user_agent
     adapter = GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    if proxy:
-        session.proxies = {"http": proxy, "https": proxy}
+    if options.proxy:
+        session.proxies = {"http": options.proxy, "https": options.proxy}
     return session
 
 
@@ -406,74 +273,6 @@ def _proxy_for(session: requests.Session, url: str) -> str | None:
         return requests.utils.select_proxy(url, proxies)
     except Exception:  # a malformed env var must not break fetching
         return None
-
-
-def is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for globally routable unicast addresses that are not metadata endpoints."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in METADATA_IPS or ip.is_multicast:
-        return False
-    return ip.is_global and not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-    )
-
-
-# Host checks are cached briefly: a scrape asks about the same CDN host thousands of times.
-_RESOLVE_TTL_S = 30.0
-_resolve_cache: dict[str, tuple[float, frozenset]] = {}
-_resolve_lock = threading.Lock()
-
-
-def _resolve(host: str, port: int | None) -> frozenset:
-    """The addresses of ``host`` (cached for ``_RESOLVE_TTL_S``); raises ``OSError``."""
-    now = time.monotonic()
-    with _resolve_lock:
-        hit = _resolve_cache.get(host)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-    infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
-    addrs = frozenset(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)
-    with _resolve_lock:
-        if len(_resolve_cache) > 4096:
-            _resolve_cache.clear()
-        _resolve_cache[host] = (now + _RESOLVE_TTL_S, addrs)
-    return addrs
-
-
-def check_host(host: str, *, port: int | None = None, proxied: bool = False) -> tuple[str, str]:
-    """Check that ``host`` resolves only to public addresses.
-
-    Returns
-    -------
-    (reason, detail)
-        ``("", "")`` when the host is acceptable; else ``("private_address", ...)`` or
-        ``("dns_error", ...)``. With ``proxied=True`` a host that does not resolve locally is
-        accepted (the proxy resolves it), but one that resolves to a private address is not.
-
-    Notes
-    -----
-    Answers are cached for 30 s, so this is a fast early check with a clear message. It is
-    not what stops DNS rebinding: inside :func:`fetch`, sessions from :func:`make_session`
-    check again when they connect and connect only to the addresses they checked.
-    """
-    host = host.strip("[]").lower()
-    try:
-        addrs = frozenset({ipaddress.ip_address(host)})
-    except ValueError:
-        try:
-            addrs = _resolve(host, port)
-        except (OSError, UnicodeError, ValueError) as exc:  # socket.gaierror is an OSError
-            if proxied:
-                return "", ""
-            return "dns_error", f"cannot resolve {host!r}: {exc}"
-    bad = sorted(str(a) for a in addrs if not is_public_ip(a))
-    if bad:
-        return "private_address", (
-            f"{host!r} resolves to non-public address(es) {bad}; "
-            "pass allow_private_hosts=True only for hosts you trust (e.g. a local test server)"
-        )
-    return "", ""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -581,7 +380,7 @@ def _request(
     """Send one GET (no redirects) and read its body under a hard deadline of ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     ans = _Answer()
-    with _guarded(check_private=check_private, deadline=deadline) as g:
+    with guarded(check_private=check_private, deadline=deadline) as g:
         try:
             resp = session.get(
                 url,
@@ -591,10 +390,12 @@ def _request(
                 stream=True,
             )
         except Exception as exc:
-            ans.error, ans.retryable = ("timeout", False) if _fired(g) else _classify(exc)
+            ans.error, ans.retryable = ("timeout", False) if fired(g) else _classify(exc)
             ans.detail = f"{type(exc).__name__}: {exc}"
-            if ans.error == "timeout" and _fired(g):
+            if ans.error == "timeout" and fired(g):
                 ans.detail = f"no complete answer within timeout_s={timeout_s}"
+            elif ans.error == "private_address":
+                ans.detail += f"; {_PRIVATE_HINT}"
             return ans
         with resp:
             ans.status, ans.headers = resp.status_code, resp.headers
@@ -608,7 +409,7 @@ def _request(
             try:
                 body, reason = _read_capped(resp, max_bytes, deadline)
             except Exception as exc:
-                if _fired(g):
+                if fired(g):
                     reason = "timeout"
                 else:
                     ans.error, ans.retryable = _classify(exc)
@@ -621,6 +422,23 @@ def _request(
             else:
                 ans.body = body
     return ans
+
+
+def _check_url(
+    session: requests.Session, url: str, allow_private_hosts: bool
+) -> tuple[str, str, str]:
+    """``(host, reason, detail)`` for one hop; ``reason`` is ``""`` when it may be requested."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "", "invalid_url", f"not an absolute http(s) URL: {url!r}"
+    if allow_private_hosts:
+        return parts.hostname, "", ""
+    try:
+        port = parts.port
+    except ValueError:
+        return "", "invalid_url", f"bad port in {url!r}"
+    proxied = _proxy_for(session, url) is not None
+    return parts.hostname, *check_host(parts.hostname, port=port, proxied=proxied)
 
 
 def fetch(
@@ -643,7 +461,7 @@ def fetch(
     Parameters
     ----------
     session : requests.Session
-        From :func:`make_session` (user agent, proxy, connection pool, connection guard).
+        From :func:`build_session` (user agent, proxy, connection pool, connection guard).
     url : str
         Absolute http(s) URL.
     timeout_s : float, default 20.0
@@ -695,19 +513,9 @@ def fetch(
     seen = {url}
     retries = 0
     while True:
-        parts = urlsplit(current)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return done("invalid_url", f"not an absolute http(s) URL: {current!r}")
-        host = parts.hostname
-        if not allow_private_hosts:
-            try:
-                port = parts.port
-            except ValueError:
-                return done("invalid_url", f"bad port in {current!r}")
-            proxied = _proxy_for(session, current) is not None
-            reason, detail = check_host(host, port=port, proxied=proxied)
-            if reason:
-                return done(reason, detail)
+        host, reason, detail = _check_url(session, current, allow_private_hosts)
+        if reason:
+            return done(reason, detail)
         if rate_limiter is not None:
             rate_limiter.wait(host)
         result.attempts += 1
@@ -725,11 +533,6 @@ def fetch(
                 pause(host, backoff_s * 2**retries, whole_host=False)
                 retries += 1
                 continue
-            if ans.error == "private_address":
-                ans.detail += (
-                    "; pass allow_private_hosts=True only for hosts you trust "
-                    "(e.g. a local test server)"
-                )
             return done(ans.error, ans.detail)
         result.final_url = current
         result.status_code = status = ans.status
@@ -762,3 +565,140 @@ def fetch(
             return done(ans.error, ans.detail)
         result.content = ans.body
         return done()
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def base_url(soup, page_url: str) -> str:
+    """The URL relative links of a parsed page resolve against.
+
+    Parameters
+    ----------
+    soup : bs4.BeautifulSoup
+        The parsed page.
+    page_url : str
+        Its URL (after redirects).
+
+    Returns
+    -------
+    str
+        ``<base href>`` resolved against ``page_url`` if the page has one, else ``page_url``.
+    """
+    base = soup.find("base", href=True)
+    if base is not None and base["href"].strip():
+        return urljoin(page_url, base["href"].strip())
+    return page_url
+
+
+def absolute_url(value: str | None, base: str) -> str | None:
+    """Resolve ``value`` against ``base``; ``None`` for data:/javascript:/non-http URLs."""
+    if not value:
+        return None
+    value = value.strip()
+    if not value or value.lower().startswith(_SKIP_SCHEMES):
+        return None
+    url = urldefrag(urljoin(base, value))[0]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def normalize_url(url: str) -> str | None:
+    """One spelling per URL: lowercase scheme and host, no default port, no fragment.
+
+    Returns None for a URL whose port is not a number.
+    """
+    parts = urlsplit(urldefrag(url)[0])
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}.get(parts.scheme.lower()):
+        host += f":{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+
+# -- robots.txt -------------------------------------------------------------------------------
+
+
+class RobotsCache:
+    """robots.txt per host (fetched once, thread-safe), with ``Crawl-delay`` fed to a limiter.
+
+    A missing robots.txt (4xx) allows everything; a 5xx answer disallows the host, as
+    RFC 9309 asks; a network failure allows (the real request then reports its own error).
+    With ``options.respect_robots`` False every URL is allowed and nothing is fetched.
+
+    Parameters
+    ----------
+    session : requests.Session
+        From :func:`build_session`.
+    options : HttpOptions
+        The stage's options (user agent, private hosts, ``timeout_s``, ``respect_robots``).
+    limiter : HostRateLimiter or None
+        Waited on before each robots.txt request; a ``Crawl-delay`` raises its delay for the
+        host (up to :data:`MAX_CRAWL_DELAY_S`).
+    timeout_s : float or None
+        Per robots.txt request; ``None`` uses ``options.timeout_s``.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        options: HttpOptions,
+        *,
+        limiter: HostRateLimiter | None = None,
+        timeout_s: float | None = None,
+    ):
+        self.session, self.options, self.limiter = session, options, limiter
+        self.timeout_s = options.timeout_s if timeout_s is None else timeout_s
+        self._rules: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def _load(self, origin: str):
+        r = fetch(
+            self.session,
+            origin + "/robots.txt",
+            accept="text/plain",
+            timeout_s=self.timeout_s,
+            max_bytes=_ROBOTS_MAX_BYTES,
+            max_retries=1,
+            allow_private_hosts=self.options.allow_private_hosts,
+            rate_limiter=self.limiter,
+        )
+        if r.ok:
+            rules = Protego.parse(r.content.decode("utf-8", errors="replace"))
+            delay = rules.crawl_delay(self.options.user_agent)
+            if delay and self.limiter is not None:
+                self.limiter.set_delay(urlsplit(origin).hostname, min(delay, MAX_CRAWL_DELAY_S))
+            return rules
+        if r.status_code is not None and r.status_code >= 500:
+            return _DISALLOW_ALL
+        return None  # 4xx or unreachable: no rules
+
+    def allowed(self, url: str) -> tuple[bool, str]:
+        """``(allowed, reason)``; reason ``robots_disallowed``, ``robots_unavailable`` or ``""``."""
+        if not self.options.respect_robots:
+            return True, ""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            lock = self._locks.setdefault(origin, threading.Lock())
+        with lock:
+            if origin not in self._rules:
+                self._rules[origin] = self._load(origin)
+        rules = self._rules[origin]
+        if rules is None:
+            return True, ""
+        if rules is _DISALLOW_ALL:
+            return False, "robots_unavailable"
+        if rules.can_fetch(url, self.options.user_agent):
+            return True, ""
+        return False, "robots_disallowed"

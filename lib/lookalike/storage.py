@@ -6,16 +6,20 @@ interrupted run never leaves a half-written file behind. Where each file lives i
 
 A *stamp* is a small JSON file that records what a stage's outputs were made from (its
 parameters and a fingerprint of its inputs). :func:`is_current` is the one answer to "is
-this output still current?", used by every stage that resumes.
+this output still current?", used by every stage that resumes. A :class:`Journal` is a
+keyed table that grows row by row and survives a kill at any point (stages 01 and 02).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -280,3 +284,145 @@ def is_current(
         return False
     want = json.loads(json.dumps(dict(key), default=str))
     return stamp.get("key") == want and all(Path(p).exists() for p in outputs)
+
+
+# -- journals: tables that grow row by row -------------------------------------------------
+
+
+def _is_missing(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _plain(value):
+    """A parquet/pandas value as plain JSON-able Python (None, list, ISO time string)."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        return value.tolist()  # numpy scalars and arrays (list columns)
+    return None if _is_missing(value) else value
+
+
+def rows_to_table(rows: Iterable[Mapping], columns: Mapping[str, str]) -> pd.DataFrame:
+    """A DataFrame with exactly ``columns`` (name -> pandas dtype), in order.
+
+    Missing columns are filled with missing values; ``"object"`` columns hold lists (an
+    empty list when missing); ``datetime64`` columns are parsed from ISO strings.
+    """
+    df = pd.DataFrame([dict(r) for r in rows])
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    for col, dtype in columns.items():
+        if col not in df.columns:
+            df[col] = None
+        if dtype.startswith("datetime"):
+            df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
+        elif dtype == "object":
+            df[col] = [[] if _is_missing(v) else list(v) for v in df[col]]
+        else:
+            df[col] = df[col].astype(dtype)
+    return df[list(columns)]
+
+
+class Journal:
+    """A keyed table that survives a kill at any point.
+
+    Each row is appended at once to the journal beside the table (one JSON line,
+    :meth:`~lookalike.paths.RunLayout.journal`). The table (parquet) is rewritten atomically
+    every ``every`` rows or ``seconds`` seconds and by :meth:`flush`, which then empties the
+    journal. Opening replays the journal over the table (a line cut short by a kill is
+    dropped) and folds it in.
+
+    Parameters
+    ----------
+    path : Path
+        The table (parquet).
+    columns : mapping of str to str
+        Its columns and pandas dtypes (see :func:`rows_to_table`).
+    key : str or callable, default "url"
+        The column that identifies a row, or a function of the row (a dict) returning a
+        hashable key; a newer row with the same key replaces the older one.
+    what : str
+        What the table is, for error messages.
+    every, seconds : int, float, default 25, 10.0
+        Fold the journal into the table after this many rows or seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        columns: Mapping[str, str],
+        *,
+        key: str | Callable[[Mapping], Hashable] = "url",
+        what: str = "table",
+        every: int = 25,
+        seconds: float = 10.0,
+    ):
+        self.path, self.columns = Path(path), dict(columns)
+        self.journal = RunLayout.journal(self.path)
+        self.key = (lambda row: row.get(key)) if isinstance(key, str) else key
+        self.every, self.seconds = every, seconds
+        self.rows: dict[Hashable, dict] = {}
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._last = time.monotonic()
+        if self.path.exists():
+            df = read_table(self.path, required=list(columns), what=what)
+            for rec in df.to_dict("records"):
+                row = {k: _plain(v) for k, v in rec.items() if k in self.columns}
+                self.rows[self.key(row)] = row
+        if self.journal.exists():
+            self._replay()
+            self.flush()
+
+    def _replay(self) -> None:
+        with self.journal.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # the last line of a killed run
+                if isinstance(row, dict) and self.key(row) is not None:
+                    self.rows[self.key(row)] = row
+
+    def get(self, key: Hashable) -> dict | None:
+        """The row with this key, or None."""
+        with self._lock:
+            return self.rows.get(key)
+
+    def put(self, row: Mapping) -> None:
+        """Record ``row`` (a dict of JSON-able or pandas values) durably, at once."""
+        row = {k: _plain(v) for k, v in row.items()}
+        line = json.dumps(row, default=str, ensure_ascii=False)
+        with self._lock:
+            self.rows[self.key(row)] = row
+            with self.journal.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+            self._pending += 1
+            if self._pending >= self.every or time.monotonic() - self._last > self.seconds:
+                self._write()
+
+    def _write(self, order: Iterable[Hashable] = ()) -> pd.DataFrame:
+        keys = [k for k in dict.fromkeys(order) if k in self.rows]
+        keys += [k for k in self.rows if k not in set(keys)]
+        return self._replace([self.rows[k] for k in keys])
+
+    def _replace(self, rows: list[dict]) -> pd.DataFrame:
+        table = rows_to_table(rows, self.columns)
+        write_table(table, self.path)
+        self.journal.unlink(missing_ok=True)  # after the write: a kill in between loses nothing
+        self._pending, self._last = 0, time.monotonic()
+        return table
+
+    def flush(self, order: Iterable[Hashable] = ()) -> pd.DataFrame:
+        """Write the table (rows with the keys in ``order`` first) and empty the journal."""
+        with self._lock:
+            return self._write(order)
+
+    def write(self, rows: Iterable[Mapping]) -> pd.DataFrame:
+        """Make the table exactly ``rows``, in this order (other rows are dropped)."""
+        with self._lock:
+            clean = [{k: _plain(v) for k, v in row.items()} for row in rows]
+            self.rows = {self.key(row): row for row in clean}
+            return self._replace(clean)
