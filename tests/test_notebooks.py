@@ -50,10 +50,7 @@ def test_notebooks_default_to_the_same_demo_run():
 #: Parameters cells that still declare an older default than the schema. Each entry is a
 #: pending notebook edit: (notebook, parameter) -> (value in the cell today, schema value).
 #: Remove the entry when the notebook is edited; the test below fails while an entry is stale.
-PENDING: dict[tuple[str, str], tuple] = {
-    ("01_scrape", "demo"): (True, "auto"),
-    ("02_fetch_logos", "demo"): (True, "auto"),
-}
+PENDING: dict[tuple[str, str], tuple] = {}
 
 
 def _mismatches() -> list[tuple[str, str, object, object]]:

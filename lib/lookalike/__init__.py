@@ -12,4 +12,28 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-__all__ = ["cluster", "demo", "embed", "images", "inspect", "io", "logos", "scrape", "weights"]
+__all__ = [
+    "browser",
+    "catalog",
+    "cluster",
+    "demo",
+    "domains",
+    "duplicates",
+    "elbow",
+    "embed",
+    "folder",
+    "gallery",
+    "images",
+    "logos",
+    "net",
+    "params",
+    "paths",
+    "plots",
+    "progress",
+    "providers",
+    "scrape",
+    "sheets",
+    "similarity",
+    "storage",
+    "weights",
+]

@@ -29,8 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from . import progress
 from .exceptions import ConfigError, ImageError
 from .images import _error as image_error
 from .images import decode_image, error_reason, sniff_format
@@ -177,7 +177,7 @@ def index_folder(
     t0 = time.perf_counter()
     rows = [
         index_file(p, min_side=int(min_side), max_bytes=int(max_bytes))
-        for p in tqdm(files, desc="folder", unit="file", disable=not progress)
+        for p in progress.bar(files, desc="folder", unit="file", disable=not progress)
     ]
     _print_summary(rows, time.perf_counter() - t0)
     return coerce_manifest(pd.DataFrame(rows)) if rows else empty_manifest()
@@ -194,7 +194,7 @@ def _print_summary(rows: list[dict], seconds: float) -> None:
     rest = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     rate = 100.0 * ok / n if n else 0.0
     speed = n / seconds if seconds > 0 else 0.0
-    print(
+    progress.summary(
         f"folder: {ok}/{n} images usable ({rate:.1f}%)"
         + (f"; {rest}" if rest else "")
         + f"; {seconds:.1f} s, {speed:.0f} files/s"

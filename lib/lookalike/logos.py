@@ -56,7 +56,6 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from . import images, net, storage
 from .domains import domain_rows
@@ -64,6 +63,8 @@ from .exceptions import ConfigError
 from .icons import Decoded
 from .net import DEFAULT_USER_AGENT
 from .paths import PROJECT_ROOT, RunLayout
+from .progress import bar as progress_bar
+from .progress import summary as print_summary
 from .providers import (
     BRANDFETCH_URL,
     CLEARBIT_URL,
@@ -85,8 +86,6 @@ from .providers import (
 MAX_LOGO_SIDE = 512
 #: Fold the journal into ``logos.parquet`` after this many domains (and at the end).
 CHECKPOINT_EVERY = 25
-#: Folder inside ``RUN/logos/`` that keeps the chosen bytes as downloaded.
-ORIGINALS_DIR = "original"
 
 #: Columns of ``RUN/logos.parquet`` (``input_rows`` holds lists of ints).
 LOGO_COLUMNS: dict[str, str] = {
@@ -144,7 +143,7 @@ def _write_logo(run: RunLayout, domain: str, best: Decoded) -> tuple[str, int, i
     ext = images.FORMAT_EXTENSIONS.get(best.fmt, "bin")
     if best.fmt == "SVG" and best.data[:2] == b"\x1f\x8b":
         ext = "svgz"
-    original = run.logos_dir / ORIGINALS_DIR
+    original = run.logo_originals
     for stale in original.glob(f"{name}.*"):  # an earlier run may have kept another format
         if stale.stem == name and stale.suffix != f".{ext}":
             stale.unlink(missing_ok=True)
@@ -429,7 +428,7 @@ def _fetch_all(
     pool = ThreadPoolExecutor(max_workers=concurrency)
     futures = {pool.submit(_fetch_one, st, run, rows[i], providers): i for i in todo}
     try:
-        bar = tqdm(total=len(todo), desc="logos", unit="domain", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="logos", unit="domain", disable=not progress)
         for fut in as_completed(futures):
             i = futures[fut]
             try:
@@ -516,7 +515,7 @@ def _print_summary_line(
     win_txt = ", ".join(f"{k} {v}" for k, v in wins.most_common()) or "none"
     speed = fetched / seconds if seconds > 0 else 0.0
     skip_txt = f"; skipped {', '.join(skipped)}" if skipped else ""
-    print(
+    print_summary(
         f"logos: {n_valid} domains ({n_invalid} invalid inputs), {n_ok} ok ({rate:.1f}%, "
         f"{cached} already on disk); logos by provider: {win_txt}; failed by reason: "
         f"{fail_txt}{skip_txt}; {fetched} fetched in {seconds:.1f} s, {speed:.1f} domains/s"

@@ -597,3 +597,12 @@ def check_notebook(notebook: str, namespace: MutableMapping[str, Any]) -> dict[s
             print(f"demo: on, {demo_reason(values)[1]}: requests go to the built-in demo web")
     namespace.update(values)
     return values
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options that are set: ``None`` leaves the library's default in place.
+
+    Notebooks pass their parameters through this, so a parameter left at ``None`` means
+    exactly what the library function's own default means.
+    """
+    return {k: v for k, v in options.items() if v is not None}

@@ -107,6 +107,11 @@ class RunLayout:
         """``logos/``: the fetched logos as PNG, named by content hash."""
         return self.root / "logos"
 
+    @property
+    def logo_originals(self) -> Path:
+        """``logos/original/``: each logo's bytes as downloaded (SVG, ICO, ...)."""
+        return self.logos_dir / "original"
+
     # -- stage 03 ----------------------------------------------------------------------------
     @property
     def embeddings_dir(self) -> Path:
@@ -193,6 +198,11 @@ class RunLayout:
     def figure(self, name: str) -> Path:
         """``figures/<name>``."""
         return self.figures_dir / name
+
+    @property
+    def cluster_sheets_dir(self) -> Path:
+        """``figures/clusters/``: one contact sheet per cluster."""
+        return self.figures_dir / "clusters"
 
     @property
     def near_duplicates(self) -> Path:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import images, net, storage
+from . import images, net, progress, storage
 from .catalog import find_json_next, parse_json_listing, parse_listing, parse_product
 from .exceptions import ConfigError, ImageError, ScrapeError
 from .net import DEFAULT_USER_AGENT, normalize_url
@@ -284,7 +284,7 @@ class _Scrape:
         self.futures: list[Future] = []
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()
-        self.bar = tqdm(total=0, desc="images", unit="img")
+        self.bar = progress.bar(total=0, desc="images", unit="img")
 
     def count(self, key: str, n: int = 1) -> None:
         with self._stats_lock:
@@ -438,7 +438,7 @@ class _Scrape:
         seen_pages: set[str] = set()
         seen_items: set[str] = set()
         page = 0
-        bar = tqdm(total=o.max_pages, desc="pages", unit="page", leave=False)
+        bar = progress.bar(total=o.max_pages, desc="pages", unit="page", leave=False)
         try:
             while url and page < o.max_pages and not self.full():
                 page += 1
@@ -679,7 +679,7 @@ def scrape_catalog(
     )
     df.attrs["summary"] = summary
     print(summary.to_string())
-    print(_summary_line(summary))
+    progress.summary(_summary_line(summary))
     return df
 
 

@@ -250,7 +250,7 @@ def cluster_contact_sheets(
     """
     run = RunLayout(run_dir)
     sel = cluster_assignments(run, k, method)
-    out = resolve(out_dir) if out_dir is not None else run.figure("clusters")
+    out = resolve(out_dir) if out_dir is not None else run.cluster_sheets_dir
     prefix = "" if method == "kmeans" else f"{method}_"
     written = []
     for c, grp in sel.groupby("cluster", sort=True):
