@@ -230,7 +230,7 @@ def evaluate_preset(
 
     The images go into a temporary run folder (a ``folder`` manifest pointing at them), are
     embedded with :func:`lookalike.embed.embed_images` and
-    :func:`lookalike.similarity.embed_extras` at the preset's settings, and compared with
+    :func:`lookalike.extras.embed_extras` at the preset's settings, and compared with
     the preset's fused similarity, as stages 03 and 04 do.
 
     Returns
