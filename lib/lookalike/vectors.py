@@ -70,7 +70,6 @@ class VectorCache:
         storage.atomic_write_bytes(self._path(image_id), buf.getvalue(), fsync=False)
 
 
-
 def _lower_priority() -> None:
     """Nice the calling decode thread so it never preempts the model's own threads.
 
