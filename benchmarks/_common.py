@@ -28,7 +28,7 @@ def demo_images(n: int) -> list[Path]:
     leaving out the images int8 quantization is calibrated on (so agreement figures are
     measured on images the quantizer never saw).
     """
-    from lookalike.embed import calibration_images
+    from lookalike.model import calibration_images
 
     seen = set(calibration_images())
     out: list[Path] = []

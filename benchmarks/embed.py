@@ -39,13 +39,16 @@ import numpy as np  # noqa: E402
 from _common import agreement, demo_images, folder_images, folder_run, seeds_load  # noqa: E402
 
 from lookalike import embed, storage  # noqa: E402
+from lookalike import model as vgg  # noqa: E402
+from lookalike.neighbors import l2_normalize  # noqa: E402
+from lookalike.preprocess import load_for_embedding  # noqa: E402
 
 
 def seeds_way(paths: list[Path]) -> tuple[np.ndarray, float]:
     """(a): one ``predict`` per image, as the seed notebooks did. Returns (vectors, images/s)."""
     from keras.applications.vgg16 import preprocess_input
 
-    from lookalike.weights import load_vgg16
+    from lookalike.model import load_vgg16
 
     model = load_vgg16()
     model.predict(preprocess_input(seeds_load(paths[0])[None]), verbose=0)  # build + trace
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = folder_images(args.set, args.n) if args.set else demo_images(args.n)
     print(f"{len(paths)} real images from {args.set or 'data/demo (logos + shop photos)'}")
     print(f"CPUs: {os.cpu_count()}; batch {args.batch_size}, {args.workers} decode workers")
-    models_dir = args.models_dir or embed.default_cache_dir() / "embeddings" / "models"
+    models_dir = args.models_dir or vgg.vector_cache_root() / "models"
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-embed-"))
     try:
         return _run(args, paths, models_dir, work)
@@ -105,7 +108,7 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
 
     t0 = time.perf_counter()
     for size in (224, args.small_size):
-        embed.build_int8_model(image_size=size, cache_dir=models_dir.parent, progress=False)
+        vgg.build_int8_model(image_size=size, cache_dir=models_dir.parent, progress=False)
     print(f"int8 models ready in {time.perf_counter() - t0:.1f} s (one-time, then cached)")
 
     rows: list[dict] = []
@@ -116,7 +119,7 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
 
     # Decoded once for the model-only figures (not timed).
     decoded = {
-        size: np.stack([embed.prepare(embed.load_for_embedding(p, image_size=size)) for p in paths])
+        size: np.stack([vgg.prepare(load_for_embedding(p, image_size=size)) for p in paths])
         for size in (224, args.small_size)
     }
     bs = args.batch_size
@@ -154,7 +157,7 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
         vectors = np.array(vectors)
         if s["embedded"] != len(paths):
             print(f"  note: {s['failed']} image(s) failed in {label}")
-        ex = embed.load_extractor(
+        ex = vgg.load_extractor(
             precision=precision, backend=backend, image_size=size, cache_dir=cache, progress=False
         )
         _, mrate = model_only(ex, batches(size))
@@ -166,10 +169,10 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
         rows.append(row)
 
     # ONNX Runtime fp32, model only: the alternative exact backend.
-    ex = embed.load_extractor(backend="onnxruntime")
+    ex = vgg.load_extractor(backend="onnxruntime")
     feats, mrate = model_only(ex, batches(224))
     pooling = inspect.signature(embed.embed_images).parameters["pooling"].default
-    v = embed.l2_normalize(embed.pool_features(feats, pooling))
+    v = l2_normalize(vgg.pool_features(feats, pooling))
     rows.append({"way": "    fp32, onnxruntime (model only)", "model": mrate, **agreement(ref, v)})
 
     print()

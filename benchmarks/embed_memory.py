@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from _common import folder_run, peak_rss_mb  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from lookalike import embed  # noqa: E402
+from lookalike import embed, model  # noqa: E402
 
 
 def make_images(folder: Path, n: int, *, seed: int, side: int = 96) -> list[Path]:
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--precision", default="int8", choices=embed.PRECISIONS)
-    ap.add_argument("--pooling", default="flatten", choices=embed.POOLINGS)
+    ap.add_argument("--precision", default="int8", choices=model.PRECISIONS)
+    ap.add_argument("--pooling", default="flatten", choices=model.POOLINGS)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated sets here")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -124,8 +124,8 @@ def _parent(args: argparse.Namespace, work: Path) -> int:
     ]  # fmt: skip
     if args.precision == "int8":  # quantize once, outside every measurement
         code = (
-            "from lookalike import embed; "
-            f"embed.build_int8_model(image_size={args.image_size}, cache_dir={str(models)!r})"
+            "from lookalike import model; "
+            f"model.build_int8_model(image_size={args.image_size}, cache_dir={str(models)!r})"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
 

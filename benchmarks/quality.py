@@ -50,10 +50,13 @@ from _common import ROOT, nearest_neighbours, read_labelled_set
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from lookalike import embed, storage
+from lookalike import embed, model, preprocess, storage, vectors
 from lookalike import similarity as sim
-from lookalike.cluster import agglomerative_labels, fit_pca
+from lookalike.cluster import agglomerative_labels, similarity_clusters
 from lookalike.exceptions import LookalikeError
+from lookalike.extras import embed_extras
+from lookalike.neighbors import l2_normalize
+from lookalike.reduce import fit_pca
 
 #: Named embedding settings: overrides of ``embed_images``' defaults. ``default`` is the
 #: library's own defaults (so it follows them), ``seeds`` reproduces the seed notebooks.
@@ -124,8 +127,8 @@ def embed_set(
     seconds : {recipe: seconds of its model pass, shared by the recipes of a pass}
     """
     ids = [storage.sha256_bytes(p.read_bytes()) for p in paths]
-    cache_root = Path(cache_dir) if cache_dir else embed.default_cache_dir() / "embeddings"
-    wid = embed.weights_id()
+    cache_root = model.vector_cache_root(cache_dir or None)
+    wid = model.weights_id()
     groups: dict[tuple, list[str]] = {}
     for name, params in recipes.items():
         groups.setdefault(tuple(params[k] for k in _PASS_KEYS), []).append(name)
@@ -142,8 +145,8 @@ def embed_set(
             cache_params = embed.embedding_params(
                 **{k: p[k] for k in _PASS_KEYS + _POOL_KEYS}, weights=wid
             )
-            caches[name] = embed.VectorCache(cache_root / embed.params_hash(cache_params))
-            dims[name] = embed.output_dim(p["layer"], p["image_size"], p["pooling"])
+            caches[name] = vectors.VectorCache(cache_root / embed.params_hash(cache_params))
+            dims[name] = model.output_dim(p["layer"], p["image_size"], p["pooling"])
             out[name] = np.zeros((n, dims[name]), dtype=np.float32)
         todo = []
         for i in range(n):
@@ -158,7 +161,7 @@ def embed_set(
                 todo.append(i)
         t0 = time.perf_counter()
         if todo:
-            extractor = embed.load_extractor(
+            extractor = model.load_extractor(
                 layer=pre["layer"],
                 precision=pre["precision"],
                 image_size=pre["image_size"],
@@ -166,7 +169,7 @@ def embed_set(
             )
 
             def load(i: int, pre: dict[str, Any] = pre) -> np.ndarray:
-                return embed.load_for_embedding(
+                return preprocess.load_for_embedding(
                     paths[i],
                     image_size=pre["image_size"],
                     background=pre["background"],
@@ -175,7 +178,7 @@ def embed_set(
                 )
 
             label = ", ".join(names)
-            stream = embed.feature_batches(
+            stream = vectors.feature_batches(
                 todo, load, extractor, batch_size=batch_size, workers=workers, desc=label
             )
             for positions, feats, errors in stream:
@@ -186,9 +189,9 @@ def embed_set(
                 rows = [todo[j] for j in positions]
                 for name in names:
                     p = recipes[name]
-                    v = embed.pool_features(feats, p["pooling"])
+                    v = model.pool_features(feats, p["pooling"])
                     if p["normalize"]:
-                        v = embed.l2_normalize(v)
+                        v = l2_normalize(v)
                     out[name][rows] = v
                     for r, vec in zip(rows, v, strict=True):
                         caches[name].put(ids[r], vec)
@@ -227,7 +230,7 @@ def evaluate_preset(
 
     The images go into a temporary run folder (a ``folder`` manifest pointing at them), are
     embedded with :func:`lookalike.embed.embed_images` and
-    :func:`lookalike.similarity.embed_extras` at the preset's settings, and compared with
+    :func:`lookalike.extras.embed_extras` at the preset's settings, and compared with
     the preset's fused similarity, as stages 03 and 04 do.
 
     Returns
@@ -266,7 +269,7 @@ def evaluate_preset(
             print(f"{whole['failed']} images failed, e.g. {failed['error'].iloc[0]}")
         if not whole["embedded"]:
             raise SystemExit("no image of the set could be embedded")
-        extras = sim.embed_extras(
+        extras = embed_extras(
             run,
             settings,
             batch_size=batch_size,
@@ -290,7 +293,7 @@ def evaluate_preset(
         res[f"{name} NMI"] = float(normalized_mutual_info_score(y, pred))
     res["similarity ARI"] = res["similarity NMI"] = float("nan")
     if settings["cluster_method"] == "similarity":
-        pred = sim.similarity_clusters(S, n_clusters=k)
+        pred = similarity_clusters(S, n_clusters=k)
         res["similarity ARI"] = float(adjusted_rand_score(y, pred))
         res["similarity NMI"] = float(normalized_mutual_info_score(y, pred))
     res["s/img"] = (whole["seconds"] + extras["seconds"]) / max(1, len(y))
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         help="labelled set folder (repeatable); default: those of DEFAULT_SETS that exist",
     )
     ap.add_argument("--recipes", nargs="*", help=f"subset of {list(RECIPES)}")
-    ap.add_argument("--precision", default="fp32", choices=embed.PRECISIONS)
+    ap.add_argument("--precision", default="fp32", choices=model.PRECISIONS)
     ap.add_argument("--image-size", type=int, default=None, help="override for every recipe")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--batch-size", type=int, default=32)

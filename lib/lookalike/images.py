@@ -1,5 +1,8 @@
 """Safe image decoding shared by every stage (scrape, logos, embed).
 
+Preparing a decoded image for the network (modes, margins, backgrounds, parts, colour) is
+:mod:`lookalike.preprocess`.
+
 Everything that comes off the network or a user's folder goes through :func:`decode_image`,
 which either returns a fully loaded :class:`PIL.Image.Image` or raises :class:`ImageError`
 with a short machine-readable ``reason`` (also the start of the message):
@@ -58,10 +61,23 @@ _HTML_RE = re.compile(rb"<(!doctype\s+html|html|head|body|title|script|div|p|a)[
 _SVG_MAX_BYTES = 5_000_000
 
 
-def _error(reason: str, detail: str) -> ImageError:
+def image_error(reason: str, detail: str) -> ImageError:
+    """The one way to build an :class:`ImageError`: message ``"<reason>: <detail>"``.
+
+    Parameters
+    ----------
+    reason : str
+        Short machine-readable code (see the module docstring); also set as ``.reason``.
+    detail : str
+        What exactly went wrong, for people.
+    """
     err = ImageError(f"{reason}: {detail}")
     err.reason = reason  # type: ignore[attr-defined]
     return err
+
+
+#: Deprecated private spelling of :func:`image_error` (logos.py and folder.py still use it).
+_error = image_error
 
 
 def error_reason(exc: BaseException) -> str:
@@ -139,46 +155,53 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         With ``.reason`` set to one of the codes in the module docstring.
     """
     if not data:
-        raise _error("empty", "no bytes")
+        raise image_error("empty", "no bytes")
     kind = sniff_format(data)
     if kind == "html":
-        raise _error("html", "got an HTML page, not an image")
+        raise image_error("html", "got an HTML page, not an image")
     if kind in ("svg", "svgz", "pdf", "heic"):
-        raise _error("unsupported_format", f"{kind} is not decoded here")
+        raise image_error("unsupported_format", f"{kind} is not decoded here")
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone flipped the global; we still want errors
-        raise _error("corrupt", "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; set it to False")
+        raise image_error("corrupt", "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; set it to False")
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _error("decompression_bomb", str(exc)) from None
+        raise image_error("decompression_bomb", str(exc)) from None
     except Image.UnidentifiedImageError:
         if kind is None or kind == "json":
-            raise _error("not_an_image", "no known image format") from None
-        raise _error("corrupt", f"looks like {kind} but cannot be decoded") from None
+            raise image_error("not_an_image", "no known image format") from None
+        raise image_error("corrupt", f"looks like {kind} but cannot be decoded") from None
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error...
-        raise _error("corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise image_error("corrupt", f"{type(exc).__name__}: {exc}") from None
     fmt = im.format
     if fmt == "ICO":
         sizes = im.info.get("sizes") or {im.size}
         im.size = max(sizes, key=lambda s: s[0] * s[1])
     width, height = im.size
     if width * height > max_pixels:
-        raise _error("decompression_bomb", f"{width}x{height} exceeds max_pixels={max_pixels}")
+        raise image_error("decompression_bomb", f"{width}x{height} exceeds max_pixels={max_pixels}")
     if width < 1 or height < 1:
-        raise _error("corrupt", f"zero-sized image {width}x{height}")
+        raise image_error("corrupt", f"zero-sized image {width}x{height}")
     try:
         im.load()
     except Image.DecompressionBombError as exc:
-        raise _error("decompression_bomb", str(exc)) from None
+        raise image_error("decompression_bomb", str(exc)) from None
     except Exception as exc:
-        raise _error("corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise image_error("corrupt", f"{type(exc).__name__}: {exc}") from None
     # An ICO frame can be a PNG larger than its directory entry says.
     if im.size[0] * im.size[1] > max_pixels:
-        raise _error("decompression_bomb", f"{im.size} exceeds max_pixels={max_pixels}")
+        raise image_error("decompression_bomb", f"{im.size} exceeds max_pixels={max_pixels}")
     im.format = fmt
     return im
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """``img`` encoded as PNG (lossless; for figures, widgets and re-decoding)."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 # -- SVG ------------------------------------------------------------------------------------
@@ -203,20 +226,20 @@ def _sanitize_svg(data: bytes) -> str:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
                 data = f.read(_SVG_MAX_BYTES + 1)
         except (OSError, EOFError) as exc:
-            raise _error("svg_error", f"bad svgz: {exc}") from None
+            raise image_error("svg_error", f"bad svgz: {exc}") from None
     if len(data) > _SVG_MAX_BYTES:
-        raise _error("svg_error", f"svg larger than {_SVG_MAX_BYTES} bytes")
+        raise image_error("svg_error", f"svg larger than {_SVG_MAX_BYTES} bytes")
     if b"<!ENTITY" in data.upper():
-        raise _error("svg_unsafe", "svg declares XML entities")
+        raise image_error("svg_unsafe", "svg declares XML entities")
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
     )
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise _error("svg_error", f"not well-formed XML: {exc}") from None
+        raise image_error("svg_error", f"not well-formed XML: {exc}") from None
     if not isinstance(root.tag, str) or etree.QName(root).localname != "svg":
-        raise _error("svg_error", "root element is not <svg>")
+        raise image_error("svg_error", "root element is not <svg>")
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
@@ -255,14 +278,14 @@ def render_svg(data: bytes, *, size: int = 256) -> Image.Image:
     import resvg_py
 
     if not data:
-        raise _error("empty", "no bytes")
+        raise image_error("empty", "no bytes")
     svg = _sanitize_svg(data)
     try:
         png = resvg_py.svg_to_bytes(svg_string=svg, width=int(size), height=int(size))
         im = Image.open(io.BytesIO(bytes(png)), formats=("PNG",))
         im.load()
     except Exception as exc:  # resvg raises ValueError; anything else is equally fatal here
-        raise _error("svg_error", f"{type(exc).__name__}: {exc}") from None
+        raise image_error("svg_error", f"{type(exc).__name__}: {exc}") from None
     im = im.convert("RGBA")
     im.format = "SVG"
     return im

@@ -1,4 +1,6 @@
-"""Real ImageNet VGG16 weights, found or fetched, verified, and loaded into Keras.
+"""Real ImageNet VGG16 weights, found or fetched, and verified.
+
+The network built from them (Keras, ONNX, int8) is :mod:`lookalike.model`.
 
 The weights file is the one Keras itself uses for ``VGG16(weights="imagenet",
 include_top=False)``: ``KERAS_HOME/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import functools
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import ConfigError, WeightsError
+from .exceptions import WeightsError
 from .paths import default_cache_dir
 from .storage import atomic_path, sha256_file
 
@@ -584,171 +585,6 @@ def _note(source: str, sha: str, digest: str, seconds: float) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
     }
-
-
-# --------------------------------------------------------------------------- model
-
-
-def _check_layer(layer: str) -> None:
-    if layer not in VGG16_LAYERS:
-        raise ConfigError(f"layer={layer!r} is not a VGG16 notop layer; use one of {VGG16_LAYERS}")
-
-
-#: Keras dtype policies :func:`load_vgg16` accepts: full float32, or bfloat16 compute with
-#: float32 variables (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX).
-DTYPE_POLICIES = ("float32", "mixed_bfloat16")
-
-
-@functools.lru_cache(maxsize=len(DTYPE_POLICIES))
-def _full_model(dtype_policy: str = "float32"):
-    import keras
-
-    info = ensure_vgg16_weights()
-    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
-    if dtype_policy != "float32":
-        # Rebuild with every layer under the policy; the architecture is the same.
-        config = model.get_config()
-        for spec in config["layers"]:
-            if spec["class_name"] != "InputLayer":
-                spec["config"]["dtype"] = dtype_policy
-        model = keras.Model.from_config(config)
-    # A ".h5" name makes Keras 3 read the legacy layout, matching layers by position.
-    model.load_weights(str(info.path))
-    bias0 = float(np.asarray(model.get_layer("block1_conv1").bias)[0])
-    if abs(bias0 - BLOCK1_CONV1_BIAS0) > 1e-6:  # belt and braces: loading really happened
-        raise WeightsError(f"loaded block1_conv1 bias[0] is {bias0}, expected ImageNet weights")
-    return model
-
-
-@functools.cache
-def _truncated(layer: str, dtype_policy: str = "float32"):
-    import keras
-
-    base = _full_model(dtype_policy)
-    if layer == base.layers[-1].name:
-        return base
-    return keras.Model(base.inputs, base.get_layer(layer).output, name=f"vgg16_{layer}")
-
-
-def load_vgg16(*, layer: str = "block5_pool", dtype_policy: str = "float32"):
-    """VGG16 (include_top=False) with the real ImageNet weights, cut at ``layer``.
-
-    Parameters
-    ----------
-    layer : str, default "block5_pool"
-        Output layer, one of ``VGG16_LAYERS``.
-    dtype_policy : {"float32", "mixed_bfloat16"}, default "float32"
-        Keras dtype policy of every layer. ``"mixed_bfloat16"`` keeps the weights in float32
-        and computes in bfloat16 (the output is then bfloat16 too).
-
-    Returns
-    -------
-    keras.Model
-        Input ``(batch, height, width, 3)`` of any size, already passed through
-        ``keras.applications.vgg16.preprocess_input`` (BGR, ImageNet mean subtracted);
-        output the feature map of ``layer``, e.g. ``(batch, 7, 7, 512)`` for ``block5_pool``
-        at 224x224. Cached per layer and policy within the process (shared weights); do not
-        modify it.
-
-    Raises
-    ------
-    ConfigError
-        If ``layer`` is not a VGG16 notop layer or ``dtype_policy`` is unknown.
-    WeightsError
-        If no real weights can be had (see :func:`ensure_vgg16_weights`).
-    """
-    _check_layer(layer)
-    if dtype_policy not in DTYPE_POLICIES:
-        raise ConfigError(
-            f"dtype_policy={dtype_policy!r} is not supported; use one of {DTYPE_POLICIES}"
-        )
-    return _truncated(layer, dtype_policy)
-
-
-#: ONNX opset and IR version of :func:`vgg16_onnx`: plain Conv/Relu/MaxPool, which every
-#: onnxruntime since 1.10 reads (newer IR versions are refused by older runtimes).
-ONNX_OPSET = 17
-ONNX_IR_VERSION = 8
-
-
-def vgg16_onnx(*, layer: str = "block5_pool", info: WeightsInfo | None = None):
-    """The same network as :func:`load_vgg16` as an ONNX graph, built from the verified weights.
-
-    VGG16 is 13 ``Conv`` (3x3, stride 1, pad 1) + ``Relu`` and 5 ``MaxPool`` (2x2, stride 2);
-    the graph is written node by node with ``onnx.helper`` (no converter needed) and has the
-    same interface as the Keras model, so either can serve :mod:`lookalike.embed`.
-
-    Parameters
-    ----------
-    layer : str, default "block5_pool"
-        Last layer of the graph, one of ``VGG16_LAYERS``.
-    info : WeightsInfo, optional
-        Which weights file to read; default :func:`ensure_vgg16_weights`.
-
-    Returns
-    -------
-    onnx.ModelProto
-        Input ``"input"``: float32 ``(n, h, w, 3)`` after ``preprocess_input``; output
-        ``"features"``: float32 ``(n, h', w', c)``, the feature map of ``layer`` (NHWC, like
-        Keras). ``metadata_props`` records ``weights_id`` and ``layer``.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    _check_layer(layer)
-    info = info or ensure_vgg16_weights()
-    layers, digest = read_conv_weights(info.path)
-    nodes = [
-        helper.make_node("Transpose", ["input"], ["input_nchw"], perm=[0, 3, 1, 2], name="nchw")
-    ]
-    inits = []
-    cur = "input_nchw"
-    for name in VGG16_LAYERS:
-        if name.endswith("_pool"):
-            nodes.append(
-                helper.make_node(
-                    "MaxPool", [cur], [name], kernel_shape=[2, 2], strides=[2, 2], name=name
-                )
-            )
-        else:
-            kernel, bias = layers[name]
-            # Keras HWIO -> ONNX OIHW.
-            w = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1), dtype=np.float32)
-            inits += [
-                numpy_helper.from_array(w, f"{name}/kernel"),
-                numpy_helper.from_array(np.asarray(bias, dtype=np.float32), f"{name}/bias"),
-            ]
-            nodes += [
-                helper.make_node(
-                    "Conv",
-                    [cur, f"{name}/kernel", f"{name}/bias"],
-                    [f"{name}/conv"],
-                    kernel_shape=[3, 3],
-                    pads=[1, 1, 1, 1],
-                    name=name,
-                ),
-                helper.make_node("Relu", [f"{name}/conv"], [name], name=f"{name}/relu"),
-            ]
-        cur = name
-        if name == layer:
-            break
-    nodes.append(helper.make_node("Transpose", [cur], ["features"], perm=[0, 2, 3, 1], name="nhwc"))
-    graph = helper.make_graph(
-        nodes,
-        f"vgg16_{layer}",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", "h", "w", 3])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", "fh", "fw", "c"])],
-        inits,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-        producer_name="lookalike",
-    )
-    model.ir_version = ONNX_IR_VERSION
-    helper.set_model_props(model, {"weights_id": f"{WEIGHTS_ID}-{digest[:12]}", "layer": layer})
-    onnx.checker.check_model(model)
-    return model
 
 
 # --------------------------------------------------------------------------- CLI

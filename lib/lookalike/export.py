@@ -1,0 +1,103 @@
+"""Stage 04's optional folders: one per cluster, of links to (or copies of) its images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import storage
+from .exceptions import ConfigError
+from .paths import RunLayout
+
+EXPORT_MODES = ("none", "symlink", "copy")
+
+#: Columns of ``RUN/clusters.parquet`` (written by :func:`lookalike.cluster.cluster_run`).
+CLUSTERS_COLUMNS = ["image_id", "method", "k", "cluster", "distance", "rank"]
+
+
+def image_paths(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Path]:
+    """Absolute path of every ok image of ``RUN/images.parquet``, by ``image_id``."""
+    run = RunLayout(run_dir)
+    manifest = storage.read_manifest(run, ok_only=True)
+    return {
+        str(i): run.image_path(p)
+        for i, p in zip(manifest["image_id"], manifest["path"], strict=True)
+        if isinstance(p, str)
+    }
+
+
+def export_folder(run_dir: str | os.PathLike[str] | RunLayout, method: str, k: int) -> Path:
+    """``RUN/clusters/k_{k}`` for kmeans, ``RUN/clusters/{method}/k_{k}`` for other methods."""
+    base = RunLayout(run_dir).export_dir
+    return base / f"k_{int(k)}" if method == "kmeans" else base / method / f"k_{int(k)}"
+
+
+def export_cluster_folders(
+    run_dir: str | os.PathLike[str] | RunLayout,
+    *,
+    mode: str = "symlink",
+    k_values: Iterable[int] | None = None,
+    methods: Iterable[str] = ("kmeans", "agglomerative", "similarity"),
+) -> Path | None:
+    """Write one folder per cluster, filled with links to (or copies of) its images.
+
+    The user's images are never moved or changed: ``symlink`` makes symbolic links (relative
+    for images inside the run folder, so the run can be moved; absolute for a user's folder),
+    ``copy`` copies the bytes (``shutil.copy2``), ``none`` does nothing.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Needs ``RUN/clusters.parquet`` and ``RUN/images.parquet``.
+    mode : {"none", "symlink", "copy"}, default "symlink"
+    k_values : iterable of int, optional
+        Only these k (default: every k in ``clusters.parquet``).
+    methods : iterable of str, default ("kmeans", "agglomerative", "similarity")
+
+    Returns
+    -------
+    ``RUN/clusters`` (None for mode "none"). Layout: ``k_{k}/cluster_{c}/{rank:05d}_{name}``
+    for kmeans and ``{method}/k_{k}/cluster_{c}/...`` otherwise, ``rank`` 0 nearest the
+    centre. Each exported ``k_{k}`` folder is rebuilt from scratch; images whose file is
+    missing are counted and skipped.
+    """
+    if mode not in EXPORT_MODES:
+        raise ConfigError(f"export_folders={mode!r} is not one of {list(EXPORT_MODES)}")
+    if mode == "none":
+        return None
+    t0 = time.perf_counter()
+    run = RunLayout(run_dir)
+    table = storage.read_table(run.clusters, required=CLUSTERS_COLUMNS, what="clusters")
+    where = image_paths(run)
+    table = table[table["method"].isin(list(methods))]
+    if k_values is not None:
+        table = table[table["k"].isin([int(k) for k in k_values])]
+    written = missing = 0
+    for (method, k), grp in table.groupby(["method", "k"], sort=True):
+        folder = export_folder(run, str(method), int(k))
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)  # removes our links, never what they point to
+        for row in grp.itertuples(index=False):
+            src = where.get(row.image_id)
+            if src is None or not src.is_file():
+                missing += 1
+                continue
+            dst = folder / f"cluster_{int(row.cluster)}" / f"{int(row.rank):05d}_{src.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "copy":
+                shutil.copy2(src, dst)
+            else:
+                inside = src.resolve().is_relative_to(run.root.resolve())
+                os.symlink(os.path.relpath(src, dst.parent) if inside else src, dst)
+            written += 1
+    groups = table.groupby(["method", "k"]).ngroups
+    print(
+        f"export: {groups} clusterings, {written} {'links' if mode == 'symlink' else 'copies'} "
+        f"in {run.export_dir} ({missing} images missing); {time.perf_counter() - t0:.1f} s"
+    )
+    return run.export_dir

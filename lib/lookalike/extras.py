@@ -1,0 +1,407 @@
+"""Stage 03's logo extras: lockup part vectors and colour signatures beside the vectors.
+
+:func:`embed_extras` adds ``RUN/embeddings/parts.npy``, ``part_mask.npy`` and ``colour.npy``,
+aligned with the rows of ``vectors.npy``, for the ``logos`` preset of
+:mod:`lookalike.similarity` (:func:`lookalike.embed.embed_run` calls it after the whole
+images). :func:`embed_parts` computes the same features for a few images held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import storage
+from .exceptions import ConfigError, ManifestError
+from .images import png_bytes
+from .model import load_extractor, load_vgg16, output_dim, pool_features, prepare, vector_cache_root
+from .neighbors import l2_normalize
+from .paths import RunLayout
+from .preprocess import colour_signature, load_for_embedding, part_inputs, upright_rgba
+from .similarity import EMBED_KEYS
+from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches, prefetch
+
+#: Bumped when part or colour preprocessing changes, so cached records are not reused.
+PARTS_VERSION = 1
+
+#: Part keys of a preset that decide an image's cached record (with the embedding's own).
+PART_KEYS = ("part_size", "part_min_aspect", "colour_bins", "parts")
+
+
+def extras_hash(settings: dict[str, Any], embed_params: dict[str, Any]) -> str:
+    """Short hash naming the cache folder of the part and colour records (``parts-<hash>``)."""
+    keys = {k: settings[k] for k in PART_KEYS}
+    return storage.fingerprint({"embed": embed_params, "parts": keys, "version": PARTS_VERSION})[
+        :16
+    ]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with storage.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+@dataclass
+class _Records:
+    """The extras of every row, filled from the cache or computed; one cache record per image.
+
+    A record is a float32 vector: mask (2), part 0 (d), part 1 (d), colour (c).
+    """
+
+    image_ids: list[str]
+    paths: list[Path]
+    d: int
+    c: int
+    cache: VectorCache
+
+    def __post_init__(self) -> None:
+        n = len(self.image_ids)
+        self.parts = np.zeros((n, 2, self.d), dtype=np.float32)
+        self.mask = np.zeros((n, 2), dtype=bool)
+        self.colour = np.zeros((n, self.c), dtype=np.float32)
+
+    def load_cached(self) -> list[int]:
+        """Fill the rows the cache holds; return the others (row numbers)."""
+        d, width = self.d, 2 + 2 * self.d + self.c
+        misses = []
+        for i, image_id in enumerate(self.image_ids):
+            rec = self.cache.get(image_id, width)
+            if rec is None:
+                misses.append(i)
+                continue
+            self.mask[i] = rec[:2] > 0.5
+            self.parts[i] = rec[2 : 2 + 2 * d].reshape(2, d)
+            self.colour[i] = rec[2 + 2 * d :]
+        return misses
+
+    def store(self, i: int) -> None:
+        mask = self.mask[i].astype(np.float32)
+        self.cache.put(
+            self.image_ids[i], np.concatenate([mask, self.parts[i].ravel(), self.colour[i]])
+        )
+
+    def drop(self, failed: dict[int, str]) -> None:
+        """No parts or colour for failed rows (their whole-image vector stays)."""
+        for i in failed:
+            self.parts[i] = 0.0
+            self.mask[i] = False
+            self.colour[i] = 0.0
+
+
+def _embedded_params(run: RunLayout, settings: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``RUN/embeddings`` was made with; they must match ``settings``."""
+    stamp = storage.read_stamp(run.embed_state)
+    if stamp is None or "params" not in stamp.get("key", {}):
+        raise ManifestError(f"{run.embed_state} is missing or unreadable: run stage 03 first")
+    params = stamp["key"]["params"]
+    for k in EMBED_KEYS:
+        if params.get(k) != settings[k]:
+            raise ConfigError(
+                f"RUN/embeddings was embedded with {k}={params.get(k)!r}, but the "
+                f"similarity settings say {settings[k]!r}; embed with the same settings"
+            )
+    return params
+
+
+def _colour_pass(
+    rec: _Records, misses: list[int], settings: dict[str, Any], *, workers: int, progress: bool
+) -> tuple[list[tuple[int, int]], dict[int, str]]:
+    """Colour signatures of ``misses``; return the part inputs still to embed and failures.
+
+    Images without parts are complete here and go to the cache.
+    """
+    from tqdm.auto import tqdm
+
+    opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
+
+    def look(i: int) -> tuple[np.ndarray, int]:
+        img = upright_rgba(rec.paths[i])
+        n_parts = len(part_inputs(img, **opts)) if settings["parts"] else 0
+        return colour_signature(img, bins=int(settings["colour_bins"])), n_parts
+
+    todo: list[tuple[int, int]] = []
+    failed: dict[int, str] = {}
+    stream = prefetch(misses, look, workers=int(workers), lookahead=64)
+    for i, result, err in tqdm(
+        stream, total=len(misses), desc="colour", unit="img", disable=not progress
+    ):
+        if err is not None:
+            failed[i] = f"{type(err).__name__}: {err}"
+            continue
+        rec.colour[i], n_parts = result
+        if n_parts:
+            todo += [(i, j) for j in range(n_parts)]
+        else:
+            rec.store(i)
+    return todo, failed
+
+
+def _parts_pass(
+    rec: _Records,
+    todo: list[tuple[int, int]],
+    failed: dict[int, str],
+    settings: dict[str, Any],
+    *,
+    precision: str,
+    batch_size: int,
+    workers: int,
+    cache_root: Path,
+    progress: bool,
+) -> int:
+    """Embed the part inputs ``todo`` (image row, part); return how many were computed."""
+    opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
+    pending = {i: 2 for i, j in todo if j == 0}
+    extractor = load_extractor(
+        layer=settings["layer"],
+        precision=precision,
+        image_size=int(settings["part_size"]),
+        cache_dir=cache_root,
+        progress=progress,
+    )
+
+    def load(item: tuple[int, int]) -> np.ndarray:
+        i, j = item
+        return part_inputs(rec.paths[i], **opts)[j]
+
+    computed = 0
+    batches = feature_batches(
+        todo,
+        load,
+        extractor,
+        batch_size=int(batch_size),
+        workers=int(workers),
+        desc="parts",
+        progress=progress,
+    )
+    for positions, feats, errors in batches:
+        for p, err in errors:
+            failed[todo[p][0]] = f"{type(err).__name__}: {err}"
+        if feats is None:
+            continue
+        vecs = l2_normalize(pool_features(feats, settings["pooling"]))
+        for p, v in zip(positions, vecs, strict=True):
+            i, j = todo[p]
+            rec.parts[i, j] = v
+            rec.mask[i, j] = True
+            pending[i] -= 1
+            if pending[i] == 0 and i not in failed:
+                rec.store(i)
+        computed += len(positions)
+    return computed
+
+
+def embed_extras(
+    run_dir: str | os.PathLike[str] | RunLayout,
+    settings: dict[str, Any],
+    *,
+    batch_size: int = BATCH_SIZE,
+    precision: str = "fp32",
+    workers: int = WORKERS,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Part vectors and colour signatures for every row of ``RUN/embeddings/``.
+
+    Run after :func:`lookalike.embed.embed_images` with the same ``settings``
+    (:func:`lookalike.similarity.embed_kwargs`); :func:`lookalike.embed.embed_run` does both.
+    Records ``settings`` in the stamp ``RUN/embeddings/similarity.json``, which stage 04
+    reads. With ``parts`` off and ``colour_weight`` 0 (the ``photos`` preset) nothing else is
+    computed; with parts off but a colour weight, only the colour.
+
+    Parameters
+    ----------
+    run_dir : str, Path or RunLayout
+    settings : dict
+        From :func:`lookalike.similarity.resolve_preset`.
+    batch_size, precision, workers, progress
+        As in :func:`lookalike.embed.embed_images`; parts run at ``precision`` too.
+    cache_dir : str or Path, optional
+        Root of the vector cache (default :func:`lookalike.model.vector_cache_root`). Each
+        image's record (part mask, part vectors, colour) is cached under a
+        ``parts-<hash>`` folder, keyed by its sha256 and every setting that decides it.
+
+    Returns
+    -------
+    dict with ``n_images``, ``with_parts`` (images that are lockups), ``parts_computed``
+    (part inputs run through the model now), ``cached`` (images served by the cache),
+    ``failed``, ``seconds``, ``reused``.
+
+    Notes
+    -----
+    Writes, aligned with the rows of ``RUN/embeddings/vectors.npy``: ``parts.npy`` float32
+    (n, 2, d), ``part_mask.npy`` bool (n, 2) and ``colour.npy`` float32 (n, bins**3), then the
+    stamp. A re-run with the same images and settings reuses them, unless some image failed
+    (it is retried; the rest comes from the cache); an interrupted run loses only the records
+    not yet cached.
+    """
+    t0 = time.perf_counter()
+    run = RunLayout(run_dir)
+    embed_params = _embedded_params(run, settings)
+    ids = storage.read_table(run.ids, required=["image_id", "path"], what="embedding ids")
+    image_ids = ids["image_id"].astype(str).tolist()
+    phash = extras_hash(settings, embed_params)
+    key: dict[str, Any] = {"settings": settings, "parts_hash": phash, "precision": precision}
+    summary: dict[str, Any] = {
+        "n_images": len(ids),
+        "with_parts": 0,
+        "parts_computed": 0,
+        "cached": 0,
+        "failed": 0,
+        "seconds": 0.0,
+        "reused": False,
+    }
+    outputs = [run.parts, run.part_mask, run.colour]
+    if not settings["parts"] and not float(settings["colour_weight"]) > 0:
+        for path in outputs:
+            path.unlink(missing_ok=True)
+        storage.write_stamp(run.similarity_state, key)
+        print(f"similarity: preset {settings['preset']}: whole-image vectors only")
+        return summary
+    key["ids_sha256"] = storage.sha256_bytes("\n".join(image_ids).encode())
+    done = (storage.read_stamp(run.similarity_state) or {}).get("n_failed") == 0
+    if done and storage.is_current(run.similarity_state, key, outputs=outputs):
+        mask = np.load(run.part_mask)
+        summary.update(reused=True, cached=len(ids), with_parts=int(mask.any(axis=1).sum()))
+        return _finish(summary, t0)
+
+    cache_root = vector_cache_root(cache_dir)
+    d = output_dim(settings["layer"], int(settings["part_size"]), settings["pooling"])
+    paths = [run.image_path(p) for p in ids["path"].astype(str)]
+    cache = VectorCache(cache_root / f"parts-{phash}")
+    rec = _Records(image_ids, paths, d, int(settings["colour_bins"]) ** 3, cache)
+    misses = rec.load_cached()
+    summary["cached"] = len(ids) - len(misses)
+    todo, failed = _colour_pass(rec, misses, settings, workers=workers, progress=progress)
+    if todo:
+        summary["parts_computed"] = _parts_pass(
+            rec,
+            todo,
+            failed,
+            settings,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            cache_root=cache_root,
+            progress=progress,
+        )
+    rec.drop(failed)
+    summary["failed"] = len(failed)
+    for i, reason in list(failed.items())[:3]:
+        print(f"similarity: no parts or colour for {ids['path'].iloc[i]}: {reason}")
+    summary["with_parts"] = int(rec.mask.any(axis=1).sum())
+    for path, array in zip(outputs, (rec.parts, rec.mask, rec.colour), strict=True):
+        _save_npy(path, array)
+    # the stamp last; a later run retries the failed images (the rest is cached)
+    storage.write_stamp(run.similarity_state, key, n_failed=len(failed))
+    return _finish(summary, t0)
+
+
+def _finish(summary: dict[str, Any], t0: float) -> dict[str, Any]:
+    summary["seconds"] = time.perf_counter() - t0
+    how = " (reused)" if summary["reused"] else ""
+    print(
+        f"similarity: {summary['n_images']} images, {summary['with_parts']} lockups with parts; "
+        f"{summary['parts_computed']} part inputs computed, {summary['cached']} images from "
+        f"the cache, {summary['failed']} failed; {summary['seconds']:.1f} s{how}"
+    )
+    return summary
+
+
+# -- a few images in memory (tests, benchmarks) ----------------------------------------------
+
+
+def embed_parts(
+    images: Sequence[Image.Image | str | os.PathLike[str] | bytes],
+    model: Any = None,
+    *,
+    layer: str = "block4_pool",
+    pooling: str = "gem",
+    image_size: int = 224,
+    background: str = "auto",
+    fit: str = "pad",
+    trim: bool = True,
+    parts: bool = True,
+    part_size: int = 160,
+    part_min_aspect: float = 1.5,
+    colour_bins: int = 8,
+    batch_size: int = BATCH_SIZE,
+    **_ignored: Any,
+) -> dict[str, np.ndarray]:
+    """Whole, part and colour features of a few images held in memory.
+
+    The same preprocessing as stage 03 (:func:`lookalike.preprocess.load_for_embedding` for
+    the whole, :func:`lookalike.preprocess.part_inputs` for the parts), without the run
+    folder and cache: for tests, benchmarks and notebooks that compare a handful of images.
+
+    Parameters
+    ----------
+    images : sequence of PIL.Image, paths or bytes, length n
+    model : keras.Model, optional
+        Default ``lookalike.model.load_vgg16(layer=layer)``.
+    layer, pooling, image_size, background, fit, trim, parts, part_size, part_min_aspect,
+    colour_bins
+        As in :data:`lookalike.similarity.PRESETS`;
+        ``embed_parts(images, **resolve_preset("logos"))`` works.
+    batch_size : int, default BATCH_SIZE
+    **_ignored
+        Other preset keys.
+
+    Returns
+    -------
+    dict with
+        ``vectors`` (n, d) float32, L2-normalised vectors of the wholes;
+        ``parts`` (n, 2, d) float32, the end-square vectors (zeros where absent);
+        ``part_mask`` (n, 2) bool, which parts exist;
+        ``colour`` (n, colour_bins**3) float32 colour signatures.
+
+    Raises
+    ------
+    ImageError
+        If an image cannot be decoded.
+    """
+    model = load_vgg16(layer=layer) if model is None else model
+    wholes, part_arrays, owners, colours = [], [], [], []
+    for i, img in enumerate(images):
+        data = png_bytes(img) if isinstance(img, Image.Image) else img
+        wholes.append(
+            load_for_embedding(
+                data, image_size=image_size, background=background, fit=fit, trim=trim
+            )
+        )
+        if parts:
+            found = part_inputs(
+                data,
+                part_size=part_size,
+                part_min_aspect=part_min_aspect,
+                background=background,
+                trim=trim,
+            )
+            for j, arr in enumerate(found):
+                part_arrays.append(arr)
+                owners.append((i, j))
+        colours.append(colour_signature(data, bins=colour_bins))
+
+    def run(arrays: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for s in range(0, len(arrays), batch_size):
+            x = np.stack([prepare(a) for a in arrays[s : s + batch_size]])
+            out.append(l2_normalize(pool_features(np.asarray(model.predict_on_batch(x)), pooling)))
+        return np.concatenate(out)
+
+    vectors = run(wholes) if wholes else np.zeros((0, 0), np.float32)
+    n, d = len(wholes), vectors.shape[1]
+    part_vecs = np.zeros((n, 2, d), dtype=np.float32)
+    part_mask = np.zeros((n, 2), dtype=bool)
+    if part_arrays:
+        for (i, j), v in zip(owners, run(part_arrays), strict=True):
+            part_vecs[i, j] = v
+            part_mask[i, j] = True
+    colour = np.stack(colours) if colours else np.zeros((0, colour_bins**3), np.float32)
+    return {"vectors": vectors, "parts": part_vecs, "part_mask": part_mask, "colour": colour}

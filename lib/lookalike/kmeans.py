@@ -1,0 +1,265 @@
+"""KMeans over a sweep of k, and the scores every clustering of stage 04 gets.
+
+:func:`kmeans_sweep` fits KMeans (or MiniBatchKMeans) for every k; :func:`cluster_scores`
+scores any clustering the same way (inertia, silhouette, Davies-Bouldin,
+Calinski-Harabasz), so :mod:`lookalike.cluster` compares KMeans with its trees.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from .exceptions import ConfigError
+
+#: Default k sweep, the logo seed's list; values at or above the number of images are dropped.
+DEFAULT_K_VALUES: tuple[int, ...] = (3, 5, 10, 20, 50, 70, 100, *range(200, 1001, 100))
+
+#: ``algorithm="auto"`` uses MiniBatchKMeans above this many images, exact KMeans up to it.
+#: Chosen from ``benchmarks/cluster.py`` (section "auto threshold"), whose rule is: above the
+#: largest measured size at which MiniBatchKMeans is not yet at least 2x faster with inertia
+#: within 2% of KMeans. Three runs on a busy 2-core machine: speed-up 1.97x, 1.80x, 1.95x at
+#: 5,000 images; 3.5x, 1.41x, 2.27x at 10,000; 3.1x-3.4x at 20,000 (inertia +0.6% to +0.8%);
+#: two of the three suggested 5,000.
+MINIBATCH_ABOVE = 5_000
+
+#: MiniBatchKMeans batch size (raised to 3 k so that every batch can seed every centroid).
+MINIBATCH_BATCH = 4096
+
+#: Silhouette is O(n^2): above this many images it is computed on a fixed-seed sample.
+SILHOUETTE_SAMPLE = 10_000
+
+#: Exact KMeans restarts per k (the best inertia wins).
+N_INIT = 4
+
+ALGORITHMS = ("auto", "kmeans", "minibatch")
+
+METRICS_COLUMNS = [
+    "method",
+    "k",
+    "inertia",
+    "silhouette",
+    "davies_bouldin",
+    "calinski_harabasz",
+    "seconds",
+    "n_clusters",
+    "estimator",
+    "silhouette_n",
+]
+
+#: labels of one clustering: (labels (n,), distances to the cluster centre (n,))
+Labels = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def clip_k_values(k_values: Iterable[int], n_samples: int) -> list[int]:
+    """Keep the k with ``2 <= k < n_samples``, sorted and unique; warn about the others.
+
+    Silhouette and the other scores are undefined for one cluster or one point per cluster.
+    """
+    ks = sorted({int(k) for k in k_values})
+    keep = [k for k in ks if 2 <= k < n_samples]
+    dropped = [k for k in ks if k not in keep]
+    if dropped:
+        warnings.warn(
+            f"dropped k={dropped}: k must be >= 2 and < the number of images ({n_samples})",
+            stacklevel=2,
+        )
+    return keep
+
+
+def choose_algorithm(algorithm: str, n_samples: int) -> str:
+    """``"kmeans"`` or ``"minibatch"`` for ``algorithm`` in :data:`ALGORITHMS`.
+
+    ``"auto"`` is ``"minibatch"`` above :data:`MINIBATCH_ABOVE` samples, else ``"kmeans"``.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm={algorithm!r} is not one of {list(ALGORITHMS)}")
+    if algorithm == "auto":
+        return "minibatch" if n_samples > MINIBATCH_ABOVE else "kmeans"
+    return algorithm
+
+
+def relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0..m-1 by decreasing size (ties: first appearance), so 0 is largest."""
+    labels = np.asarray(labels)
+    uniq, first, inverse, counts = np.unique(
+        labels, return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.lexsort((first, -counts))
+    new_of_old = np.empty(len(uniq), dtype=np.int64)
+    new_of_old[order] = np.arange(len(uniq))
+    return new_of_old[inverse.ravel()]
+
+
+def cluster_scores(
+    Z: np.ndarray,
+    labels: np.ndarray,
+    *,
+    centers: np.ndarray | None = None,
+    silhouette_sample: int = SILHOUETTE_SAMPLE,
+    random_state: int | None = 0,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Score one clustering of ``Z``, the same way for every method.
+
+    Parameters
+    ----------
+    Z : array of shape (n_samples, n_features)
+    labels : int array of shape (n_samples,)
+    centers : array of shape (n_labels, n_features), optional
+        The model's centroids, indexed by label (KMeans); default: the mean of each cluster.
+    silhouette_sample : int, default :data:`SILHOUETTE_SAMPLE`
+        Above this many samples silhouette is computed on a sample of this size, drawn with
+        ``random_state``.
+    random_state : int or None, default 0
+
+    Returns
+    -------
+    scores : dict
+        ``inertia`` (sum of squared Euclidean distances to the centres), ``silhouette``
+        (-1..1, higher is better), ``davies_bouldin`` (>= 0, lower is better),
+        ``calinski_harabasz`` (higher is better), ``n_clusters`` (non-empty clusters) and
+        ``silhouette_n`` (samples silhouette was computed on). A score that is undefined (one
+        cluster, or one sample per cluster) is NaN.
+    distances : float32 array of shape (n_samples,)
+        Euclidean distance of each sample to its cluster's centre.
+    """
+    Z = np.asarray(Z, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(Z)
+    if centers is None:
+        m = int(labels.max()) + 1
+        sums = np.zeros((m, Z.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels, Z)
+        counts = np.bincount(labels, minlength=m)
+        centers = sums / np.maximum(counts, 1)[:, None]
+    dist = np.sqrt(((Z - np.asarray(centers, dtype=np.float32)[labels]) ** 2).sum(axis=1))
+    n_clusters = len(np.unique(labels))
+    nan = float("nan")
+    sil = db = ch = nan
+    if 2 <= n_clusters <= n - 1:
+        db = float(davies_bouldin_score(Z, labels))
+        ch = float(calinski_harabasz_score(Z, labels))
+    idx = np.arange(n)
+    if n > silhouette_sample:  # the same draw as sklearn's silhouette_score(sample_size=...)
+        seed = 0 if random_state is None else random_state
+        idx = np.random.RandomState(seed).permutation(n)[:silhouette_sample]
+    if 2 <= len(np.unique(labels[idx])) <= len(idx) - 1:
+        sil = float(silhouette_score(Z[idx], labels[idx]))
+    scores = {
+        "inertia": float(np.sum(dist.astype(np.float64) ** 2)),
+        "silhouette": sil,
+        "davies_bouldin": db,
+        "calinski_harabasz": ch,
+        "n_clusters": n_clusters,
+        "silhouette_n": len(idx),
+    }
+    return scores, dist.astype(np.float32)
+
+
+def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of scores as a table with the columns and dtypes of :data:`METRICS_COLUMNS`."""
+    metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS)
+    for col in ("k", "n_clusters", "silhouette_n"):
+        metrics[col] = metrics[col].astype("int64")
+    for col in ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "seconds"):
+        metrics[col] = metrics[col].astype("float64")
+    return metrics
+
+
+def _fit_kmeans(
+    Z: np.ndarray, k: int, *, estimator: str, n_init: int, random_state: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if estimator == "minibatch":
+        batch = min(len(Z), max(MINIBATCH_BATCH, 3 * k))
+        # One k-means++ start (sklearn's default): more starts tripled the time at 100,000
+        # images without lowering the inertia (benchmarks/cluster.py).
+        model: KMeans | MiniBatchKMeans = MiniBatchKMeans(
+            n_clusters=k, n_init=1, batch_size=batch, random_state=random_state
+        )
+    else:
+        model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
+    with warnings.catch_warnings():
+        # Duplicate points can leave fewer distinct clusters than k; n_clusters reports it.
+        warnings.filterwarnings("ignore", message="Number of distinct clusters")
+        labels = model.fit_predict(Z)
+    return labels, model.cluster_centers_
+
+
+def kmeans_sweep(
+    Z: np.ndarray,
+    k_values: Iterable[int],
+    *,
+    algorithm: str = "auto",
+    n_init: int = N_INIT,
+    random_state: int | None = 0,
+    silhouette_sample: int = SILHOUETTE_SAMPLE,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, Labels]:
+    """Fit KMeans for every k and score each clustering.
+
+    Parameters
+    ----------
+    Z : array of shape (n_samples, n_features)
+        Usually the PCA output.
+    k_values : iterable of int
+        Numbers of clusters; clipped with :func:`clip_k_values`.
+    algorithm : {"auto", "kmeans", "minibatch"}, default "auto"
+        ``kmeans``: exact Lloyd KMeans; ``minibatch``: MiniBatchKMeans (batches of
+        :data:`MINIBATCH_BATCH`); ``auto``: minibatch above :data:`MINIBATCH_ABOVE` samples.
+    n_init : int, default 4
+        Restarts of exact KMeans per k; the best inertia wins. MiniBatchKMeans makes one
+        k-means++ start (sklearn's default; more did not help, see benchmarks/cluster.py).
+    random_state : int or None, default 0
+        Seed of KMeans and of the silhouette sample; a fixed seed gives identical labels.
+    silhouette_sample : int, default :data:`SILHOUETTE_SAMPLE`
+        Silhouette is O(n^2): above this many samples it is computed on a fixed-seed sample.
+
+    Returns
+    -------
+    metrics : DataFrame, one row per k, columns :data:`METRICS_COLUMNS`
+        ``method`` is "kmeans"; ``estimator`` "KMeans" or "MiniBatchKMeans"; ``seconds`` is
+        fit + scoring. See :func:`cluster_scores` for the scores.
+    labels : dict k -> (labels, distances)
+        ``labels`` int64 (n_samples,), numbered by decreasing cluster size (0 is largest);
+        ``distances`` float32 (n_samples,), Euclidean distance to the centroid in ``Z``.
+    """
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    ks = clip_k_values(k_values, len(Z))
+    estimator = choose_algorithm(algorithm, len(Z))
+    name = "MiniBatchKMeans" if estimator == "minibatch" else "KMeans"
+    rows: list[dict[str, Any]] = []
+    out: Labels = {}
+    # The k-means++ seeding does many thin matrix products; threaded BLAS only thrashes on
+    # them (measured 5-20x slower on a busy 2-core machine). Lloyd's loop uses OpenMP anyway.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for k in tqdm(ks, desc=f"kmeans ({name})", unit="k", disable=not progress):
+            t0 = time.perf_counter()
+            raw, centers = _fit_kmeans(
+                Z, k, estimator=estimator, n_init=n_init, random_state=random_state
+            )
+            labels = relabel_by_size(raw)
+            old_of_new = np.empty(labels.max() + 1, dtype=np.int64)
+            old_of_new[labels] = raw  # centroids follow their clusters to the new numbers
+            scores, dist = cluster_scores(
+                Z,
+                labels,
+                centers=centers[old_of_new],
+                silhouette_sample=silhouette_sample,
+                random_state=random_state,
+            )
+            seconds = time.perf_counter() - t0
+            rows.append(
+                {"method": "kmeans", "k": k, **scores, "seconds": seconds, "estimator": name}
+            )
+            out[k] = (labels, dist)
+    return metrics_frame(rows), out

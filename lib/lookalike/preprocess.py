@@ -1,0 +1,457 @@
+"""Image preprocessing: a decoded image made ready for the network, its parts and colours.
+
+Every function takes what :func:`lookalike.images.decode_image` gives (or a path or bytes,
+decoded with it) and is deterministic:
+
+* :func:`load_for_embedding`: one square RGB array, the input of stage 03. EXIF orientation,
+  first frame of animations, every Pillow mode (:func:`to_rgba`), alpha composited on a chosen
+  background (:func:`pick_background`, :func:`composite`), optional trimming of uniform
+  borders (:func:`trim_borders`), and the aspect ratio kept by padding (or stretched).
+* :func:`part_boxes` and :func:`part_inputs`: the end squares of a wide or tall logo lockup,
+  where its icon sits.
+* :func:`foreground_mask` and :func:`colour_signature`: the artwork and its colours.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .exceptions import ConfigError, ImageError
+from .images import decode_image
+
+BACKGROUNDS = ("white", "black", "auto", "none")
+FITS = ("pad", "stretch")
+
+#: Mean luma (0..255, Rec. 601) of the opaque artwork above which ``background="auto"`` picks
+#: black: light artwork (a white logo on transparency) would vanish on white.
+AUTO_LIGHT_LUMA = 186.0
+
+#: ``trim``: a border pixel belongs to the margin when every channel is within this many
+#: levels (0..255) of the margin colour, or its alpha is at most this (JPEG noise, soft edges).
+TRIM_TOLERANCE = 12
+
+#: Bump when the preprocessing changes in a way that changes vectors: invalidates the cache.
+PREPROCESS_VERSION = 2
+
+#: Per-channel difference (0..255) from the border colour above which an opaque pixel is
+#: artwork. Loose enough for JPEG noise and anti-aliasing, tight enough for pale artwork.
+FOREGROUND_TOL = 28.0
+
+#: Alpha (0..255) above which a pixel of a transparent image is artwork.
+ALPHA_MIN = 32
+
+#: Saturation (max-min)/max above which a pixel counts as chromatic for the colour signature.
+CHROMA_MIN = 0.2
+
+#: RGB (0..255) of the named backgrounds.
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "white": (255.0, 255.0, 255.0),
+    "black": (0.0, 0.0, 0.0),
+}
+
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (``name`` = it)."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not supported; use one of {list(choices)}")
+
+
+def read_image(path_or_bytes: str | os.PathLike[str] | bytes) -> Image.Image:
+    """:func:`lookalike.images.decode_image` of a file or of bytes.
+
+    Raises
+    ------
+    ImageError
+        If the bytes are not a decodable image; OSError if the file cannot be read.
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    else:
+        data = Path(path_or_bytes).read_bytes()
+    return decode_image(data)
+
+
+def first_frame_upright(img: Image.Image) -> Image.Image:
+    """The first frame of an animation, turned upright by its EXIF orientation.
+
+    A corrupt EXIF block leaves the image as it is rather than losing it.
+    """
+    try:
+        img.seek(0)  # animated GIF/WebP/APNG: the first frame is the "poster" image
+    except (EOFError, AttributeError, ValueError):
+        pass
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a corrupt EXIF block must not lose an otherwise fine image
+        return img
+
+
+def _rescale_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """Map a single-channel 16-bit, int32 or float array to 0..255."""
+    a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = np.where(finite, a, 0.0)
+    hi = float(a.max()) if a.size else 0.0
+    lo = float(a.min()) if a.size else 0.0
+    if mode.startswith("I;16"):
+        a = a / 257.0  # 65535 -> 255
+    elif mode == "F" and lo >= 0.0 and hi <= 1.0:
+        a = a * 255.0  # float images are usually 0..1
+    elif lo >= 0.0 and hi <= 255.0:
+        pass  # already 8-bit range (a PNG "I" that holds 8-bit values)
+    elif lo >= 0.0 and hi <= 65535.0:
+        a = a / 257.0  # 16-bit data stored in a 32-bit mode
+    else:
+        a = (a - lo) / (hi - lo) * 255.0  # anything else: stretch its range
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
+    icc = img.info.get("icc_profile")
+    if icc:
+        try:  # the embedded profile gives far truer colours than the naive formula
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
+        except Exception:
+            pass
+    return img.convert("RGB")
+
+
+def to_rgba(img: Image.Image) -> Image.Image:
+    """Convert any Pillow image to ``RGB`` (opaque) or ``RGBA`` (has transparency).
+
+    Handles palette and grey images with a transparent colour, ``LA``/``PA`` and
+    premultiplied modes, CMYK (through the embedded ICC profile when there is one), 16-bit
+    (``I;16*``), 32-bit integer (``I``) and float (``F``) images.
+    """
+    mode = img.mode
+    if mode in ("RGB", "RGBA"):
+        if mode == "RGB" and "transparency" in img.info:
+            return img.convert("RGBA")
+        return img
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        grey = _rescale_to_uint8(np.asarray(img), mode)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "CMYK":
+        return _cmyk_to_rgb(img)
+    if mode in _ALPHA_MODES or "transparency" in img.info:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def pick_background(img: Image.Image) -> str:
+    """``"black"`` if the opaque part of ``img`` is light (mean luma > 186), else ``"white"``.
+
+    Parameters
+    ----------
+    img : PIL.Image in mode ``RGB`` or ``RGBA``
+        An opaque image always gets ``"white"``.
+    """
+    if img.mode != "RGBA":
+        return "white"
+    a = np.asarray(img, dtype=np.float32)
+    alpha = a[..., 3] / 255.0
+    weight = float(alpha.sum())
+    if weight < 1e-6 or float(alpha.min()) >= 1.0:
+        return "white"
+    mean_luma = float((_luma(a[..., :3]) * alpha).sum() / weight)
+    return "black" if mean_luma > AUTO_LIGHT_LUMA else "white"
+
+
+def trim_borders(img: Image.Image, *, tolerance: int = TRIM_TOLERANCE) -> Image.Image:
+    """Crop away uniform margins: transparent ones, then ones of a single flat colour.
+
+    The flat colour is the colour of the four corners; when the corners disagree (a photo, or
+    artwork touching a corner) there is no uniform margin and nothing is cropped on that
+    account. An image that is all margin is returned unchanged.
+
+    Parameters
+    ----------
+    img : PIL.Image in mode ``RGB`` or ``RGBA``
+    tolerance : int, default TRIM_TOLERANCE
+        Levels (0..255) within which a pixel still counts as margin.
+
+    Returns
+    -------
+    PIL.Image, same mode, cropped to the content's bounding box.
+    """
+    a = np.asarray(img)
+    keep = np.ones(a.shape[:2], dtype=bool)
+    if img.mode == "RGBA":
+        keep = a[..., 3] > tolerance
+    rgb = a[..., :3].astype(np.int16)
+    corners = rgb[[0, 0, -1, -1], [0, -1, 0, -1]]  # (4, 3)
+    corner_alpha = keep[[0, 0, -1, -1], [0, -1, 0, -1]]
+    if corner_alpha.all() and int(np.ptp(corners, axis=0).max()) <= tolerance:
+        flat = np.median(corners, axis=0)
+        keep &= np.abs(rgb - flat).max(axis=2) > tolerance
+    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+    if rows.size == 0:
+        return img
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return img if box == (0, 0, img.width, img.height) else img.crop(box)
+
+
+def composite(img: Image.Image, bg: tuple[float, float, float]) -> np.ndarray:
+    """RGB float32 array of ``img`` laid over a solid ``bg`` colour.
+
+    Parameters
+    ----------
+    img : PIL.Image in mode ``RGB`` or ``RGBA``
+    bg : (r, g, b), 0..255
+
+    Returns
+    -------
+    ndarray of shape (height, width, 3), float32, 0..255
+    """
+    a = np.asarray(img, dtype=np.float32)
+    if img.mode != "RGBA":
+        return a[..., :3]
+    alpha = a[..., 3:4] / 255.0
+    return a[..., :3] * alpha + np.asarray(bg, dtype=np.float32) * (1.0 - alpha)
+
+
+def check_preprocessing(image_size: int, background: str, fit: str) -> int:
+    """Validate the preprocessing options; return ``image_size`` as an int."""
+    check_choice("background", background, BACKGROUNDS)
+    check_choice("fit", fit, FITS)
+    if isinstance(image_size, bool) or int(image_size) < 1:
+        raise ConfigError(f"image_size={image_size!r} must be a positive number of pixels")
+    return int(image_size)
+
+
+def load_for_embedding(
+    path_or_bytes: str | os.PathLike[str] | bytes,
+    *,
+    image_size: int = 224,
+    background: str = "white",
+    fit: str = "pad",
+    trim: bool = False,
+) -> np.ndarray:
+    """Decode one image and make it the square RGB input VGG16 expects.
+
+    Parameters
+    ----------
+    path_or_bytes : path or bytes
+        The image file, or its bytes. Decoded by :func:`lookalike.images.decode_image`, which
+        refuses corrupt files, HTML pages and decompression bombs.
+    image_size : int, default 224
+        Side of the output square, in pixels.
+    background : {"white", "black", "auto", "none"}, default "white"
+        Colour that transparent pixels and the padding become. ``"auto"`` picks black for light
+        artwork on transparency (a white logo stays visible) and white otherwise. ``"none"``
+        reproduces the seed notebooks' plain ``convert("RGB")``: alpha is dropped and
+        transparent pixels keep whatever colour they store (often black); padding is white.
+    fit : {"pad", "stretch"}, default "pad"
+        ``"pad"`` keeps the aspect ratio and pads to a square with the background colour;
+        ``"stretch"`` resizes straight to the square, like the original notebooks.
+    trim : bool, default False
+        Crop uniform margins (transparent, or one flat colour) first, see :func:`trim_borders`,
+        so the artwork fills the square whatever padding its file came with.
+
+    Returns
+    -------
+    ndarray of shape (image_size, image_size, 3), float32, RGB, values 0..255
+
+    Raises
+    ------
+    ImageError
+        If the bytes are not a decodable image.
+    ConfigError
+        If an option has an unsupported value.
+    """
+    size = check_preprocessing(image_size, background, fit)
+    img = read_image(path_or_bytes)
+    try:
+        img = to_rgba(first_frame_upright(img))
+        if img.width < 1 or img.height < 1:
+            raise ImageError(f"empty image ({img.width}x{img.height} pixels)")
+        if background == "none" and img.mode == "RGBA":
+            img = img.convert("RGB")  # the seeds' way: the stored colours under alpha show
+        if trim:
+            img = trim_borders(img)
+        if fit == "stretch":
+            target = (size, size)
+        else:
+            scale = size / max(img.width, img.height)
+            target = (
+                max(1, min(size, round(img.width * scale))),
+                max(1, min(size, round(img.height * scale))),
+            )
+        # Pillow premultiplies alpha while resampling RGBA, so edges do not get dark fringes.
+        img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:  # truncated data surfaces on first load
+        raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
+
+    if background == "auto":
+        bg = COLOURS[pick_background(img)]
+    else:
+        bg = COLOURS.get(background, COLOURS["white"])
+    rgb = composite(img, bg)
+    if rgb.shape[:2] == (size, size):
+        return np.ascontiguousarray(rgb, dtype=np.float32)
+    out = np.empty((size, size, 3), dtype=np.float32)
+    out[...] = np.asarray(bg, dtype=np.float32)
+    top = (size - rgb.shape[0]) // 2
+    left = (size - rgb.shape[1]) // 2
+    out[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
+    return out
+
+
+# -- parts and colour ------------------------------------------------------------------
+
+
+def upright_rgba(path_or_bytes: str | os.PathLike[str] | bytes | Image.Image) -> Image.Image:
+    """Decode (unless already an image), take the first frame upright, as ``RGB``/``RGBA``.
+
+    Raises
+    ------
+    ImageError
+        If it cannot be decoded or is empty.
+    """
+    img = path_or_bytes if isinstance(path_or_bytes, Image.Image) else read_image(path_or_bytes)
+    try:
+        img = to_rgba(first_frame_upright(img))
+        img.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
+    if img.width < 1 or img.height < 1:
+        raise ImageError(f"empty image ({img.width}x{img.height} pixels)")
+    return img
+
+
+def part_boxes(width: int, height: int, *, min_aspect: float = 1.5) -> list[tuple[int, ...]]:
+    """Boxes of the end squares of a ``width`` x ``height`` crop: none, or two.
+
+    A wide crop (``width >= min_aspect * height``) gives its left and right squares, a tall
+    one its top and bottom squares; their side is the crop's short side.
+    """
+    w, h = int(width), int(height)
+    if w >= min_aspect * h:
+        return [(0, 0, h, h), (w - h, 0, w, h)]
+    if h >= min_aspect * w:
+        return [(0, 0, w, w), (0, h - w, w, h)]
+    return []
+
+
+def part_inputs(
+    path_or_bytes: str | os.PathLike[str] | bytes | Image.Image,
+    *,
+    part_size: int = 160,
+    part_min_aspect: float = 1.5,
+    background: str = "auto",
+    trim: bool = True,
+    **_ignored: Any,
+) -> list[np.ndarray]:
+    """Network inputs of the end squares of a lockup (see :func:`part_boxes`).
+
+    The image is prepared as stage 03 prepares the whole (EXIF orientation, first frame,
+    every Pillow mode, :func:`trim_borders` when ``trim``), then each end
+    square is resized to ``part_size`` and laid on the same background as the whole.
+
+    Returns
+    -------
+    list of 0 or 2 ndarrays of shape (part_size, part_size, 3), float32, RGB 0..255
+    """
+    img = upright_rgba(path_or_bytes)
+    if trim:
+        img = trim_borders(img)
+    boxes = part_boxes(img.width, img.height, min_aspect=part_min_aspect)
+    if not boxes:
+        return []
+    if background == "none":
+        img = img.convert("RGB")  # the seeds' plain conversion, as for the whole
+        bg = COLOURS["white"]
+    elif background == "auto":
+        bg = COLOURS[pick_background(img)]
+    else:
+        bg = COLOURS[background]
+    size = (int(part_size), int(part_size))
+    out = []
+    for box in boxes:
+        crop = img.crop(box).resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        out.append(np.ascontiguousarray(composite(crop, bg), dtype=np.float32))
+    return out
+
+
+def foreground_mask(image: Image.Image, *, tol: float = FOREGROUND_TOL) -> np.ndarray:
+    """Boolean mask of the artwork.
+
+    Parameters
+    ----------
+    image : PIL.Image
+        Any mode; converted to RGBA.
+    tol : float, default 28
+        For opaque images, a pixel is artwork when one channel differs from the median colour
+        of the image border by more than ``tol`` (0..255).
+
+    Returns
+    -------
+    ndarray of shape (height, width), bool
+        For images with transparency, ``alpha > 32``.
+    """
+    a = np.asarray(image.convert("RGBA"), dtype=np.float32)
+    alpha = a[..., 3]
+    if alpha.min() < 250:
+        return alpha > ALPHA_MIN
+    rgb = a[..., :3]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    bg = np.median(border, axis=0)
+    return np.abs(rgb - bg).max(axis=2) > tol
+
+
+def colour_signature(
+    image: Image.Image | str | os.PathLike[str] | bytes, *, bins: int = 8
+) -> np.ndarray:
+    """Square-rooted colour histogram of the artwork's chromatic pixels.
+
+    Black, white and grey pixels (saturation < 0.2 or very dark) are left out when at least
+    5% of the artwork is chromatic, so a lockup's black wordmark does not drown the brand
+    colours it shares with its icon; all-grey artwork keeps every pixel.
+
+    Parameters
+    ----------
+    image : PIL.Image, path or bytes
+    bins : int, default 8
+        Levels per RGB channel.
+
+    Returns
+    -------
+    ndarray of shape (bins**3,), float32
+        Unit L2 norm (the square roots of a histogram that sums to 1), so the dot product of
+        two signatures is their Bhattacharyya coefficient, 0..1.
+    """
+    rgba = upright_rgba(image).convert("RGBA")
+    a = np.asarray(rgba, dtype=np.float32)
+    mask = foreground_mask(rgba)
+    if not mask.any():
+        mask = np.ones(mask.shape, dtype=bool)
+    px = a[..., :3][mask]
+    w = a[..., 3][mask] / 255.0
+    hi, lo = px.max(axis=1), px.min(axis=1)
+    chromatic = ((hi - lo) / np.maximum(hi, 1.0) > CHROMA_MIN) & (hi > 40)
+    if (w * chromatic).sum() > 0.05 * w.sum():
+        w = w * chromatic
+    q = np.minimum((px * bins / 256.0).astype(np.int64), bins - 1)
+    idx = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+    hist = np.bincount(idx, weights=w, minlength=bins**3)
+    hist = hist / max(float(hist.sum()), 1e-12)
+    return np.sqrt(hist).astype(np.float32)

@@ -1,0 +1,100 @@
+"""Stage 04's reduction: PCA of the embeddings, and ``RUN/pca.npz``.
+
+:func:`fit_pca` projects the vectors onto their principal components (the space every
+clustering of :mod:`lookalike.cluster` is scored in); :func:`write_pca` and
+:func:`read_reduced` keep the result beside the run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from . import storage
+from .exceptions import ConfigError
+from .paths import RunLayout
+
+
+def fit_pca(
+    X: np.ndarray,
+    *,
+    n_components: int | float | None = 100,
+    whiten: bool = False,
+    random_state: int | None = 0,
+) -> tuple[np.ndarray, PCA]:
+    """Project ``X`` onto its principal components.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    n_components : int, float or None, default 100
+        An int is clipped to ``min(n_samples, n_features)``; a float in (0, 1) keeps as many
+        components as explain that fraction of the variance; None keeps them all.
+    whiten : bool, default False
+        Scale components to unit variance (every direction then counts equally in KMeans).
+    random_state : int or None, default 0
+        Seed of the randomized SVD solver, which sklearn picks for large inputs.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_components_), float32
+    pca : fitted :class:`sklearn.decomposition.PCA`
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ConfigError(f"PCA needs a 2-D array with at least 2 rows, got shape {X.shape}")
+    limit = min(X.shape)
+    if n_components is None:
+        nc: int | float = limit
+    elif isinstance(n_components, float) and not float(n_components).is_integer():
+        if not 0.0 < n_components < 1.0:
+            raise ConfigError(
+                f"n_components={n_components!r}: a float must be a variance fraction in (0, 1)"
+            )
+        nc = float(n_components)
+    else:
+        if int(n_components) < 1:
+            raise ConfigError(f"n_components={n_components!r} must be >= 1")
+        nc = min(int(n_components), limit)
+    solver = "full" if isinstance(nc, float) else "auto"
+    pca = PCA(n_components=nc, whiten=whiten, svd_solver=solver, random_state=random_state)
+    Z = pca.fit_transform(X).astype(np.float32)
+    return Z, pca
+
+
+def write_pca(
+    run_dir: str | os.PathLike[str] | RunLayout,
+    image_ids: Sequence[str],
+    Z: np.ndarray,
+    pca: PCA,
+) -> None:
+    """Write ``RUN/pca.npz``.
+
+    It holds ``image_id`` (n,), ``explained_variance_ratio`` (n_components,), ``coords2d``
+    (n, 2), the first two components for scatter plots (zero-padded), and ``Z``
+    (n, n_components).
+    """
+    coords2d = np.zeros((len(Z), 2), dtype=np.float32)
+    coords2d[:, : min(2, Z.shape[1])] = Z[:, :2]
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        image_id=np.asarray(image_ids, dtype=str),
+        explained_variance_ratio=pca.explained_variance_ratio_.astype(np.float64),
+        coords2d=coords2d,
+        Z=Z,
+    )
+    storage.atomic_write_bytes(RunLayout(run_dir).pca, buf.getvalue())
+
+
+def read_reduced(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_ids, Z)`` from ``RUN/pca.npz``: ids (n,) str and PCA vectors (n, m) float32."""
+    path = RunLayout(run_dir).pca
+    if not path.exists():
+        raise ConfigError(f"{path} not found; run 04_pca_kmeans (cluster_run) first")
+    with np.load(path, allow_pickle=False) as f:
+        return f["image_id"].astype(str), np.asarray(f["Z"], dtype=np.float32)

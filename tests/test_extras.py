@@ -1,0 +1,90 @@
+"""lookalike.extras: lockup parts and colour signatures beside RUN/embeddings, through 04."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from logo_images import _brand_images, _logo_run
+
+from lookalike import similarity as sim
+from lookalike import storage
+from lookalike.extras import embed_extras
+from lookalike.neighbors import NEIGHBORS_COLUMNS, read_neighbors
+from lookalike.paths import RunLayout
+
+
+def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
+    from lookalike import cluster, embed
+
+    run, ids = _logo_run(tmp_path, _brand_images())
+    settings = sim.resolve_preset("auto", run_dir=run, whiten=0)  # 8 images: too few to whiten
+    assert settings["preset"] == "logos"
+    cache = tmp_path / "cache"
+    embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=cache, progress=False)
+    first = embed_extras(run, settings, cache_dir=cache, progress=False)
+    assert first["with_parts"] == 3 and first["parts_computed"] == 6 and first["cached"] == 0
+    assert "3 lockups with parts" in capsys.readouterr().out
+    layout = RunLayout(run)
+    parts, mask = np.load(layout.parts), np.load(layout.part_mask)
+    assert parts.shape == (8, 2, 512) and mask[[0, 2, 4]].all() and not mask[[1, 3, 5, 6, 7]].any()
+    colour = np.load(layout.colour)
+    np.testing.assert_allclose(np.linalg.norm(colour, axis=1), 1.0, rtol=1e-5)
+    assert sim.read_settings(run)["cluster_method"] == "similarity"
+
+    # resume: a second call reuses the files; a rebuilt RUN/embeddings is served by the cache
+    assert embed_extras(run, settings, cache_dir=cache, progress=False)["reused"]
+    for path in (layout.parts, layout.part_mask, layout.colour):
+        path.unlink()
+    again = embed_extras(run, settings, cache_dir=cache, progress=False)
+    assert again["cached"] == 8 and again["parts_computed"] == 0
+    np.testing.assert_array_equal(np.load(layout.parts), parts)
+
+    metrics = cluster.cluster_run(run, k_values=[2, 3, 4], progress=False)
+    assert set(metrics["method"]) == {"kmeans", "agglomerative", "similarity"}
+    nb = read_neighbors(run)
+    assert list(nb.columns) == NEIGHBORS_COLUMNS and len(nb) == 8 * 7
+    top = nb[nb["rank"] == 1].set_index("image_id")["neighbor_id"]
+    for lockup, icon in ((0, 1), (2, 3), (4, 5)):  # each icon finds its own lockup
+        assert top[ids[icon]] == ids[lockup], (lockup, icon)
+    table = pd.read_parquet(layout.clusters)
+    at4 = table[(table["method"] == "similarity") & (table["k"] == 4)].set_index("image_id")
+    for lockup, icon in ((0, 1), (2, 3), (4, 5)):
+        assert at4.loc[ids[lockup], "cluster"] == at4.loc[ids[icon], "cluster"]
+    # deterministic: recomputing gives the identical table
+    cluster.cluster_run(run, k_values=[2, 3, 4], progress=False, force=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(layout.clusters), table)
+
+
+def test_photos_preset_adds_nothing_logo_specific(tmp_path):
+    from lookalike import cluster, embed, inspect
+
+    run, ids = _logo_run(tmp_path, _brand_images()[:6], source="catalog")
+    settings = sim.resolve_preset("auto", run_dir=run)
+    assert settings["preset"] == "photos"
+    embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=tmp_path, progress=False)
+    out = embed_extras(run, settings, cache_dir=tmp_path, progress=False)
+    assert out["parts_computed"] == 0 and not RunLayout(run).parts.exists()
+    metrics = cluster.cluster_run(run, k_values=[2, 3], progress=False)
+    assert set(metrics["method"]) == {"kmeans", "agglomerative"}
+    assert inspect.default_method(metrics) == "kmeans"
+    # neighbours are plain cosine on the L2 vectors
+    _, vectors = storage.read_embeddings(run)
+    nb = read_neighbors(run)
+    v = np.asarray(vectors)
+    got = nb[(nb["image_id"] == ids[0]) & (nb["rank"] == 1)]["similarity"].iloc[0]
+    assert got == pytest.approx(np.sort(v[1:] @ v[0])[-1], abs=1e-5)
+
+
+def test_colour_weight_works_without_parts(tmp_path):
+    from lookalike import embed
+
+    run, _ = _logo_run(tmp_path, _brand_images()[:4], source="catalog")
+    settings = sim.resolve_preset("photos", colour_weight=0.3)
+    embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=tmp_path, progress=False)
+    out = embed_extras(run, settings, cache_dir=tmp_path, progress=False)
+    assert out["parts_computed"] == 0 and out["with_parts"] == 0
+    feats = sim.load_features(run)
+    assert feats["colour"].shape == (4, 512) and not feats["part_mask"].any()
+    inputs = sim.fused_inputs(feats)
+    assert inputs["parts"] is None and inputs["colour_weight"] == 0.3

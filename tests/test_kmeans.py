@@ -1,0 +1,135 @@
+"""lookalike.kmeans: the KMeans sweep and the scores every clustering gets."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from lookalike import kmeans
+from lookalike.exceptions import ConfigError
+from lookalike.kmeans import (
+    METRICS_COLUMNS,
+    choose_algorithm,
+    clip_k_values,
+    cluster_scores,
+    kmeans_sweep,
+    relabel_by_size,
+)
+from lookalike.reduce import fit_pca
+
+SCORES = ["inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "seconds"]
+
+
+def _blobs(n_per=20, centers=4, dim=64, seed=0, spread=0.05):
+    """Unit-norm vectors around ``centers`` random directions, like pooled VGG16 features.
+
+    ``n_per`` may be a list (uneven cluster sizes).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [n_per] * centers if np.isscalar(n_per) else list(n_per)
+    c = rng.normal(size=(len(sizes), dim))
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    X = c[truth] + rng.normal(scale=spread * np.sqrt(dim), size=(len(truth), dim))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), truth
+
+
+def test_default_k_values_are_the_seed_list():
+    assert kmeans.DEFAULT_K_VALUES == (3, 5, 10, 20, 50, 70, 100, 200, 300, 400, 500, 600, 700,
+                                        800, 900, 1000)  # fmt: skip
+    with pytest.warns(UserWarning, match="dropped"):
+        assert clip_k_values(kmeans.DEFAULT_K_VALUES, 250) == [3, 5, 10, 20, 50, 70, 100, 200]
+
+
+def test_clip_k_values_warns_about_dropped():
+    with pytest.warns(UserWarning, match=r"\[0, 1, 10, 12\]"):
+        assert clip_k_values([5, 1, 3, 3, 12, 0, 10, 2], n_samples=10) == [2, 3, 5]
+
+
+def test_clip_k_values_silent_when_all_valid():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert clip_k_values(range(2, 6), n_samples=50) == [2, 3, 4, 5]
+
+
+def test_choose_algorithm_switches_above_the_measured_size():
+    n = kmeans.MINIBATCH_ABOVE
+    assert choose_algorithm("auto", n) == "kmeans"
+    assert choose_algorithm("auto", n + 1) == "minibatch"
+    assert choose_algorithm("kmeans", 10 * n) == "kmeans"
+    assert choose_algorithm("minibatch", 10) == "minibatch"
+    with pytest.raises(ConfigError, match="'faiss'"):
+        choose_algorithm("faiss", 10)
+
+
+def test_relabel_by_size_puts_the_largest_first():
+    labels = np.array([7, 3, 3, 9, 3, 9, 7, 9, 9])
+    np.testing.assert_array_equal(relabel_by_size(labels), [2, 1, 1, 0, 1, 0, 2, 0, 0])
+    np.testing.assert_array_equal(relabel_by_size(np.array([1, 0])), [0, 1])  # ties: first seen
+
+
+def test_cluster_scores_distances_and_undefined_scores():
+    Z = np.array([[0, 0], [2, 0], [10, 10], [10, 12]], dtype=np.float32)
+    scores, dist = cluster_scores(Z, np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(dist, [1, 1, 1, 1])  # each is 1 from its cluster's mean
+    assert scores["inertia"] == pytest.approx(4.0)
+    assert scores["n_clusters"] == 2 and scores["silhouette_n"] == 4
+    assert all(np.isfinite(scores[s]) for s in SCORES[:4])
+    one, _ = cluster_scores(Z, np.zeros(4, dtype=int))  # one cluster: scores undefined
+    assert np.isnan(one["silhouette"]) and np.isnan(one["davies_bouldin"])
+    assert one["inertia"] > 0
+
+
+def test_silhouette_sampling_is_seeded():
+    X, _ = _blobs(n_per=40)
+    a, _ = kmeans_sweep(X, [4], silhouette_sample=50, random_state=1, progress=False)
+    b, _ = kmeans_sweep(X, [4], silhouette_sample=50, random_state=1, progress=False)
+    full, _ = kmeans_sweep(X, [4], random_state=1, progress=False)
+    assert a["silhouette"].iloc[0] == b["silhouette"].iloc[0]
+    assert a["silhouette"].iloc[0] != full["silhouette"].iloc[0]
+    assert a["silhouette_n"].iloc[0] == 50 and full["silhouette_n"].iloc[0] == 160
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "minibatch"])
+def test_sweep_finds_the_blobs_and_scores_are_finite(algorithm):
+    X, truth = _blobs(n_per=[30, 20, 25, 15])
+    Z, _ = fit_pca(X, n_components=10)
+    metrics, labels = kmeans_sweep(Z, [2, 3, 4, 5, 6], algorithm=algorithm, progress=False)
+    assert list(metrics.columns) == METRICS_COLUMNS
+    assert metrics["k"].tolist() == [2, 3, 4, 5, 6]
+    assert (metrics["method"] == "kmeans").all()
+    name = {"kmeans": "KMeans", "minibatch": "MiniBatchKMeans"}[algorithm]
+    assert (metrics["estimator"] == name).all()
+    assert np.isfinite(metrics[SCORES].to_numpy(dtype=float)).all()
+    assert metrics["inertia"].is_monotonic_decreasing
+    assert metrics.loc[metrics["silhouette"].idxmax(), "k"] == 4
+    lab, dist = labels[4]
+    assert adjusted_rand_score(truth, lab) == pytest.approx(1.0)
+    assert np.bincount(lab).tolist() == [30, 25, 20, 15]  # cluster 0 is the largest
+    assert lab.shape == dist.shape == (90,) and (dist >= 0).all()
+    # distance is to the fitted centroid: the mean of the cluster once KMeans has converged
+    centre = Z[lab == 0].mean(axis=0)
+    if algorithm == "kmeans":
+        np.testing.assert_allclose(dist[lab == 0], np.linalg.norm(Z[lab == 0] - centre, axis=1),
+                                   rtol=1e-3, atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "minibatch"])
+def test_sweep_is_deterministic_for_a_seed(algorithm):
+    X, _ = _blobs(centers=6, spread=0.3, seed=3)  # overlapping: restarts matter
+    m1, l1 = kmeans_sweep(X, [3, 5], algorithm=algorithm, random_state=7, progress=False)
+    m2, l2 = kmeans_sweep(X, [3, 5], algorithm=algorithm, random_state=7, progress=False)
+    for k in (3, 5):
+        np.testing.assert_array_equal(l1[k][0], l2[k][0])
+        np.testing.assert_array_equal(l1[k][1], l2[k][1])
+    pd.testing.assert_frame_equal(m1.drop(columns="seconds"), m2.drop(columns="seconds"))
+
+
+def test_sweep_clips_k():
+    X, _ = _blobs(n_per=2, centers=3)  # 6 samples
+    with pytest.warns(UserWarning, match="dropped"):
+        metrics, labels = kmeans_sweep(X, [1, 2, 5, 6, 40], progress=False)
+    assert metrics["k"].tolist() == [2, 5] and sorted(labels) == [2, 5]
