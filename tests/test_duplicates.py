@@ -14,7 +14,6 @@ from lookalike.duplicates import (
     NEAR_DUPLICATES_COLUMNS,
     find_near_duplicates,
     near_duplicate_groups,
-    nearest_neighbours,
 )
 from lookalike.exceptions import ConfigError
 from lookalike.sheets import near_duplicates_sheet
@@ -23,21 +22,6 @@ from lookalike.sheets import near_duplicates_sheet
 @pytest.fixture
 def clustered_run(tmp_path):
     return make_run(tmp_path)
-
-
-def test_nearest_neighbours_match_brute_force():
-    rng = np.random.default_rng(2)
-    Z = rng.normal(size=(40, 6)).astype(np.float32)
-    idx, dist = nearest_neighbours(Z, [0, 5, 39], 4)
-    U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
-    for r, q in enumerate([0, 5, 39]):
-        cos = U @ U[q]
-        cos[q] = -np.inf
-        expect = np.argsort(-cos, kind="stable")[:4]
-        np.testing.assert_array_equal(idx[r], expect)
-        np.testing.assert_allclose(dist[r], 1 - cos[expect], atol=1e-5)
-        assert q not in idx[r]
-    assert nearest_neighbours(Z[:1], [0], 4)[0].shape == (1, 0)  # one row: nobody near
 
 
 def test_near_duplicate_groups_threshold_and_chains():

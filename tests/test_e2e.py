@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from lookalike import storage
-from lookalike.paths import PROJECT_ROOT
+from lookalike.paths import PROJECT_ROOT, RunLayout
 from lookalike.run import NOTEBOOKS
 
 K_VALUES = [2, 3, 4]
@@ -105,13 +105,13 @@ def test_metrics_have_a_row_per_k(logo_run):
 
 
 def test_logos_preset_adds_parts_neighbours_and_similarity_clusters(logo_run):
-    from lookalike import similarity
+    from lookalike import neighbors, similarity
 
     assert similarity.read_settings(logo_run)["preset"] == "logos"
     ids, _ = storage.read_embeddings(logo_run)
-    assert np.load(logo_run / "embeddings" / similarity.PARTS_NAME).shape[:2] == (len(ids), 2)
-    nb = similarity.read_neighbors(logo_run)
-    assert list(nb.columns) == similarity.NEIGHBORS_COLUMNS
+    assert np.load(RunLayout(logo_run).parts).shape[:2] == (len(ids), 2)
+    nb = neighbors.read_neighbors(logo_run)
+    assert list(nb.columns) == neighbors.NEIGHBORS_COLUMNS
     assert len(nb) == len(ids) * min(10, len(ids) - 1)
     assert set(nb["image_id"]) == set(ids["image_id"])
     assert (nb["image_id"] != nb["neighbor_id"]).all()

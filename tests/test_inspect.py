@@ -6,6 +6,7 @@ import importlib
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 # Module of every public name the old ``lookalike/inspect.py`` defined (the run-file name
@@ -23,9 +24,7 @@ OLD_NAMES = {
     "duplicates": [
         "NEAR_DUPLICATES_COLUMNS",
         "find_near_duplicates",
-        "load_reduced",
         "near_duplicate_groups",
-        "nearest_neighbours",
         "run_neighbours",
     ],
     "browser": ["ClusterBrowser"],
@@ -53,3 +52,15 @@ def test_the_alias_still_exposes_the_old_names(home):
     module = importlib.import_module(f"lookalike.{home}")
     for name in OLD_NAMES[home]:
         assert getattr(alias, name) is getattr(module, name), name
+
+
+def test_the_alias_keeps_the_moved_neighbour_helpers():
+    from lookalike import neighbors, reduce
+
+    alias, _ = _import_alias()
+    assert alias.load_reduced is reduce.read_reduced
+    Z = np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32)
+    idx, dist = alias.nearest_neighbours(Z, [0, 3], 4)
+    nidx, sim = neighbors.nearest_neighbors(Z, [0, 3], k=4)
+    np.testing.assert_array_equal(idx, nidx)
+    np.testing.assert_allclose(dist, 1 - sim, atol=1e-6)

@@ -54,3 +54,19 @@ def test_nearest_neighbors_blockwise_matches_full_matrix(monkeypatch):
     np.testing.assert_array_equal(got, want)
     assert (nn["image_id"] != nn["neighbor_id"]).all()
     assert np.all(np.diff(nn["similarity"].to_numpy().reshape(n, 5), axis=1) <= 0)
+
+
+def test_nearest_neighbors_of_some_queries_match_brute_force():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(40, 6)).astype(np.float32)
+    idx, sim = nearest_neighbors(Z, [0, 5, 39], k=4)
+    dist = 1 - sim
+    U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    for r, q in enumerate([0, 5, 39]):
+        cos = U @ U[q]
+        cos[q] = -np.inf
+        expect = np.argsort(-cos, kind="stable")[:4]
+        np.testing.assert_array_equal(idx[r], expect)
+        np.testing.assert_allclose(dist[r], 1 - cos[expect], atol=1e-5)
+        assert q not in idx[r]
+    assert nearest_neighbors(Z[:1], [0], k=4)[0].shape == (1, 0)  # one row: nobody near

@@ -15,10 +15,12 @@ import pandas as pd
 
 from . import storage
 from .cluster import CLUSTERS_COLUMNS, image_paths
-from .duplicates import N_NEIGHBOURS, load_reduced, run_neighbours
+from .duplicates import N_NEIGHBOURS, run_neighbours
 from .exceptions import ConfigError
+from .images import png_bytes
 from .paths import RunLayout, resolve
-from .sheets import _png_bytes, contact_sheet_image
+from .reduce import read_reduced
+from .sheets import contact_sheet_image
 
 __all__ = ["ClusterBrowser"]
 
@@ -66,7 +68,7 @@ class ClusterBrowser:
             raise ConfigError(f"no {method} clusterings in {self.layout.clusters}")
         self.method = method
         self.paths = image_paths(self.layout)
-        self.ids, self.Z = load_reduced(self.layout)
+        self.ids, self.Z = read_reduced(self.layout)
         self._row = {i: r for r, i in enumerate(self.ids)}
         self.n_neighbours = N_NEIGHBOURS if n_neighbours is None else int(n_neighbours)
         self.thumb = int(thumb)
@@ -134,7 +136,7 @@ class ClusterBrowser:
         )
         paths = [p or None for p in m["path"]]
         img = contact_sheet_image(paths, title=title, max_images=self.max_images, thumb=self.thumb)
-        return _png_bytes(img)
+        return png_bytes(img)
 
     def neighbours_png_for(self, image_id: str) -> tuple[bytes, pd.DataFrame]:
         """PNG bytes of the image followed by its neighbours, distances as captions."""
@@ -152,7 +154,7 @@ class ClusterBrowser:
             thumb=self.thumb,
             columns=min(len(paths), 9),
         )
-        return _png_bytes(img), nb
+        return png_bytes(img), nb
 
     def save_neighbours(self, image_id: str, out_path: str | os.PathLike[str]) -> Path:
         """Write the neighbours sheet of ``image_id`` to a PNG (a static figure for reports)."""

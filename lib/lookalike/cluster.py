@@ -56,6 +56,7 @@ from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place
 )
 from .neighbors import write_neighbors
 from .paths import RunLayout
+from .progress import summary as print_summary
 from .reduce import fit_pca, write_pca  # noqa: F401 (fit_pca re-exported)
 from .similarity import fused_inputs, load_features, similarity_matrix
 
@@ -66,10 +67,6 @@ AGGLOMERATIVE_MAX = 20_000
 NEIGHBORS_K = 10
 
 LINKAGES = ("average", "complete", "single")
-
-#: Deprecated: inspect.py still joins these to the run folder; use RunLayout.clusters / .pca.
-CLUSTERS_NAME = RunLayout(os.curdir).clusters.name
-PCA_NAME = RunLayout(os.curdir).pca.name
 
 
 # -- agglomerative --------------------------------------------------------------------------
@@ -269,7 +266,7 @@ def agglomerative_sweep(
         mean of each cluster. The one tree build is shared: its time is split evenly over the
         rows' ``seconds``.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     if distance_threshold is None:
@@ -288,7 +285,7 @@ def agglomerative_sweep(
     tree_seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     out: Labels = {}
-    for cut in tqdm(cuts, desc=method, unit="k", disable=not progress or len(cuts) < 2):
+    for cut in progress_bar(cuts, desc=method, unit="k", disable=not progress or len(cuts) < 2):
         t1 = time.perf_counter()
         labels = cut_tree(tree, **cut)
         scores, dist = cluster_scores(
@@ -538,7 +535,7 @@ def _print_done(n: int, d: int, Z: np.ndarray, pca: Any, metrics: pd.DataFrame, 
     if km["silhouette"].notna().any():
         best = km.loc[km["silhouette"].idxmax()]
         best_txt = f"; best kmeans silhouette {best['silhouette']:.3f} at k={int(best['k'])}"
-    print(
+    print_summary(
         f"cluster: {n} images, PCA {d}->{Z.shape[1]} dims ({100 * evr:.1f}% variance), "
         f"{' + '.join(parts)} clusterings ({metrics['estimator'].iloc[0]}){best_txt}; "
         f"{dt:.1f} s, {n * len(metrics) / max(dt, 1e-9):.0f} image-clusterings/s"

@@ -1,9 +1,7 @@
 """Images alike in the PCA space: neighbours and near-duplicate groups.
 
-* :func:`load_reduced`: the PCA vectors of a run (``RUN/pca.npz``), the space the clusters
-  were found in;
-* :func:`nearest_neighbours` (cosine) and :func:`run_neighbours` (the run's own similarity,
-  ``RUN/neighbors.parquet``, with cosine as the fallback): "more like this";
+* :func:`run_neighbours` (the run's own similarity, ``RUN/neighbors.parquet``, with the
+  cosine of the PCA vectors as the fallback): "more like this";
 * :func:`near_duplicate_groups` and :func:`find_near_duplicates`: groups of images whose
   cosine similarity is at least a threshold, written to ``RUN/near_duplicates.csv``.
 """
@@ -21,16 +19,16 @@ import pandas as pd
 from . import storage
 from .cluster import image_paths
 from .exceptions import ConfigError
+from .neighbors import l2_normalize, nearest_neighbors, read_neighbors
 from .paths import RunLayout, resolve
+from .reduce import read_reduced
 
 __all__ = [
     "DUP_THRESHOLD",
     "NEAR_DUPLICATES_COLUMNS",
     "N_NEIGHBOURS",
     "find_near_duplicates",
-    "load_reduced",
     "near_duplicate_groups",
-    "nearest_neighbours",
     "run_neighbours",
 ]
 
@@ -39,56 +37,6 @@ NEAR_DUPLICATES_COLUMNS = ["group", "image_id", "path", "group_size", "max_simil
 DUP_THRESHOLD = 0.97
 #: Neighbours listed per image by default (the notebook's browser and the HTML gallery).
 N_NEIGHBOURS = 8
-
-
-def load_reduced(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(image_ids, Z)`` from ``RUN/pca.npz``: ids (n,) str and PCA vectors (n, m) float32."""
-    pca = RunLayout(run_dir).pca
-    if not pca.exists():
-        raise ConfigError(f"{pca} not found; run 04_pca_kmeans (cluster_run) first")
-    with np.load(pca, allow_pickle=False) as f:
-        return f["image_id"].astype(str), np.asarray(f["Z"], dtype=np.float32)
-
-
-def _unit(Z: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    return Z / np.maximum(norms, 1e-12)
-
-
-def nearest_neighbours(
-    Z: np.ndarray, queries: Sequence[int] | np.ndarray, n_neighbours: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_neighbours`` nearest rows of ``Z`` to each query row, by cosine distance.
-
-    Parameters
-    ----------
-    Z : array of shape (n_samples, n_features)
-    queries : int indices into Z, shape (m,)
-    n_neighbours : int, default 8
-        Clipped to ``n_samples - 1``; a row is never its own neighbour.
-
-    Returns
-    -------
-    index : int64 array (m, n_neighbours), nearest first
-    distance : float32 array (m, n_neighbours), cosine distance 1 - cos in 0..2
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    U = _unit(np.asarray(Z, dtype=np.float32))
-    q = np.asarray(queries, dtype=np.int64)
-    nn = max(0, min(int(n_neighbours), len(U) - 1))
-    if nn == 0 or len(q) == 0:
-        return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
-    # Euclidean distance between unit vectors orders exactly like cosine and uses BLAS.
-    model = NearestNeighbors(n_neighbors=nn + 1, algorithm="brute").fit(U)
-    d, idx = model.kneighbors(U[q])
-    out_i = np.empty((len(q), nn), np.int64)
-    out_d = np.empty((len(q), nn), np.float32)
-    for r, (row_i, row_d) in enumerate(zip(idx, d, strict=True)):
-        keep = row_i != q[r]
-        out_i[r] = row_i[keep][:nn]
-        out_d[r] = np.clip(row_d[keep][:nn] ** 2 / 2.0, 0.0, 2.0)  # |a-b|^2 = 2 - 2 cos
-    return out_i, out_d
 
 
 def run_neighbours(
@@ -101,19 +49,19 @@ def run_neighbours(
     """'More like this': each query's nearest images under the run's own similarity.
 
     Reads ``RUN/neighbors.parquet`` (stage 04; the fused similarity of the ``logos`` preset,
-    cosine for ``photos``) and falls back to :func:`nearest_neighbours` on ``Z`` for queries
-    it does not cover (an older run, or more neighbours than it stores).
+    cosine for ``photos``) and falls back to the cosine of ``Z``
+    (:func:`lookalike.neighbors.nearest_neighbors`) for queries it does not cover (an older
+    run, or more neighbours than it stores).
 
     Returns
     -------
     index : int64 array (m, n), rows of ``ids``, nearest first
     distance : float32 array (m, n), ``1 - similarity``
     """
-    from .similarity import read_neighbors
-
     q = np.asarray(queries, dtype=np.int64)
     nn = max(0, min(int(n_neighbours), len(ids) - 1))
-    idx, dist = nearest_neighbours(Z, q, nn)
+    idx, sim = nearest_neighbors(Z, q, k=nn)
+    dist = np.clip(1.0 - sim, 0.0, 2.0)
     table = read_neighbors(run_dir)
     if table is None or nn == 0 or int(table["rank"].max()) < nn:
         return idx, dist
@@ -144,7 +92,7 @@ def near_duplicate_groups(Z: np.ndarray, threshold: float = DUP_THRESHOLD) -> li
 
     if not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"dup_threshold={threshold!r} must be a cosine similarity in (0, 1]")
-    U = _unit(np.asarray(Z, dtype=np.float32))
+    U = l2_normalize(np.asarray(Z, dtype=np.float32))
     if len(U) < 2:
         return []
     # cos >= t  <=>  |a-b| <= sqrt(2 - 2t) for unit vectors; the small slack absorbs rounding.
@@ -183,9 +131,9 @@ def find_near_duplicates(
     t0 = time.perf_counter()
     threshold = DUP_THRESHOLD if threshold is None else threshold
     run = RunLayout(run_dir)
-    ids, Z = load_reduced(run)
+    ids, Z = read_reduced(run)
     paths = image_paths(run)
-    U = _unit(Z)
+    U = l2_normalize(Z)
     rows = []
     groups = near_duplicate_groups(Z, threshold)
     for g, members in enumerate(groups):

@@ -46,7 +46,7 @@ from .model import (
 )
 from .neighbors import l2_normalize
 from .paths import RunLayout
-from .preprocess import (  # noqa: F401 (load_for_embedding: deprecated here, inspect.py uses it)
+from .preprocess import (
     PREPROCESS_VERSION,
     check_choice,
     check_preprocessing,
@@ -613,10 +613,12 @@ def embed_images(
 
 
 def _print_summary(s: dict[str, Any]) -> None:
+    from .progress import summary
+
     n = s["n_images"]
     rate = 100.0 * s["embedded"] / n if n else 0.0
     how = " (reused existing embeddings)" if s["reused"] else ""
-    print(
+    summary(
         f"embed: {s['embedded']}/{n} images embedded ({rate:.1f}%): computed {s['computed']}, "
         f"cached {s['cached']}, failed {s['failed']}; dim {s['dim']}, {s['precision']} "
         f"({s['backend']}); {s['seconds']:.1f} s, {s['images_per_s']:.1f} images/s{how}"

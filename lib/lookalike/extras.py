@@ -25,6 +25,7 @@ from .model import load_extractor, load_vgg16, output_dim, pool_features, prepar
 from .neighbors import l2_normalize
 from .paths import RunLayout
 from .preprocess import colour_signature, load_for_embedding, part_inputs, upright_rgba
+from .progress import summary as print_summary
 from .similarity import EMBED_KEYS
 from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches, prefetch
 
@@ -117,7 +118,7 @@ def _colour_pass(
 
     Images without parts are complete here and go to the cache.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
 
@@ -129,7 +130,7 @@ def _colour_pass(
     todo: list[tuple[int, int]] = []
     failed: dict[int, str] = {}
     stream = prefetch(misses, look, workers=int(workers), lookahead=64)
-    for i, result, err in tqdm(
+    for i, result, err in progress_bar(
         stream, total=len(misses), desc="colour", unit="img", disable=not progress
     ):
         if err is not None:
@@ -306,7 +307,7 @@ def embed_extras(
 def _finish(summary: dict[str, Any], t0: float) -> dict[str, Any]:
     summary["seconds"] = time.perf_counter() - t0
     how = " (reused)" if summary["reused"] else ""
-    print(
+    print_summary(
         f"similarity: {summary['n_images']} images, {summary['with_parts']} lockups with parts; "
         f"{summary['parts_computed']} part inputs computed, {summary['cached']} images from "
         f"the cache, {summary['failed']} failed; {summary['seconds']:.1f} s{how}"

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import progress
 from .exceptions import ConfigError, ImageError
-from .images import _error as image_error
-from .images import decode_image, error_reason, sniff_format
+from .images import decode_image, error_reason, image_error, sniff_format
 from .paths import resolve
+from .progress import bar as progress_bar
+from .progress import summary as print_summary
 from .storage import coerce_manifest, empty_manifest
 
 #: File name endings that are decoded and embedded.
@@ -177,7 +177,7 @@ def index_folder(
     t0 = time.perf_counter()
     rows = [
         index_file(p, min_side=int(min_side), max_bytes=int(max_bytes))
-        for p in progress.bar(files, desc="folder", unit="file", disable=not progress)
+        for p in progress_bar(files, desc="folder", unit="file", disable=not progress)
     ]
     _print_summary(rows, time.perf_counter() - t0)
     return coerce_manifest(pd.DataFrame(rows)) if rows else empty_manifest()
@@ -194,7 +194,7 @@ def _print_summary(rows: list[dict], seconds: float) -> None:
     rest = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     rate = 100.0 * ok / n if n else 0.0
     speed = n / seconds if seconds > 0 else 0.0
-    progress.summary(
+    print_summary(
         f"folder: {ok}/{n} images usable ({rate:.1f}%)"
         + (f"; {rest}" if rest else "")
         + f"; {seconds:.1f} s, {speed:.0f} files/s"

@@ -24,10 +24,11 @@ from PIL import Image
 
 from . import storage
 from .cluster import CLUSTERS_COLUMNS, image_paths
-from .duplicates import N_NEIGHBOURS, load_reduced, run_neighbours
+from .duplicates import N_NEIGHBOURS, run_neighbours
 from .elbow import KChoice
 from .exceptions import ConfigError
 from .paths import RunLayout, resolve
+from .reduce import read_reduced
 from .sheets import thumbs
 
 __all__ = ["GALLERY_INLINE_MAX", "write_gallery"]
@@ -290,7 +291,7 @@ def write_gallery(
     table = _read_clusterings(run, methods, k_values)
     metrics = pd.read_csv(run.metrics).set_index(["method", "k"]) if run.metrics.exists() else None
     paths = image_paths(run)
-    ids, Z = load_reduced(run)
+    ids, Z = read_reduced(run)
     page = _PageImages()
     chosen_key = (choice.method, choice.k) if choice is not None else None
     clusterings, start, skipped = _build_clusterings(

@@ -179,10 +179,11 @@ def decode_logo(data: bytes, *, min_side: int = 16) -> tuple[Image.Image, str]:
         im = images.decode_image(data)
         fmt = im.format or "?"
         if min(im.size) < min_side:
-            raise images._error("too_small", f"{im.size[0]}x{im.size[1]} < min_side={min_side}")
+            size = f"{im.size[0]}x{im.size[1]}"
+            raise images.image_error("too_small", f"{size} < min_side={min_side}")
         im = im.convert("RGBA")
     if is_blank(im):
-        raise images._error("blank", "fully transparent or a single colour")
+        raise images.image_error("blank", "fully transparent or a single colour")
     return im, fmt
 
 

@@ -76,10 +76,6 @@ def image_error(reason: str, detail: str) -> ImageError:
     return err
 
 
-#: Deprecated private spelling of :func:`image_error` (logos.py and folder.py still use it).
-_error = image_error
-
-
 def error_reason(exc: BaseException) -> str:
     """The short reason code of an :class:`ImageError` (``"corrupt"`` if it has none)."""
     return getattr(exc, "reason", "corrupt")

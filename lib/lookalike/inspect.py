@@ -13,12 +13,26 @@ Import the module of each concern instead:
 
 import warnings
 
+import numpy as np
+
 from .browser import *  # noqa: F403
 from .duplicates import *  # noqa: F403
 from .elbow import *  # noqa: F403
 from .gallery import *  # noqa: F403
+from .neighbors import nearest_neighbors as _nearest_neighbors
 from .plots import *  # noqa: F403
+from .reduce import read_reduced as load_reduced  # noqa: F401 (the old name)
 from .sheets import *  # noqa: F403
+
+
+def nearest_neighbours(Z, queries, n_neighbours=8):
+    """Deprecated: use :func:`lookalike.neighbors.nearest_neighbors` (it returns similarity).
+
+    Returns ``(index, distance)``, with the cosine distance ``1 - cos`` in 0..2.
+    """
+    idx, sim = _nearest_neighbors(Z, queries, k=n_neighbours)
+    return idx, np.clip(1.0 - sim, 0.0, 2.0)
+
 
 warnings.warn(
     "lookalike.inspect is deprecated; use lookalike.elbow, plots, sheets, duplicates, browser "

@@ -19,7 +19,7 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 
 from .exceptions import ConfigError
 
-#: Default k sweep, the logo seed's list; values at or above the number of images are dropped.
+#: Default k sweep (the original logo notebook's); k at or above the number of images is dropped.
 DEFAULT_K_VALUES: tuple[int, ...] = (3, 5, 10, 20, 50, 70, 100, *range(200, 1001, 100))
 
 #: ``algorithm="auto"`` uses MiniBatchKMeans above this many images, exact KMeans up to it.
@@ -231,7 +231,8 @@ def kmeans_sweep(
         ``distances`` float32 (n_samples,), Euclidean distance to the centroid in ``Z``.
     """
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
+
+    from .progress import bar as progress_bar
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     ks = clip_k_values(k_values, len(Z))
@@ -242,7 +243,7 @@ def kmeans_sweep(
     # The k-means++ seeding does many thin matrix products; threaded BLAS only thrashes on
     # them (measured 5-20x slower on a busy 2-core machine). Lloyd's loop uses OpenMP anyway.
     with threadpool_limits(limits=1, user_api="blas"):
-        for k in tqdm(ks, desc=f"kmeans ({name})", unit="k", disable=not progress):
+        for k in progress_bar(ks, desc=f"kmeans ({name})", unit="k", disable=not progress):
             t0 = time.perf_counter()
             raw, centers = _fit_kmeans(
                 Z, k, estimator=estimator, n_init=n_init, random_state=random_state

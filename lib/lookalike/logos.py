@@ -29,8 +29,9 @@ at least ``prefer_side`` pixels (a smaller one is kept, and the largest found wi
     and its default 16x16 globe; both the 404 and a 16x16 answer count as a miss
     (``placeholder``).
 ``clearbit``
-    The seed's ``https://logo.clearbit.com/{domain}``. The free Clearbit Logo API shut down on
-    1 December 2025; it stays available (off by default) to reproduce historical runs.
+    The original notebook's ``https://logo.clearbit.com/{domain}``. The free Clearbit Logo
+    API shut down on 1 December 2025; it stays available (off by default) to reproduce
+    historical runs.
 
 Every candidate goes through :func:`lookalike.icons.decode_logo`, which rejects blank and
 single-colour images, images smaller than ``min_side`` (1x1 pixels), HTML served as an image,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import ConfigError, WeightsError
-from .paths import DEMO_DIR, default_cache_dir
+from .paths import DEMO_DIR, vector_cache_dir
 from .preprocess import check_choice, load_for_embedding
 from .weights import (
     BLOCK1_CONV1_BIAS0,
@@ -37,10 +37,6 @@ from .weights import (
     read_conv_weights,
     weights_path,
 )
-
-# Sub-folder of default_cache_dir() holding vectors and int8 models. Not a run file, though it
-# shares the name of RUN/embeddings; paths.py should own it (default_cache_dir's neighbour).
-_CACHE_SUBDIR = "embeddings"
 
 POOLINGS = ("avg", "max", "gem", "flatten")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -217,11 +213,11 @@ def vgg16_onnx(*, layer: str = "block5_pool", info: WeightsInfo | None = None):
 
 
 def vector_cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Root of the vector cache: ``cache_dir``, default ``default_cache_dir() / "embeddings"``.
+    """Root of the vector cache: ``cache_dir``, default :func:`lookalike.paths.vector_cache_dir`.
 
     Vectors go under ``<root>/<params hash>/``, int8 models under ``<root>/models/``.
     """
-    return Path(cache_dir) if cache_dir is not None else default_cache_dir() / _CACHE_SUBDIR
+    return Path(cache_dir) if cache_dir is not None else vector_cache_dir()
 
 
 # -- vectors -----------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lookalike"
 
 
+def vector_cache_dir() -> Path:
+    """The shared embedding cache, ``default_cache_dir() / "embeddings"`` (not a run folder)."""
+    return default_cache_dir() / "embeddings"
+
+
 class RunLayout:
     """Every file and folder of one run, named in one place.
 

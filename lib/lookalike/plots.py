@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from . import storage
-from .duplicates import load_reduced
 from .elbow import method_rows
 from .exceptions import ConfigError
 from .paths import RunLayout, resolve
+from .reduce import read_reduced
 from .sheets import cluster_assignments, thumbs
 
 __all__ = [
@@ -260,7 +260,7 @@ def plot_map(
 
     run = RunLayout(run_dir)
     sel = cluster_assignments(run, k, method)
-    ids, Z = load_reduced(run)
+    ids, Z = read_reduced(run)
     max_points = TSNE_MAX_POINTS if max_points is None else max_points
     rows, xy = embedding_2d(
         Z, projection=projection, max_points=max_points, random_state=random_state

@@ -283,7 +283,9 @@ def load_for_embedding(
         if img.width < 1 or img.height < 1:
             raise ImageError(f"empty image ({img.width}x{img.height} pixels)")
         if background == "none" and img.mode == "RGBA":
-            img = img.convert("RGB")  # the seeds' way: the stored colours under alpha show
+            img = img.convert(
+                "RGB"
+            )  # the original notebooks' way: the stored colours under alpha show
         if trim:
             img = trim_borders(img)
         if fit == "stretch":
@@ -378,7 +380,7 @@ def part_inputs(
     if not boxes:
         return []
     if background == "none":
-        img = img.convert("RGB")  # the seeds' plain conversion, as for the whole
+        img = img.convert("RGB")  # the original plain conversion, as for the whole
         bg = COLOURS["white"]
     elif background == "auto":
         bg = COLOURS[pick_background(img)]

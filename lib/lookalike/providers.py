@@ -53,7 +53,7 @@ LOGODEV_URL = "https://img.logo.dev/{domain}?token={token}&size=256&format=png&f
 BRANDFETCH_URL = (
     "https://cdn.brandfetch.io/domain/{domain}/w/256/h/256/fallback/404/type/icon?c={client_id}"
 )
-#: The seed's provider. Shut down on 1 December 2025; kept for historical runs.
+#: The original notebook's provider. Shut down on 1 December 2025; kept for historical runs.
 CLEARBIT_URL = "https://logo.clearbit.com/{domain}"
 
 #: Every provider, and the default chain (``clearbit`` is off: the service is gone).

@@ -18,7 +18,6 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import storage
 from .cluster import CLUSTERS_COLUMNS, image_paths
 from .exceptions import ConfigError
+from .images import png_bytes
 from .paths import RunLayout, resolve
 
 __all__ = [
@@ -53,7 +53,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def _thumb(path: str | os.PathLike[str] | None, size: int) -> Image.Image:
     """A ``size`` square thumbnail, transparent parts on white; a crossed tile if unreadable."""
-    from .embed import load_for_embedding
+    from .preprocess import load_for_embedding
 
     try:
         if path is None:
@@ -84,14 +84,8 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def _png_bytes(img: Image.Image) -> bytes:
-    buf = BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _save_image(img: Image.Image, out_path: str | os.PathLike[str]) -> Path:
-    return storage.atomic_write_bytes(resolve(out_path), _png_bytes(img))
+    return storage.atomic_write_bytes(resolve(out_path), png_bytes(img))
 
 
 def contact_sheet_image(

@@ -34,12 +34,10 @@ import numpy as np
 
 from . import storage
 from .exceptions import ConfigError, ManifestError
-from .neighbors import (  # noqa: F401 (NEIGHBORS_COLUMNS, read_neighbors: deprecated here)
-    NEIGHBORS_COLUMNS,
+from .neighbors import (
     block_rows,
     check_features,
     l2_normalize,
-    read_neighbors,
     similarity_rows,
 )
 from .paths import RunLayout
@@ -90,9 +88,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Keys of a preset that are parameters of :func:`lookalike.embed.embed_images`.
 EMBED_KEYS = ("layer", "pooling", "image_size", "background", "fit", "trim")
-
-#: Deprecated: use :attr:`lookalike.paths.RunLayout.PARTS` (kept for tests/test_e2e.py).
-PARTS_NAME = RunLayout.PARTS
 
 
 def resolve_preset(

@@ -155,7 +155,7 @@ def feature_batches(
     errors : list of (position, exception)
         Items whose ``load`` raised since the previous batch; they are counted on the bar.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     def work(i: int) -> np.ndarray:
         return prepare(load(items[i]))
@@ -163,7 +163,7 @@ def feature_batches(
     batch: np.ndarray | None = None
     positions: list[int] = []
     errors: list[tuple[int, BaseException]] = []
-    with tqdm(total=len(items), unit="img", desc=desc, disable=not progress) as bar:
+    with progress_bar(total=len(items), unit="img", desc=desc, disable=not progress) as bar:
         stream = prefetch(range(len(items)), work, workers=workers, lookahead=2 * batch_size)
         for i, arr, err in stream:
             if err is not None:
