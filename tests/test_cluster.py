@@ -281,3 +281,37 @@ def test_merge_tree_is_scipy_average_linkage_of_either_distance():
         cluster.merge_tree(D, linkage="ward")
     with pytest.raises(ConfigError, match="max_samples=5"):
         cluster.similarity_distances(S, max_samples=5)
+
+
+def _outputs(run) -> dict[str, bytes]:
+    layout = RunLayout(run)
+    out = {p.name: p.read_bytes() for p in (layout.clusters, layout.pca, layout.neighbors)}
+    out["metrics"] = pd.read_csv(layout.metrics).drop(columns="seconds").to_csv().encode()
+    return out
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
+def test_a_kill_at_any_write_then_a_rerun_equals_a_clean_run(tmp_path, monkeypatch, kill_at):
+    """Killed before its Nth file write (with other parameters than the last run's), then
+    run again with the first parameters: every output equals an uninterrupted run's."""
+    X, _ = _blobs(centers=4, spread=0.25, seed=3)
+    kw = {"pca_components": 8, "k_values": [3, 5], "random_state": 1, "progress": False}
+    clean, run = tmp_path / "clean", tmp_path / "run"
+    for r in (clean, run):
+        _write_embeddings(r, X)
+    cluster_run(clean, **kw)
+    cluster_run(run, **kw)
+    real, calls = storage.atomic_path, []
+
+    def dying(path):
+        calls.append(path)
+        if len(calls) == kill_at:
+            raise SystemExit("killed")
+        return real(path)
+
+    monkeypatch.setattr(storage, "atomic_path", dying)
+    with pytest.raises(SystemExit):
+        cluster_run(run, **{**kw, "k_values": [3, 4]})
+    monkeypatch.setattr(storage, "atomic_path", real)
+    cluster_run(run, **kw)
+    assert _outputs(run) == _outputs(clean)

@@ -185,6 +185,9 @@ def test_plain_papermill_runs_one_notebook(logo_run, tmp_path):
 
 
 def test_failure_names_notebook_and_cell(logo_run, tmp_path):
+    # a value that passes the parameter checks but fails inside the notebook: the vector
+    # cache under a path whose parent is a file
+    (tmp_path / "bogus").write_text("a file, not a folder")
     proc = _lookalike(
         "run",
         "configs/demo-logos.yaml",
@@ -195,7 +198,9 @@ def test_failure_names_notebook_and_cell(logo_run, tmp_path):
         "--to",
         "03",
         "-p",
-        "pooling=bogus",
+        f"cache_dir={tmp_path / 'bogus' / 'cache'}",
+        "-p",
+        "force=true",
         "--no-html",
         check=False,
     )

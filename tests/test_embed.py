@@ -326,3 +326,46 @@ def test_embed_run_writes_the_vectors_and_the_logo_extras_in_one_call(tmp_path, 
     photos = embed.embed_run(run, preset="photos", cache_dir=cache, progress=False)
     assert photos["vectors"]["dim"] == 512 and not layout.parts.exists()
     assert "whole-image vectors only" in capsys.readouterr().out
+
+
+def test_a_kill_between_the_embeddings_and_the_manifest_is_repaired(tmp_path, monkeypatch):
+    """Killed after RUN/embeddings is swapped in but before images.parquet is marked: the
+    re-run reuses the vectors and still marks the failures, like an uninterrupted run."""
+    from lookalike import embed
+
+    def build(run):
+        items = [(f"{c}.png", _png(_photo(i))) for i, c in enumerate("abc")]
+        _add_rows(run, items)
+        (run / "images" / "b.png").write_bytes(_png(_photo(7)))  # changed after the manifest
+        (run / "images" / "c.png").unlink()
+
+    clean, killed, cache = tmp_path / "clean", tmp_path / "killed", tmp_path / "cache"
+    build(clean)
+    build(killed)
+    embed_images(clean, cache_dir=cache, **EMBED_KW)
+    real = embed._mark_manifest
+
+    def die(*args, **kwargs):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(embed, "_mark_manifest", die)
+    with pytest.raises(SystemExit):
+        embed_images(killed, cache_dir=cache, **EMBED_KW)
+    assert (storage.read_manifest(killed)["status"] == "ok").all()  # the kill left it wrong
+    monkeypatch.setattr(embed, "_mark_manifest", real)
+    again = embed_images(killed, cache_dir=cache, **EMBED_KW)
+    assert again["reused"] and again["manifest_updated"] == 2
+
+    def table(run, frame):
+        return frame.assign(error=frame["error"].str.replace(str(run), "RUN", regex=False))
+
+    want = table(clean, storage.read_manifest(clean))
+    pd.testing.assert_frame_equal(table(killed, storage.read_manifest(killed)), want)
+    failed = [
+        table(r, pd.read_parquet(r / "embeddings" / "failed.parquet")) for r in (clean, killed)
+    ]
+    pd.testing.assert_frame_equal(*failed)
+    for name in ("vectors.npy", "ids.parquet"):
+        assert (clean / "embeddings" / name).read_bytes() == (
+            killed / "embeddings" / name
+        ).read_bytes()

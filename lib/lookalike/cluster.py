@@ -650,6 +650,7 @@ def cluster_run(
         export_cluster_folders(run, mode=o["export_folders"])
         return metrics
 
+    storage.clear_stamp(run.cluster_state)
     X = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())

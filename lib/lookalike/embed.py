@@ -585,6 +585,10 @@ def embed_images(
         n_vectors = int(stamp.get("n_vectors", 0))
         summary.update(reused=True, embedded=n_vectors, cached=n_vectors)
         summary["failed"] = int(stamp.get("n_failed", 0))
+        # A kill between the swap and the manifest write left the marks out: put them back.
+        failed = storage.read_table(run.embed_failed, required=["image_id", "error"])
+        marks = dict(zip(failed["image_id"], failed["error"], strict=True))
+        summary["manifest_updated"] = _mark_manifest(run, marks)
     else:
         failures = _build(
             run,

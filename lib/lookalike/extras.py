@@ -260,6 +260,7 @@ def embed_extras(
     }
     outputs = [run.parts, run.part_mask, run.colour]
     if not settings["parts"] and not float(settings["colour_weight"]) > 0:
+        storage.clear_stamp(run.similarity_state)
         for path in outputs:
             path.unlink(missing_ok=True)
         storage.write_stamp(run.similarity_state, key)
@@ -272,6 +273,7 @@ def embed_extras(
         summary.update(reused=True, cached=len(ids), with_parts=int(mask.any(axis=1).sum()))
         return _finish(summary, t0)
 
+    storage.clear_stamp(run.similarity_state)
     cache_root = vector_cache_root(cache_dir)
     d = output_dim(settings["layer"], int(settings["part_size"]), settings["pooling"])
     paths = [run.image_path(p) for p in ids["path"].astype(str)]

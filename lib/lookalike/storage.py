@@ -268,6 +268,16 @@ def write_stamp(path: str | os.PathLike[str], key: Mapping[str, Any], **info: An
     return atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode())
 
 
+def clear_stamp(path: str | os.PathLike[str]) -> None:
+    """Remove a stage's stamp before it rewrites any of its outputs.
+
+    Otherwise a kill half-way through a run with other parameters would leave the old stamp
+    beside a mix of old and new outputs, and a re-run with the old parameters would take
+    them as current.
+    """
+    Path(path).unlink(missing_ok=True)
+
+
 def is_current(
     path: str | os.PathLike[str],
     key: Mapping[str, Any],
@@ -276,8 +286,9 @@ def is_current(
 ) -> bool:
     """True when the stamp at ``path`` records exactly ``key`` and every output exists.
 
-    The stamp is written last, after the outputs it covers, so a kill at any point leaves
-    either no stamp, an old one (its key differs) or a complete set of outputs.
+    The stamp is cleared (:func:`clear_stamp`) before the outputs are rewritten and written
+    last, after them, so a kill at any point leaves either no stamp or a complete set of
+    outputs that match it.
     """
     stamp = read_stamp(path)
     if stamp is None:
