@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from blobs import blobs as _blobs
 from sklearn.metrics import adjusted_rand_score
 
 from lookalike import cluster, storage
@@ -22,19 +23,6 @@ from lookalike.paths import RunLayout
 from lookalike.similarity import similarity_matrix
 
 SCORES = ["inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "seconds"]
-
-
-def _blobs(n_per=20, centers=4, dim=64, seed=0, spread=0.05):
-    """Unit-norm vectors around ``centers`` random directions, like pooled VGG16 features.
-
-    ``n_per`` may be a list (uneven cluster sizes).
-    """
-    rng = np.random.default_rng(seed)
-    sizes = [n_per] * centers if np.isscalar(n_per) else list(n_per)
-    c = rng.normal(size=(len(sizes), dim))
-    truth = np.repeat(np.arange(len(sizes)), sizes)
-    X = c[truth] + rng.normal(scale=spread * np.sqrt(dim), size=(len(truth), dim))
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), truth
 
 
 def _write_embeddings(run, X):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,18 @@ def test_example_config_is_a_folder_run():
     assert config["source"] == "folder" and "image_dir" in config
     text = (PROJECT_ROOT / "configs" / "example.yaml").read_text(encoding="utf-8")
     assert "# source: logos" in text and "# source: catalog" in text
+
+
+def test_the_library_page_names_every_module():
+    import lookalike
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "library.md").read_text()
+    package = Path(lookalike.__file__).parent
+    missing = [
+        p.name
+        for p in sorted(package.glob("*.py"))
+        if p.stem not in {"__init__", "__main__"}
+        and f"`{p.name}`" not in text
+        and f"`lookalike.{p.stem}`" not in text
+    ]
+    assert not missing, f"docs/library.md does not mention {missing}"

@@ -219,6 +219,6 @@ def test_unknown_parameter_is_refused_before_running(tmp_path):
         "k_valuez=[2]",
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input: the command-line convention
     assert "k_valuez" in proc.stderr and "k_values" in proc.stderr
     assert not (tmp_path / "r" / "notebooks").exists()

@@ -57,7 +57,7 @@ def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
 
 
 def test_photos_preset_adds_nothing_logo_specific(tmp_path):
-    from lookalike import cluster, embed, inspect
+    from lookalike import cluster, elbow, embed
 
     run, ids = _logo_run(tmp_path, _brand_images()[:6], source="catalog")
     settings = sim.resolve_preset("auto", run_dir=run)
@@ -67,7 +67,7 @@ def test_photos_preset_adds_nothing_logo_specific(tmp_path):
     assert out["parts_computed"] == 0 and not RunLayout(run).parts.exists()
     metrics = cluster.cluster_run(run, k_values=[2, 3], progress=False)
     assert set(metrics["method"]) == {"kmeans", "agglomerative"}
-    assert inspect.default_method(metrics) == "kmeans"
+    assert elbow.default_method(metrics) == "kmeans"
     # neighbours are plain cosine on the L2 vectors
     _, vectors = storage.read_embeddings(run)
     nb = read_neighbors(run)
