@@ -248,6 +248,34 @@ def test_failures_are_retried_and_cleared_when_the_file_is_fixed(tmp_path):
     assert pd.read_parquet(run / "embeddings" / "failed.parquet").empty
 
 
+def test_a_kill_between_the_swap_and_the_manifest_is_repaired_by_the_rerun(tmp_path, monkeypatch):
+    """Issue 12: killed after ``embeddings/`` is swapped in but before the manifest is marked,
+    the re-run reuses the embeddings and still marks the failed image, as a clean run does."""
+    cache = tmp_path / "cache"
+    items = [("a.png", _png(_photo(1))), ("b.png", _png(_photo(2))), ("c.png", b"not an image")]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for run in (clean, killed):
+        _add_rows(run, items)
+    embed_images(clean, cache_dir=cache, **EMBED_KW)
+
+    real = embed._mark_manifest
+
+    def die_once(*args, **kwargs):
+        monkeypatch.setattr(embed, "_mark_manifest", real)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(embed, "_mark_manifest", die_once)
+    with pytest.raises(SystemExit):
+        embed_images(killed, cache_dir=cache, **EMBED_KW)
+    assert storage.read_embeddings(killed)[1].shape[0] == 2  # the swap happened
+    assert (storage.read_manifest(killed)["status"] == "ok").all()  # the marks did not
+
+    again = embed_images(killed, cache_dir=cache, **EMBED_KW)
+    assert again["reused"] and again["manifest_updated"] == 1
+    pd.testing.assert_frame_equal(storage.read_manifest(killed), storage.read_manifest(clean))
+    assert embed_images(killed, cache_dir=cache, **EMBED_KW)["manifest_updated"] == 0
+
+
 def test_temp_folders_of_a_crashed_run_are_removed(tmp_path):
     run = tmp_path / "run"
     _add_rows(run, [("a.png", _png(_photo(1)))])

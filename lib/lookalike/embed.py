@@ -259,6 +259,16 @@ def _mark_manifest(run: RunLayout, failed: dict[str, str]) -> int:
     return int(changed.sum())
 
 
+def _remark_manifest(run: RunLayout) -> int:
+    """Apply ``RUN/embeddings/failed.parquet`` to the manifest again; return the rows changed.
+
+    Idempotent (0 when the manifest already agrees), so reusing current embeddings repairs a
+    manifest that a kill between the folder swap and :func:`_mark_manifest` left unmarked.
+    """
+    failed = storage.read_table(run.embed_failed, required=["image_id", "error"])
+    return _mark_manifest(run, dict(zip(failed["image_id"], failed["error"], strict=True)))
+
+
 def _load_row(run: RunLayout, path: str, image_id: str, **preprocessing: Any) -> np.ndarray:
     """Read a manifest row's file, check it is still the image of ``image_id``, load it."""
     data = run.image_path(path).read_bytes()
@@ -585,6 +595,8 @@ def embed_images(
         n_vectors = int(stamp.get("n_vectors", 0))
         summary.update(reused=True, embedded=n_vectors, cached=n_vectors)
         summary["failed"] = int(stamp.get("n_failed", 0))
+        # A kill after the swap but before the manifest was marked leaves it behind: re-mark.
+        summary["manifest_updated"] = _remark_manifest(run)
     else:
         failures = _build(
             run,
