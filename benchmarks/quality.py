@@ -56,6 +56,7 @@ from lookalike.cluster import agglomerative_labels, similarity_clusters
 from lookalike.exceptions import LookalikeError
 from lookalike.extras import embed_extras
 from lookalike.neighbors import l2_normalize
+from lookalike.paths import RunLayout
 from lookalike.reduce import fit_pca
 
 #: Named embedding settings: overrides of ``embed_images``' defaults. ``default`` is the
@@ -265,7 +266,7 @@ def evaluate_preset(
             cache_dir=cache_dir,
         )
         if whole["failed"]:
-            failed = pd.read_parquet(run / "embeddings" / "failed.parquet")
+            failed = pd.read_parquet(RunLayout(run).embed_failed)
             print(f"{whole['failed']} images failed, e.g. {failed['error'].iloc[0]}")
         if not whole["embedded"]:
             raise SystemExit("no image of the set could be embedded")
