@@ -33,5 +33,5 @@ def test_pca_whiten_gives_unit_variance():
 @pytest.mark.parametrize("bad", [0, -3, 1.5, 0.0])
 def test_pca_bad_components(bad):
     X, _ = _blobs()
-    with pytest.raises(ConfigError, match="n_components"):
+    with pytest.raises(ConfigError, match=r"pca_components=.* \(PCA n_components\)"):
         fit_pca(X, n_components=bad)

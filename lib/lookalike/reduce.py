@@ -53,12 +53,16 @@ def fit_pca(
     elif isinstance(n_components, float) and not float(n_components).is_integer():
         if not 0.0 < n_components < 1.0:
             raise ConfigError(
-                f"n_components={n_components!r}: a float must be a variance fraction in (0, 1)"
+                f"pca_components={n_components!r} (PCA n_components): a float must be a variance "
+                "fraction in (0, 1)"
             )
         nc = float(n_components)
     else:
         if int(n_components) < 1:
-            raise ConfigError(f"n_components={n_components!r} must be >= 1")
+            raise ConfigError(
+                f"pca_components={n_components!r} (PCA n_components) must be >= 1, or a "
+                "variance fraction in (0, 1)"
+            )
         nc = min(int(n_components), limit)
     solver = "full" if isinstance(nc, float) else "auto"
     pca = PCA(n_components=nc, whiten=whiten, svd_solver=solver, random_state=random_state)
