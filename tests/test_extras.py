@@ -88,3 +88,46 @@ def test_colour_weight_works_without_parts(tmp_path):
     assert feats["colour"].shape == (4, 512) and not feats["part_mask"].any()
     inputs = sim.fused_inputs(feats)
     assert inputs["parts"] is None and inputs["colour_weight"] == 0.3
+
+
+def test_a_kill_at_any_write_of_the_extras_then_a_rerun_equals_a_clean_run(tmp_path, monkeypatch):
+    """Killed before each of its file writes (with other settings than the last run's),
+    then run again: parts, mask and colour equal an uninterrupted run's, to the byte."""
+    from lookalike import embed
+
+    cache = tmp_path / "cache"
+    runs = []
+    for name in ("clean", "killed"):
+        run, _ = _logo_run(tmp_path / name, _brand_images())
+        settings = sim.resolve_preset("auto", run_dir=run, whiten=0)
+        embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=cache, progress=False)
+        embed_extras(run, settings, cache_dir=cache, progress=False)
+        runs.append(RunLayout(run))
+    clean, killed = runs
+    other = {**settings, "colour_bins": 4, "part_size": 128}  # other parts and colours
+    real = storage.atomic_path
+
+    def files(run):
+        return [p.read_bytes() for p in (run.parts, run.part_mask, run.colour)]
+
+    killed_at = []
+    for kill_at in range(1, 20):
+        calls = []
+
+        def dying(path, calls=calls, kill_at=kill_at):
+            calls.append(path)
+            if len(calls) == kill_at:
+                raise SystemExit("killed")
+            return real(path)
+
+        monkeypatch.setattr(storage, "atomic_path", dying)
+        try:
+            embed_extras(killed.root, other, cache_dir=cache, progress=False)
+        except SystemExit:
+            killed_at.append(kill_at)
+        monkeypatch.setattr(storage, "atomic_path", real)
+        embed_extras(killed.root, settings, cache_dir=cache, progress=False)
+        assert files(killed) == files(clean), kill_at
+        if killed_at[-1:] != [kill_at]:
+            break  # the run finished: every write point was tried
+    assert len(killed_at) >= 4  # parts, mask, colour and the stamp at least
