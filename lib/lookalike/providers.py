@@ -34,6 +34,7 @@ from .icons import (
     parse_icon_links,
     parse_manifest_icons,
 )
+from .robots import RobotsCache
 
 #: At most this many icon URLs are downloaded per domain from the site.
 MAX_CANDIDATES = 10
@@ -120,7 +121,7 @@ class Settings:
     session: requests.Session
     limiter: net.HostRateLimiter
     slots: HostSlots
-    robots: net.RobotsCache
+    robots: RobotsCache
     min_side: int
     prefer_side: int
     budget_s: float
@@ -225,7 +226,7 @@ def open_settings(
         if host:
             limiter.set_delay(host, service_delay_s)
     # robots.txt is a tiny text file: a dead host shows up fast
-    robots = net.RobotsCache(session, http, limiter=limiter, timeout_s=min(http.timeout_s, 5.0))
+    robots = RobotsCache(session, http, limiter=limiter, timeout_s=min(http.timeout_s, 5.0))
     return Settings(
         http=http,
         session=session,
