@@ -241,7 +241,7 @@ def test_a_photo_named_after_a_colour_is_an_image_and_a_lone_placeholder_is_flag
     # Before, grey.jpg was dropped without trace by the placeholder filter.
     page = """<div class="product"><a href="/p/1"><img src="/img/grey.jpg" alt="Grey"></a></div>
       <div class="product"><a href="/p/2"><img src="/img/no-image.png"></a></div>
-      <div class="product"><a href="/p/3"><img src="/img/blank.gif" data-src="/img/a.jpg"></a></div>"""
+      <div class="product"><a href="/p/3"><img src="blank.gif" data-src="/img/a.jpg"></a></div>"""
     refs = catalog.parse_listing(page, "http://s.test/list/").images
     assert [(r.url, r.placeholder) for r in refs] == [
         ("http://s.test/img/grey.jpg", False),

@@ -572,6 +572,16 @@ def test_first_page_problems_raise_scrape_error(serve, tmp_path):
         ({"delay_s": -1}, "delay_s"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"max_images": 0}, "max_images"),
+        # issue 12: wrong values are refused by the library too, naming the parameter
+        ({"max_pages": -3}, "max_pages"),
+        ({"max_pages": "abc"}, "max_pages"),
+        ({"max_pages": 2.5}, "max_pages"),
+        ({"max_images": -1}, "max_images"),
+        ({"concurrency": True}, "concurrency"),
+        ({"min_side": -1}, "min_side"),
+        ({"timeout_s": "abc"}, "timeout_s"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"max_bytes": -5}, "max_bytes"),
     ],
 )
 def test_bad_options_raise_config_error(tmp_path, kwargs, match):

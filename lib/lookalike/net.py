@@ -227,19 +227,42 @@ class HttpOptions:
     allow_private_hosts: bool = False
 
     def __post_init__(self) -> None:
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
         for ok, msg in (
-            (self.delay_s >= 0, f"delay_s must be >= 0 seconds, got {self.delay_s!r}"),
-            (self.timeout_s > 0, f"timeout_s must be > 0 seconds, got {self.timeout_s!r}"),
-            (self.max_retries >= 0, f"max_retries must be >= 0, got {self.max_retries!r}"),
-            (self.max_bytes > 0, f"max_bytes must be > 0, got {self.max_bytes!r}"),
+            (
+                number(self.delay_s) and self.delay_s >= 0,
+                f"delay_s must be >= 0 seconds, got {self.delay_s!r}",
+            ),
+            (
+                number(self.timeout_s) and self.timeout_s > 0,
+                f"timeout_s must be > 0 seconds, got {self.timeout_s!r}",
+            ),
         ):
             if not ok:
                 raise ConfigError(msg)
+        require_int("max_retries", self.max_retries, low=0)
+        require_int("max_bytes", self.max_bytes)
 
     def fetch_args(self) -> dict:
         """The keyword arguments of :func:`fetch` these options set."""
         keys = ("timeout_s", "max_retries", "max_bytes", "allow_private_hosts")
         return {k: v for k, v in asdict(self).items() if k in keys}
+
+
+def require_int(name: str, value, *, low: int = 1, allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``value`` is an int ``>= low``.
+
+    Shared by the gathering stages, so a negative, zero, fractional or non-numeric count
+    (``max_domains=-3``, ``max_pages="abc"``) is refused up front instead of misbehaving.
+    ``allow_none`` accepts ``None`` ("no limit").
+    """
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        also = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be an integer >= {low}{also}, got {value!r}")
 
 
 def build_session(options: HttpOptions | None = None, *, pool_size: int = 16) -> requests.Session:

@@ -219,14 +219,11 @@ class ScrapeOptions:
 
     def __post_init__(self) -> None:
         template = self.page_url_template
+        net.require_int("max_pages", self.max_pages)
+        net.require_int("concurrency", self.concurrency)
+        net.require_int("min_side", self.min_side, low=0)
+        net.require_int("max_images", self.max_images, allow_none=True)
         for ok, msg in (
-            (self.max_pages >= 1, f"max_pages must be >= 1, got {self.max_pages!r}"),
-            (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency!r}"),
-            (self.min_side >= 0, f"min_side must be >= 0 pixels, got {self.min_side!r}"),
-            (
-                self.max_images is None or self.max_images >= 1,
-                f"max_images must be None or >= 1, got {self.max_images!r}",
-            ),
             (
                 template is None or "{page}" in template,
                 f"page_url_template {template!r} has no '{{page}}' placeholder; "
