@@ -49,6 +49,7 @@ def test_extract_images_lazy_attrs_srcset_picture_base_and_placeholders():
         ("https://cdn.test/assets/plain.png", "Plain"),
         ("https://cdn.test/assets/pic-1600.webp", "pic"),
     ]
+    assert not any(r.placeholder for r in refs)  # each placeholder stood beside a real URL
 
 
 def test_extract_images_without_base_uses_page_url_and_selector_scopes():
@@ -112,11 +113,16 @@ def test_extract_images_noscript_background_and_tracking_pixels():
       <img src="/img/blank.gif">
     </div>"""
     refs = catalog.extract_images(page, "http://s.test/list/")
-    assert [(r.url, r.alt) for r in refs] == [
+    assert [(r.url, r.alt) for r in refs if not r.placeholder] == [
         ("http://s.test/img/real.jpg", "real"),
         ("http://s.test/img/bg.jpg", ""),
         ("http://s.test/img/lazy-bg.jpg", "lazy bg"),
         ("http://s.test/img/quoted.png", ""),
+    ]
+    # the tracking pixel and the lone placeholder are kept, flagged, so 01 records them
+    assert [r.url for r in refs if r.placeholder] == [
+        "http://s.test/track/p.gif",
+        "http://s.test/img/blank.gif",
     ]
 
 
@@ -206,3 +212,39 @@ def test_json_listing_urls_from_strings_and_objects():
     data = {"items": [{"img": "/a.jpg"}, {"img": {"src": "/b.jpg"}}, {"img": None}, {"img": 3}]}
     refs = catalog.parse_json_listing(data, "http://s.test/api", image_json_path="items[*].img")
     assert [r.url for r in refs] == ["http://s.test/a.jpg", "http://s.test/b.jpg"]
+
+
+@pytest.mark.parametrize(
+    "name, placeholder",
+    [
+        ("blank.gif", True),
+        ("spacer.png", True),
+        ("lazy-placeholder.svg", True),
+        ("1x1.gif", True),
+        ("no-image.png", True),
+        ("no_image_available-300x300.jpg", True),
+        ("transparent.gif", True),
+        # colour words are no evidence: a product photo may be named after its colour
+        ("grey.jpg", False),
+        ("gray.png", False),
+        ("clear.jpg", False),
+        ("lazy-bg.jpg", False),
+        ("image.jpg", False),
+        ("shoe-grey-1x1.jpg", False),
+    ],
+)
+def test_is_placeholder_goes_by_placeholder_words_not_colours(name, placeholder):
+    assert catalog.is_placeholder(f"https://s.test/img/{name}?v=2") is placeholder
+
+
+def test_a_photo_named_after_a_colour_is_an_image_and_a_lone_placeholder_is_flagged():
+    # Before, grey.jpg was dropped without trace by the placeholder filter.
+    page = """<div class="product"><a href="/p/1"><img src="/img/grey.jpg" alt="Grey"></a></div>
+      <div class="product"><a href="/p/2"><img src="/img/no-image.png"></a></div>
+      <div class="product"><a href="/p/3"><img src="blank.gif" data-src="/img/a.jpg"></a></div>"""
+    refs = catalog.parse_listing(page, "http://s.test/list/").images
+    assert [(r.url, r.placeholder) for r in refs] == [
+        ("http://s.test/img/grey.jpg", False),
+        ("http://s.test/img/no-image.png", True),
+        ("http://s.test/img/a.jpg", False),
+    ]

@@ -78,3 +78,32 @@ def test_read_domains_dedupes_spellings_and_keeps_invalid_rows(tmp_path):
         domains.read_domains(tmp_path / "d.csv")
     with pytest.raises(ConfigError, match="not found"):
         domains.read_domains(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("idn-dot\u3002logo\u3002test", "idn-dot.logo.test"),  # ideographic full stop
+        ("idn-dot\uff0elogo\uff0etest", "idn-dot.logo.test"),  # full-width full stop
+        ("idn-dot\uff61logo\uff61test", "idn-dot.logo.test"),  # half-width ideographic
+        ("https://www\u3002B\u00fccher\u3002de/", "xn--bcher-kva.de"),
+        ("\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com", "example.com"),  # full-width letters
+    ],
+)
+def test_uts46_dots_and_full_width_forms_are_mapped(raw, expected):
+    # Before: "idn-dot。logo。test" was refused as no_dot (the "." test ran before UTS 46).
+    assert domains.normalize_domain(raw) == expected
+
+
+def test_input_rows_count_blank_lines_like_a_spreadsheet(tmp_path):
+    # Data row i is spreadsheet row i + 2 (row 1 is the header), blank lines included.
+    # Before, pandas dropped the blank lines before numbering: beta.test was row 1, not 3.
+    path = tmp_path / "d.csv"
+    path.write_text('domain,note\nacme.test,a\n\n\nbeta.test,b\n"",c\n,d\n\nacme.test,e\n')
+    df = domains.read_domains(path).set_index("raw")
+    assert df.loc["acme.test", "input_rows"] == [0, 7]
+    assert df.loc["beta.test", "input_rows"] == [3]
+    assert df.loc["", "input_rows"] == [4, 5] and df.loc["", "reason"] == "empty"
+    assert len(df) == 3  # blank lines are counted, but are not inputs
+    lines = path.read_text().splitlines()
+    assert lines[3 + 1].startswith("beta.test")  # spreadsheet row 5 = file line 5 (1-based)

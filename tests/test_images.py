@@ -199,3 +199,30 @@ def test_render_svg_errors(data, reason):
     with pytest.raises(ImageError) as info:
         images.render_svg(data)
     assert info.value.reason == reason
+
+
+def _ico_with_a_broken_entry() -> bytes:
+    """A 16 + 48 px ICO whose 48 px entry is damaged (its data zeroed past the header)."""
+    import struct
+
+    im = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    for x in range(48):
+        im.putpixel((x, x), (200, 30, 30, 255))
+    buf = io.BytesIO()
+    im.save(buf, "ICO", sizes=[(16, 16), (48, 48)])
+    data = bytearray(buf.getvalue())
+    count = struct.unpack_from("<H", data, 4)[0]
+    for i in range(count):
+        width, _, _, _, _, _, size, offset = struct.unpack_from("<BBBBHHII", data, 6 + 16 * i)
+        if width == 48:
+            data[offset + 40 : offset + size] = bytes(size - 40)
+    return bytes(data)
+
+
+def test_an_ico_with_one_broken_entry_uses_the_good_one():
+    # Issue 12: before, the largest entry was chosen and its failure refused the whole file.
+    im = images.decode_image(_ico_with_a_broken_entry())
+    assert im.format == "ICO" and im.size == (16, 16)
+    good = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(good, "ICO", sizes=[(32, 32)])
+    assert images.decode_image(good.getvalue()).size == (32, 32)

@@ -709,6 +709,17 @@ def test_per_domain_budget(tmp_path, monkeypatch):
         ({"google_url": "https://g.test/?d={domain}&x={other}"}, "google_url"),
         ({"logodev_url": "https://img.logo.dev/{domain}"}, "{token}"),
         ({"duckduckgo_url": "ftp://{domain}/x.ico"}, "https://"),
+        # issue 12: max_domains=-3 used to process 1 of 4 domains ([:-3]) without a word
+        ({"max_domains": -3}, "max_domains"),
+        ({"max_domains": 0}, "max_domains"),
+        ({"max_domains": "abc"}, "max_domains"),
+        ({"max_domains": 1.5}, "max_domains"),
+        ({"concurrency": -2}, "concurrency"),
+        ({"min_side": -1}, "min_side"),
+        ({"prefer_side": "big"}, "prefer_side"),
+        ({"service_delay_s": -1}, "service_delay_s"),
+        ({"domain_budget_s": "abc"}, "domain_budget_s"),
+        ({"timeout_s": -1}, "timeout_s"),
     ],
 )
 def test_bad_options(tmp_path, kwargs, match):
@@ -744,3 +755,40 @@ def test_generated_web_recovers_the_largest_logos(tmp_path, monkeypatch):
     bad = got[~got["recoverable"]]
     assert len(bad) == 40 and (bad["status"] == "failed").all()
     assert (bad["reason"] == bad["reason_truth"]).all(), bad[["domain", "mechanism", "reason"]]
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_site_still_tries_the_well_known_icons_when_the_homepage_answers_an_error(
+    tmp_path, monkeypatch, status
+):
+    # Issue 12: bot protection answers 403 (or a site 400) on "/", yet serves /favicon.ico
+    # (here through a redirect). Before, the site provider gave up on the homepage's error.
+    # A host that cannot be reached at all is not asked for its icons.
+    refused = (status, {"Content-Type": "text/html"}, b"<html>no bots</html>")
+    hosts = {
+        "guarded.test": Host(
+            routes={
+                "/": refused,
+                "/favicon.ico": simweb.redirect("/static/icon.ico"),
+                "/static/icon.ico": ico([16, 48]),
+            }
+        ),
+        "www.guarded.test": Host(default=refused),
+    }
+    with simweb.SimWeb(hosts) as web:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", web.ca_bundle)
+        df = logos.fetch_logos(
+            ["guarded.test", "gone.test"],
+            tmp_path,
+            providers=["site"],
+            proxy=web.url,
+            respect_robots=False,
+            **dict(OPTS, timeout_s=5.0),
+        )
+    by = df.set_index("domain")
+    row = by.loc["guarded.test"]
+    assert (row["status"], row["kind"], row["format"]) == ("ok", "favicon.ico", "ICO")
+    assert row["url"] == "https://guarded.test/static/icon.ico"
+    assert (row["width"], row["height"]) == (48, 48)
+    assert by.loc["gone.test", "status"] == "failed"
+    assert not [u for u in web.hits if "gone.test/" in u and u.endswith(("ico", "png"))]

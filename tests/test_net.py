@@ -342,27 +342,38 @@ def test_http_options_check_their_values_and_feed_fetch():
             net.HttpOptions(**bad)
 
 
-def test_robots_cache_rules_crawl_delay_and_switch(serve, session):
-    srv = serve(
-        {
-            "/robots.txt": ok(b"User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n"),
-            "/a": ok(),
-        }
-    )
-    limiter = net.HostRateLimiter(0.0)
-    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
-    robots = net.RobotsCache(session, opts, limiter=limiter)
-    assert robots.allowed(srv.url + "/a") == (True, "")
-    assert robots.allowed(srv.url + "/private/x") == (False, "robots_disallowed")
-    assert srv.hits["/robots.txt"] == 1  # fetched once per host
-    assert limiter.delay_for("127.0.0.1") == 2.0
-    off = net.RobotsCache(session, net.HttpOptions(respect_robots=False))
-    assert off.allowed(srv.url + "/private/x") == (True, "")
-    assert srv.hits["/robots.txt"] == 1  # switched off: nothing fetched
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("status", [200, 302, 404])
+def test_an_answer_cut_inside_its_headers_is_a_timeout(serve, session, status):
+    # The status line arrives, then the headers trickle past timeout_s: when the watchdog cuts
+    # the socket, http.client sees end-of-file and used to hand back a complete-looking answer
+    # (a 200 with an empty body, or a redirect without its Location).
+    from webserver import Trickle
+
+    head = {"Content-Type": "image/png", "Location": "/elsewhere", "X-Pad": "a" * 60}
+    srv = serve({"/x": Trickle((status, head, b"body")), "/elsewhere": ok()})
+    t0 = time.monotonic()
+    r = net.fetch(session, srv.url + "/x", **dict(FAST, timeout_s=0.5))
+    assert (r.ok, r.error, r.content, r.status_code) == (False, "timeout", b"", None)
+    assert srv.hits["/elsewhere"] == 0 and time.monotonic() - t0 < 3.0
 
 
-def test_robots_5xx_disallows_the_host(serve, session):
-    srv = serve({"/robots.txt": (503, {}, b"down")})
-    opts = net.HttpOptions(allow_private_hosts=True, timeout_s=5.0)
-    robots = net.RobotsCache(session, opts)
-    assert robots.allowed(srv.url + "/a") == (False, "robots_unavailable")
+def test_a_body_shorter_than_its_content_length_is_an_error(session):
+    # A server that closes early must not be mistaken for a short image.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def serve_short():
+        for _ in range(2):  # the first attempt and one retry
+            conn, _ = sock.accept()
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
+            conn.sendall(head + b"x" * 40)
+            conn.close()
+
+    threading.Thread(target=serve_short, daemon=True).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+    r = net.fetch(session, url, **dict(FAST, max_retries=1))
+    sock.close()
+    assert not r.ok and r.error == "connection_error" and r.content == b"" and r.attempts == 2

@@ -272,6 +272,7 @@ SHOP_EXPECTED = {
     "/img/noscript.png": ("ok", None),
     "/img/bg.png": ("ok", None),
     "/img/ten.png": ("ok", None),
+    "/img/pixel.gif": ("skipped", "placeholder"),  # a 1x1 tracking pixel: a row, no request
     "/img/red-copy.png": ("ok", None),
     "/media/rel.png": ("ok", None),
     "/img/tiny.png": ("skipped", "too_small"),
@@ -571,6 +572,16 @@ def test_first_page_problems_raise_scrape_error(serve, tmp_path):
         ({"delay_s": -1}, "delay_s"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"max_images": 0}, "max_images"),
+        # issue 12: wrong values are refused by the library too, naming the parameter
+        ({"max_pages": -3}, "max_pages"),
+        ({"max_pages": "abc"}, "max_pages"),
+        ({"max_pages": 2.5}, "max_pages"),
+        ({"max_images": -1}, "max_images"),
+        ({"concurrency": True}, "concurrency"),
+        ({"min_side": -1}, "min_side"),
+        ({"timeout_s": "abc"}, "timeout_s"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"max_bytes": -5}, "max_bytes"),
     ],
 )
 def test_bad_options_raise_config_error(tmp_path, kwargs, match):
@@ -773,3 +784,86 @@ def test_resume_after_kill_equals_an_uninterrupted_run(serve, tmp_path):
     assert files == {p.name for p in (tmp_path / "full" / "images").iterdir()}
     assert pd.read_parquet(run / "scrape.parquet").equals(resumed)
     assert not list(run.glob(".*journal"))
+
+
+@pytest.mark.timeout(60)
+def test_a_response_cut_inside_its_headers_is_never_stored_as_a_success(serve, tmp_path):
+    # Issue 12: page 2 and one image send their status line, then trickle their headers past
+    # timeout_s. Before, the cut looked like a 200 with an empty body: page 2 was stored as
+    # "ok" with no images and no next link (so a re-run never asked again) and the image
+    # failed as "empty". Now both are timeouts, and a re-run with a good server gets all.
+    from webserver import Trickle
+
+    colors = iter((i * 29 % 256, i * 53 % 256, i * 91 % 256) for i in range(1, 50))
+    pngs = {f"/img/{n}.png": img(image_bytes(color=next(colors))) for n in range(1, 7)}
+    page2 = listing_page([card('src="/img/3.png"'), card('src="/img/4.png"')], "/list?p=3")
+    routes = {
+        "/robots.txt": (404, {}, b""),
+        "/list": listing_page([card('src="/img/1.png"'), card('src="/img/2.png"')], "/list?p=2"),
+        "/list?p=2": Trickle(page2),
+        "/list?p=3": listing_page([card('src="/img/5.png"'), card('src="/img/6.png"')]),
+        **pngs,
+        "/img/2.png": Trickle(pngs["/img/2.png"]),
+    }
+    srv = serve(routes)
+    opts = dict(SHOP_OPTS, timeout_s=0.5)
+    run = tmp_path / "run"
+    df = scrape.scrape_catalog(srv.url + "/list", run, **opts)
+    pages = pd.read_parquet(run / "scrape_pages.parquet").set_index("url")
+    cut = pages.loc[srv.url + "/list?p=2"]
+    assert (cut["status"], cut["reason"]) == ("failed", "timeout")
+    by = df.set_index(df["url"].str.replace(srv.url, ""))
+    assert (by.loc["/img/2.png", "status"], by.loc["/img/2.png", "reason"]) == (
+        "failed",
+        "timeout",
+    )
+    assert by.loc["/img/1.png", "status"] == "ok" and len(df) == 2
+    # the server is fixed: the re-run asks again for what was cut off, and gets everything
+    srv.routes.update({"/list?p=2": page2, "/img/2.png": pngs["/img/2.png"]})
+    df = scrape.scrape_catalog(srv.url + "/list", run, **opts)
+    assert sorted(df["url"].str.replace(srv.url, "")) == sorted(pngs)
+    assert (df["status"] == "ok").all()
+    assert srv.hits["/list?p=2"] == 2 and srv.hits["/img/2.png"] == 2 and srv.hits["/list"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_every_image_found_leaves_a_row_and_bytes_win_over_content_type(serve, tmp_path):
+    # Issue 12: grey.jpg (a product photo named after its colour) was dropped by the
+    # placeholder filter with no row; a lone placeholder left no row either; and a real JPEG
+    # served as text/html was refused as "html" without a look at its bytes.
+    jpeg = image_bytes("JPEG", (80, 60), (120, 120, 120))
+    cards = [
+        card('src="/img/grey.jpg" alt="Grey shoe"'),
+        card('src="/img/no-image.png"', href="/p/2"),
+        card('src="/img/as-html.jpg"', href="/p/3"),
+        card('src="/img/login.jpg"', href="/p/4"),
+    ]
+    routes = {
+        "/robots.txt": (404, {}, b""),
+        "/list": listing_page(cards),
+        "/img/grey.jpg": img(image_bytes("JPEG", (80, 60), (128, 128, 128)), "image/jpeg"),
+        "/img/no-image.png": img(image_bytes()),
+        "/img/as-html.jpg": img(jpeg, "text/html; charset=utf-8"),
+        "/img/login.jpg": html("<html><body>Please log in</body></html>"),
+    }
+    srv = serve(routes)
+    run = tmp_path / "run"
+    df = scrape.scrape_catalog(srv.url + "/list", run, **dict(SHOP_OPTS, timeout_s=5.0))
+    got = {
+        url.replace(srv.url, ""): (row.status, None if pd.isna(row.reason) else row.reason)
+        for url, row in df.set_index("url").iterrows()
+    }
+    assert got == {
+        "/img/grey.jpg": ("ok", None),
+        "/img/no-image.png": ("skipped", "placeholder"),
+        "/img/as-html.jpg": ("ok", None),
+        "/img/login.jpg": ("failed", "html"),
+    }
+    assert srv.hits["/img/no-image.png"] == 0  # a placeholder is recorded, not fetched
+    assert df.set_index("url").loc[srv.url + "/img/as-html.jpg", "path"].endswith(".jpg")
+    summary = df.attrs["summary"]["value"]
+    assert summary["images found"] == 4 and summary["  skipped: placeholder"] == 1
+    page = pd.read_parquet(run / "scrape_pages.parquet").iloc[0]
+    assert page["n_images"] == 3 and list(page["placeholder_urls"]) == [
+        srv.url + "/img/no-image.png"
+    ]

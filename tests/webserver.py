@@ -4,13 +4,17 @@
 returns one. A key is a path (``"/a"``, or ``"/a?page=2"`` to match the query too) or, when
 the server is used as an HTTP proxy, an absolute URL (``"http://acme.test/favicon.ico"``).
 In proxy mode a request for a host that no route names gets 502, like an unreachable site.
-Every request is counted in ``hits`` under the key it matched.
+Every request is counted in ``hits`` under the key it matched. A :class:`Trickle` route
+sends its status line at once and then its headers a byte at a time (a server that stalls
+inside its headers).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -18,6 +22,28 @@ Route = tuple[int, dict[str, str | None], bytes]
 
 NOT_FOUND: Route = (404, {"Content-Type": "text/html"}, b"<html>not found</html>")
 BAD_GATEWAY: Route = (502, {"Content-Type": "text/plain"}, b"unknown host")
+
+
+@dataclass
+class Trickle:
+    """A route whose status line goes out at once, then its headers one byte every ``gap_s``."""
+
+    route: Route
+    gap_s: float = 0.05
+
+    def send(self, wfile) -> None:
+        status, headers, body = self.route
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if v is not None)
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        wfile.write(f"HTTP/1.1 {status} OK\r\n".encode())
+        wfile.flush()
+        try:
+            for b in head.encode() + body:
+                wfile.write(bytes([b]))
+                wfile.flush()
+                time.sleep(self.gap_s)
+        except OSError:  # the client gave up: that is the point
+            pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,7 +60,13 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             host = urlsplit(url).hostname
             route = BAD_GATEWAY if host and host not in srv.hosts else NOT_FOUND
-        status, headers, body = route(n) if callable(route) else route
+        if callable(route):
+            route = route(n)
+        if isinstance(route, Trickle):
+            route.send(self.wfile)
+            self.close_connection = True
+            return
+        status, headers, body = route
         self.send_response(status)
         for k, v in headers.items():
             if v is not None:

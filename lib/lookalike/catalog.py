@@ -23,10 +23,12 @@ _SRC_ATTRS = ("data-lazy-src", "data-src", "data-original", "data-lazy", "data-l
 _BG_ATTRS = ("data-bg", "data-background", "data-background-image", "data-bg-src")
 _CSS_URL_RE = re.compile(r"url\(\s*(['\"]?)(.+?)\1\s*\)", re.IGNORECASE)
 # A file whose name is made only of these words (and sizes such as 1x1) is a placeholder.
+# Colour words (grey.jpg, clear.png) are not among them: a product photo may be named so.
 _PLACEHOLDER_WORDS = frozenset(
-    "blank spacer placeholder transparent pixel lazy loading loader empty dummy grey gray "
-    "clear".split()
+    "blank spacer placeholder transparent pixel lazy loading loader empty dummy".split()
 )
+# ... and so is one whose name, without separators, is one of these ("no-image.png").
+_PLACEHOLDER_NAMES = frozenset({"noimage", "nophoto", "noimg", "noimageavailable", "nopicture"})
 _NAME_TOKEN_RE = re.compile(r"[^a-z0-9]+")
 _SIZE_RE = re.compile(r"\d+(x\d+)?")
 # Page chrome: images here are logos, banners and badges, not products.
@@ -82,10 +84,15 @@ _JSON_NEXT_KEYS = frozenset({"next", "nextpage", "nexturl", "nextpageurl", "next
 
 @dataclass
 class ImageRef:
-    """An image URL found on a page, with its alt text."""
+    """An image URL found on a page, with its alt text.
+
+    ``placeholder`` is True when the element showed nothing but a placeholder (see
+    :func:`is_placeholder`): stage 01 records it as ``skipped`` without fetching it.
+    """
 
     url: str
     alt: str = ""
+    placeholder: bool = False
 
 
 @dataclass
@@ -140,17 +147,23 @@ def parse_srcset(value: str) -> list[tuple[str, float, str]]:
     return out
 
 
-def _is_placeholder(path: str) -> bool:
-    """``blank.gif``, ``spacer.png``, ``lazy-placeholder.svg``, ``1x1.gif``; not ``lazy-bg.jpg``."""
-    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+def is_placeholder(url: str) -> bool:
+    """Whether the file name of ``url`` says it is a placeholder, not a picture.
+
+    ``blank.gif``, ``spacer.png``, ``lazy-placeholder.svg``, ``1x1.gif``, ``no-image.png``;
+    not ``lazy-bg.jpg``, nor a colour word such as ``grey.jpg`` (a product may be grey).
+    """
+    stem = urlsplit(url).path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
     tokens = [t for t in _NAME_TOKEN_RE.split(stem) if t]
     if not tokens or all(_SIZE_RE.fullmatch(t) for t in tokens):
         return stem in ("1x1", "0x0")
+    if "".join(t for t in tokens if not _SIZE_RE.fullmatch(t)) in _PLACEHOLDER_NAMES:
+        return True
     return all(t in _PLACEHOLDER_WORDS or _SIZE_RE.fullmatch(t) for t in tokens)
 
 
 def _usable(url: str | None) -> bool:
-    return bool(url) and not _is_placeholder(urlsplit(url).path)
+    return bool(url) and not is_placeholder(url)
 
 
 def best_srcset_url(candidates: Iterable[tuple[str, float, str]], base: str) -> str | None:
@@ -173,37 +186,42 @@ def _is_tracking_pixel(img) -> bool:
     return w <= 2 and h <= 2
 
 
-def _img_url(img, base: str, extra_candidates=()) -> str | None:
+def _img_url(img, base: str, extra_candidates=()) -> tuple[str | None, bool]:
+    """``(url, placeholder)``: the best usable URL, else the placeholder it shows, if any."""
     candidates = list(extra_candidates)
     for attr in _SRCSET_ATTRS:
         if img.get(attr):
             candidates += parse_srcset(img[attr])
     url = best_srcset_url(candidates, base)
     if url:
-        return url
+        return url, False
+    shown = [absolute_url(u, base) for u, _, _ in candidates]
     for attr in _SRC_ATTRS:
         url = absolute_url(img.get(attr), base)
         if _usable(url):
-            return url
-    return None
+            return url, False
+        shown.append(url)
+    return next(((u, True) for u in shown if u), (None, False))
 
 
-def _background_url(el, base: str) -> str | None:
-    """A CSS ``background-image: url(...)`` in the style attribute, or a lazy ``data-bg``."""
+def _background_url(el, base: str) -> tuple[str | None, bool]:
+    """A CSS ``background-image: url(...)`` in the style attribute, or a lazy ``data-bg``.
+
+    ``(url, placeholder)`` as for :func:`_img_url`.
+    """
+    shown = []
     for attr in _BG_ATTRS:
         value = el.get(attr)
         if value:
             match = _CSS_URL_RE.search(value)
-            url = absolute_url(match.group(2) if match else value, base)
-            if _usable(url):
-                return url
+            shown.append(absolute_url(match.group(2) if match else value, base))
     style = el.get("style") or ""
     if "url(" in style.lower() and "background" in style.lower():
-        for match in _CSS_URL_RE.finditer(style):
-            url = absolute_url(match.group(2), base)
-            if _usable(url):
-                return url
-    return None
+        shown += [absolute_url(m.group(2), base) for m in _CSS_URL_RE.finditer(style)]
+    url = next((u for u in shown if _usable(u)), None)
+    if url:
+        return url, False
+    return next(((u, True) for u in shown if u), (None, False))
 
 
 def _image_like(el) -> bool:
@@ -249,8 +267,10 @@ def extract_images(
         wins, then lazy attributes (``data-lazy-src``, ``data-src``, ``data-original``), then
         ``src``. Images inside ``<noscript>`` count (lazy-loading pages put the real ``<img>``
         there), and so do CSS ``background-image: url(...)`` in a ``style`` attribute and the
-        lazy ``data-bg`` attributes. ``data:`` URIs, placeholder files (``blank.gif``,
-        ``spacer.png``...) and 1x1 tracking pixels are skipped.
+        lazy ``data-bg`` attributes. ``data:`` URIs are skipped. An element that shows only a
+        placeholder file (:func:`is_placeholder`: ``blank.gif``, ``spacer.png``...) or is a
+        1x1 tracking pixel gives a ref with ``placeholder=True`` (a lazy-loading placeholder
+        beside the real URL gives the real one).
     """
     soup = _soup(html)
     base = base_url(soup, page_url)
@@ -279,17 +299,21 @@ def extract_images(
                 for attr in _SRCSET_ATTRS:
                     if source.get(attr):
                         extra += parse_srcset(source[attr])
-            url = _img_url(img, base, extra) if img is not None else best_srcset_url(extra, base)
+            if img is not None:
+                url, placeholder = _img_url(img, base, extra)
+            else:
+                url, placeholder = best_srcset_url(extra, base), False
             alt = (img.get("alt") or "") if img is not None else ""
         elif el.name == "img":
-            url = None if _is_tracking_pixel(el) else _img_url(el, base)
+            url, placeholder = _img_url(el, base)
+            placeholder = placeholder or (url is not None and _is_tracking_pixel(el))
             alt = el.get("alt") or el.get("title") or ""
         else:
-            url = _background_url(el, base)
+            url, placeholder = _background_url(el, base)
             alt = el.get("aria-label") or el.get("title") or ""
         if url and url not in seen:
             seen.add(url)
-            refs.append(ImageRef(url, " ".join(alt.split())))
+            refs.append(ImageRef(url, " ".join(alt.split()), placeholder))
     return refs
 
 

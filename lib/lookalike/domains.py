@@ -7,6 +7,7 @@ values in memory; :func:`domain_rows` accepts any of the inputs of
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +31,9 @@ def normalize_domain(raw, *, allow_ip: bool = False) -> str:
 
     ``" https://www.Bücher.DE:443/shop?x=1 "`` -> ``"xn--bcher-kva.de"``: scheme, user info,
     port, path, query, a leading ``www.`` and a trailing dot are dropped, the result is
-    lowercased and IDNA-encoded.
+    lowercased and IDNA-encoded. The host is first mapped as UTS 46 says, so the ideographic
+    full stop ``。`` (and its full-width ``．`` and half-width ``｡`` forms) separates labels
+    like ``.``: ``"idn-dot。logo。test"`` -> ``"idn-dot.logo.test"``.
 
     Raises
     ------
@@ -51,6 +54,10 @@ def normalize_domain(raw, *, allow_ip: bool = False) -> str:
         parts = urlsplit(text)
         host = parts.hostname or ""
     except ValueError as exc:
+        raise _invalid("invalid_idna", raw, f"({exc})") from None
+    try:  # UTS 46: "。", "．" and "｡" are dots, full-width letters are letters
+        host = idna.uts46_remap(host, std3_rules=False, transitional=False)
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
         raise _invalid("invalid_idna", raw, f"({exc})") from None
     host = host.rstrip(".")
     if not host:
@@ -74,14 +81,19 @@ def normalize_domain(raw, *, allow_ip: bool = False) -> str:
     return ascii_host
 
 
-def normalize_domains(values: Iterable, *, allow_ip: bool = False) -> pd.DataFrame:
+def normalize_domains(
+    values: Iterable, *, allow_ip: bool = False, rows: Iterable[int] | None = None
+) -> pd.DataFrame:
     """Normalize and deduplicate raw domain spellings; the table :func:`read_domains` returns.
 
-    ``input_rows`` are positions in ``values``; invalid values get one row per distinct
-    spelling with ``status == "invalid"`` and the reason from :func:`normalize_domain`.
+    ``input_rows`` are positions in ``values``, or the matching entries of ``rows`` (the
+    input's own row numbers, when some rows were left out); invalid values get one row per
+    distinct spelling with ``status == "invalid"`` and the reason from :func:`normalize_domain`.
     """
     groups: dict[tuple[str, str], dict] = {}
-    for i, raw in enumerate(values):
+    values = list(values)
+    numbers = range(len(values)) if rows is None else list(rows)
+    for i, raw in zip(numbers, values, strict=True):
         try:
             key, row = ("ok", normalize_domain(raw, allow_ip=allow_ip)), None
             row = {"domain": key[1], "raw": str(raw).strip(), "status": "ok", "reason": None}
@@ -98,6 +110,20 @@ def normalize_domains(values: Iterable, *, allow_ip: bool = False) -> pd.DataFra
     for col in ("domain", "raw", "status", "reason"):
         df[col] = df[col].astype("string")
     return df
+
+
+def _data_row_numbers(path: Path, sep: str, n: int) -> list[int]:
+    """The 0-based data-row number of each of the ``n`` records pandas read, blank lines counted.
+
+    pandas skips blank lines; :mod:`csv` reports them (as ``[]``), so the two together give
+    the numbers a spreadsheet shows. A file the two read differently keeps 0..n-1.
+    """
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        records = list(csv.reader(f, delimiter=sep))
+    while records and not records[0]:  # blank lines before the header
+        records.pop(0)
+    numbers = [i for i, rec in enumerate(records[1:]) if rec]
+    return numbers if len(numbers) == n else list(range(n))
 
 
 def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False) -> pd.DataFrame:
@@ -121,6 +147,13 @@ def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False)
         0-based data-row indices), ``raw`` (first spelling seen), ``status`` ("ok" or
         "invalid") and ``reason`` (see :func:`normalize_domain`).
 
+    Notes
+    -----
+    ``input_rows`` count every line after the header of a CSV, blank lines included, so data
+    row ``i`` is row ``i + 2`` of a spreadsheet showing the file (row 1 is the header). A
+    blank line gives no row of its own; a line whose domain field is empty (``""`` or
+    ``,x``) is ``invalid`` with reason ``empty``. In a parquet file ``i`` is the row position.
+
     Raises
     ------
     ConfigError
@@ -137,6 +170,7 @@ def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False)
         else:
             sep = "\t" if path.suffix == ".tsv" else ","
             df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+            df.index = _data_row_numbers(path, sep, len(df))
     except Exception as exc:
         raise LogoFetchError(f"cannot read domain list {path}: {exc}") from exc
     if domain_column not in df.columns:
@@ -144,7 +178,10 @@ def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False)
             f"{path} has no column {domain_column!r}; its columns are {list(df.columns)}. "
             "Pass domain_column= with the right name."
         )
-    return normalize_domains(df[domain_column].tolist(), allow_ip=allow_ip)
+    if path.suffix == ".parquet":
+        df = df.reset_index(drop=True)
+    column = df[domain_column]
+    return normalize_domains(column.tolist(), allow_ip=allow_ip, rows=column.index.tolist())
 
 
 def domain_rows(domains, *, domain_column: str = "domain", allow_ip: bool = False) -> list[dict]:

@@ -166,6 +166,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise image_error("decompression_bomb", str(exc)) from None
     except Image.UnidentifiedImageError:
+        if kind == "ico":  # Pillow opens an ICO by loading its largest entry: try the others
+            return _decode_ico_entries(data, max_pixels)
         if kind is None or kind == "json":
             raise image_error("not_an_image", "no known image format") from None
         raise image_error("corrupt", f"looks like {kind} but cannot be decoded") from None
@@ -173,8 +175,53 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise image_error("corrupt", f"{type(exc).__name__}: {exc}") from None
     fmt = im.format
     if fmt == "ICO":
-        sizes = im.info.get("sizes") or {im.size}
-        im.size = max(sizes, key=lambda s: s[0] * s[1])
+        return _decode_ico(data, im, max_pixels)
+    return _load_checked(im, fmt, max_pixels)
+
+
+def _decode_ico(data: bytes, im: Image.Image | None, max_pixels: int) -> Image.Image:
+    """The largest ICO entry that decodes: a broken entry does not spoil the good ones."""
+    sizes = sorted(im.info.get("sizes") or {im.size}, key=lambda s: s[0] * s[1], reverse=True)
+    err: ImageError | None = None
+    for size in sizes:
+        try:
+            if im is None:
+                im = Image.open(io.BytesIO(data), formats=("ICO",))
+            im.size = size
+            return _load_checked(im, "ICO", max_pixels)
+        except ImageError as exc:
+            if exc.reason == "decompression_bomb":  # type: ignore[attr-defined]
+                raise
+            err = exc
+        except Exception as exc:  # Pillow raises many kinds on a damaged directory entry
+            err = image_error("corrupt", f"{type(exc).__name__}: {exc}")
+        im = None  # a failed load leaves the object unusable: open afresh
+    raise err if err is not None else image_error("corrupt", "no ICO entry decodes")
+
+
+def _decode_ico_entries(data: bytes, max_pixels: int) -> Image.Image:
+    """The largest entry of an ICO that Pillow cannot open (its largest entry is broken)."""
+    from PIL import IcoImagePlugin
+
+    try:
+        ico = IcoImagePlugin.IcoFile(io.BytesIO(data))
+        sizes = sorted(ico.sizes(), key=lambda s: s[0] * s[1], reverse=True)
+    except Exception as exc:
+        raise image_error("corrupt", f"bad ICO directory: {type(exc).__name__}: {exc}") from None
+    for size in sizes:
+        w, h = size
+        if w * h > max_pixels:
+            continue
+        try:
+            im = ico.getimage(size)
+            return _load_checked(im, "ICO", max_pixels)
+        except Exception:  # this entry is broken too: try the next one
+            continue
+    raise image_error("corrupt", "looks like ico but no entry can be decoded")
+
+
+def _load_checked(im: Image.Image, fmt: str, max_pixels: int) -> Image.Image:
+    """Load ``im`` fully, refusing zero-sized images and more than ``max_pixels``."""
     width, height = im.size
     if width * height > max_pixels:
         raise image_error("decompression_bomb", f"{width}x{height} exceeds max_pixels={max_pixels}")

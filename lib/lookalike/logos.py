@@ -329,14 +329,18 @@ def fetch_logos(
     ConfigError
         An unknown provider, a malformed template or option, a missing domain file or column.
     """
-    for name, value in (
-        ("concurrency", concurrency),
-        ("per_host_concurrency", per_host_concurrency),
+    net.require_int("max_domains", max_domains, allow_none=True)
+    net.require_int("concurrency", concurrency)
+    net.require_int("per_host_concurrency", per_host_concurrency)
+    net.require_int("min_side", min_side, low=0)
+    net.require_int("prefer_side", prefer_side, low=0)
+    for name, value, ok in (
+        ("domain_budget_s", domain_budget_s, lambda v: v > 0),
+        ("service_delay_s", service_delay_s, lambda v: v >= 0),
     ):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if not domain_budget_s > 0:
-        raise ConfigError(f"domain_budget_s must be > 0 seconds, got {domain_budget_s!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            sign = ">" if name == "domain_budget_s" else ">="
+            raise ConfigError(f"{name} must be {sign} 0 seconds, got {value!r}")
     values = (site_url_template, duckduckgo_url, google_url, logodev_url, brandfetch_url)
     plan = plan_providers(
         providers,

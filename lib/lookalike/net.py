@@ -30,7 +30,8 @@ every request has a hard deadline of ``timeout_s``.
 
 Both gathering stages (01 :mod:`lookalike.scrape`, 02 :mod:`lookalike.logos`) describe their
 HTTP set-up with one :class:`HttpOptions`, build their session with :func:`build_session`,
-space their requests with a :class:`HostRateLimiter` and ask a :class:`RobotsCache` first.
+space their requests with a :class:`HostRateLimiter` and ask a
+:class:`lookalike.robots.RobotsCache` first.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
-from protego import Protego
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
@@ -58,14 +58,11 @@ ACCEPT_IMAGES = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*
 ACCEPT_JSON = "application/json,*/*;q=0.5"
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: A robots.txt ``Crawl-delay`` is honoured up to this many seconds per request.
-MAX_CRAWL_DELAY_S = 30.0
-_ROBOTS_MAX_BYTES = 512_000  # RFC 9309 asks crawlers to parse at least 500 KiB
-_DISALLOW_ALL = object()  # robots.txt answered 5xx: the whole host is off limits
 _PRIVATE_HINT = "pass allow_private_hosts=True only for hosts you trust (e.g. a local test server)"
 _SKIP_SCHEMES = ("data:", "javascript:", "about:", "blob:", "mailto:", "#")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+_SNIFF_BYTES = 64  # enough for every image signature sniff functions look at
 
 
 @dataclass
@@ -209,7 +206,8 @@ class HttpOptions:
         Minimum seconds between the starts of two requests to one host
         (:class:`HostRateLimiter`; robots.txt ``Crawl-delay`` raises it).
     respect_robots : bool, default True
-        Ask robots.txt before each request a stage makes to a site (:class:`RobotsCache`).
+        Ask robots.txt before each request a stage makes to a site
+        (:class:`lookalike.robots.RobotsCache`).
     allow_private_hosts : bool, default False
         Allow private, loopback and link-local addresses (only for trusted local servers).
 
@@ -229,19 +227,42 @@ class HttpOptions:
     allow_private_hosts: bool = False
 
     def __post_init__(self) -> None:
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
         for ok, msg in (
-            (self.delay_s >= 0, f"delay_s must be >= 0 seconds, got {self.delay_s!r}"),
-            (self.timeout_s > 0, f"timeout_s must be > 0 seconds, got {self.timeout_s!r}"),
-            (self.max_retries >= 0, f"max_retries must be >= 0, got {self.max_retries!r}"),
-            (self.max_bytes > 0, f"max_bytes must be > 0, got {self.max_bytes!r}"),
+            (
+                number(self.delay_s) and self.delay_s >= 0,
+                f"delay_s must be >= 0 seconds, got {self.delay_s!r}",
+            ),
+            (
+                number(self.timeout_s) and self.timeout_s > 0,
+                f"timeout_s must be > 0 seconds, got {self.timeout_s!r}",
+            ),
         ):
             if not ok:
                 raise ConfigError(msg)
+        require_int("max_retries", self.max_retries, low=0)
+        require_int("max_bytes", self.max_bytes)
 
     def fetch_args(self) -> dict:
         """The keyword arguments of :func:`fetch` these options set."""
         keys = ("timeout_s", "max_retries", "max_bytes", "allow_private_hosts")
         return {k: v for k, v in asdict(self).items() if k in keys}
+
+
+def require_int(name: str, value, *, low: int = 1, allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``value`` is an int ``>= low``.
+
+    Shared by the gathering stages, so a negative, zero, fractional or non-numeric count
+    (``max_domains=-3``, ``max_pages="abc"``) is refused up front instead of misbehaving.
+    ``allow_none`` accepts ``None`` ("no limit").
+    """
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        also = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be an integer >= {low}{also}, got {value!r}")
 
 
 def build_session(options: HttpOptions | None = None, *, pool_size: int = 16) -> requests.Session:
@@ -335,18 +356,45 @@ def _discard(resp: requests.Response) -> None:
             pass
 
 
-def _read_capped(resp: requests.Response, max_bytes: int, deadline: float) -> tuple[bytes, str]:
-    """Stream the (decompressed) body; stop at ``max_bytes`` or the deadline."""
+@dataclass(frozen=True)
+class _BodyRules:
+    """What :func:`fetch` accepts as a body (its parameters of the same names)."""
+
+    max_bytes: int
+    reject_types: Collection[str] = ()
+    truncate: bool = False
+    sniff: Callable[[bytes], bool] | None = None
+
+
+def _read_capped(
+    resp: requests.Response, rules: _BodyRules, deadline: float, refused: bool
+) -> tuple[bytes, str]:
+    """Stream the (decompressed) body; stop at ``max_bytes`` (or keep its start) or the deadline.
+
+    ``refused``: the Content-Type was refused; the body is kept only if its first chunk
+    passes ``rules.sniff``.
+    """
+    max_bytes, truncate = rules.max_bytes, rules.truncate
     length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > max_bytes:
+    if not truncate and length and length.isdigit() and int(length) > max_bytes:
         return b"", "too_large"
     buf = bytearray()
+    checked = not refused
     for chunk in resp.iter_content(_CHUNK):
         buf += chunk
+        if not checked and len(buf) >= _SNIFF_BYTES:
+            if not rules.sniff(bytes(buf)):
+                return b"", "content_type"
+            checked = True
         if len(buf) > max_bytes:
-            return b"", "too_large"
+            return (bytes(buf[:max_bytes]), "") if truncate else (b"", "too_large")
         if time.monotonic() > deadline:
             return b"", "timeout"
+    if not checked and not rules.sniff(bytes(buf)):
+        return b"", "content_type"
+    identity = resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    if identity and length and length.isdigit() and len(buf) < int(length):
+        return b"", "short_body"  # the connection ended early: a cut-off body is no body
     return bytes(buf), ""
 
 
@@ -373,9 +421,8 @@ def _request(
     *,
     accept: str,
     timeout_s: float,
-    max_bytes: int,
     check_private: bool,
-    reject_types: Collection[str],
+    rules: _BodyRules,
 ) -> _Answer:
     """Send one GET (no redirects) and read its body under a hard deadline of ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -398,30 +445,49 @@ def _request(
                 ans.detail += f"; {_PRIVATE_HINT}"
             return ans
         with resp:
-            ans.status, ans.headers = resp.status_code, resp.headers
-            if resp.status_code >= 300:
-                _discard(resp)
-                return ans
-            mime = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if reject_types and _type_matches(mime, reject_types):
-                ans.error, ans.detail = "content_type", f"refused Content-Type {mime!r}"
-                return ans
-            try:
-                body, reason = _read_capped(resp, max_bytes, deadline)
-            except Exception as exc:
-                if fired(g):
-                    reason = "timeout"
-                else:
-                    ans.error, ans.retryable = _classify(exc)
-                    ans.detail = f"{type(exc).__name__}: {exc}"
-                    return ans
-            if reason == "too_large":
-                ans.error, ans.detail = reason, f"body larger than max_bytes={max_bytes}"
-            elif reason:
-                ans.error, ans.detail = reason, f"body not complete within timeout_s={timeout_s}"
-            else:
-                ans.body = body
+            _read_answer(resp, ans, rules, deadline)
+        if fired(g) or time.monotonic() > deadline:
+            # Cut off by the watchdog: whatever arrived (even a status line and "end of file"
+            # inside the headers) is not an answer, never a success.
+            return _Answer(
+                error="timeout", detail=f"no complete answer within timeout_s={timeout_s}"
+            )
     return ans
+
+
+def _read_answer(
+    resp: requests.Response,
+    ans: _Answer,
+    rules: _BodyRules,
+    deadline: float,
+) -> None:
+    """Fill ``ans`` from one response: status, headers and (for a 2xx) the capped body."""
+    ans.status, ans.headers = resp.status_code, resp.headers
+    if resp.status_code >= 300:
+        _discard(resp)
+        return
+    mime = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    refused = bool(rules.reject_types) and _type_matches(mime, rules.reject_types)
+    if refused and rules.sniff is None:
+        ans.error, ans.detail = "content_type", f"refused Content-Type {mime!r}"
+        return
+    try:
+        body, reason = _read_capped(resp, rules, deadline, refused)
+    except Exception as exc:  # a cut by the watchdog is reported as timeout by the caller
+        ans.error, ans.retryable = _classify(exc)
+        ans.detail = f"{type(exc).__name__}: {exc}"
+        return
+    if reason == "too_large":
+        ans.error, ans.detail = reason, f"body larger than max_bytes={rules.max_bytes}"
+    elif reason == "short_body":
+        ans.error, ans.retryable = "connection_error", True
+        ans.detail = f"body shorter than its Content-Length {resp.headers['Content-Length']}"
+    elif reason == "content_type":
+        ans.error, ans.detail = reason, f"refused Content-Type {mime!r} (the bytes agree)"
+    elif reason:
+        ans.error, ans.detail = reason, "body not complete within timeout_s"
+    else:
+        ans.body = body
 
 
 def _check_url(
@@ -455,6 +521,8 @@ def fetch(
     backoff_s: float = 0.5,
     max_wait_s: float = 30.0,
     reject_types: Collection[str] = (),
+    truncate: bool = False,
+    sniff: Callable[[bytes], bool] | None = None,
 ) -> FetchResult:
     """GET ``url`` with redirects checked hop by hop, retries, a size cap and a time budget.
 
@@ -488,6 +556,12 @@ def fetch(
     reject_types : collection of str, default ()
         MIME types (``"text/html"``) or prefixes ending in ``/`` (``"text/"``) refused with
         reason ``content_type`` as soon as the headers arrive, without reading the body.
+    sniff : callable or None
+        With ``reject_types``: a body of a refused type is still taken when
+        ``sniff(first_bytes)`` is true (the bytes are trusted over the header, e.g. an image
+        served as ``text/html``); only its first chunk (64 KiB) is read otherwise.
+    truncate : bool, default False
+        Keep the first ``max_bytes`` of a longer body instead of failing with ``too_large``.
 
     Returns
     -------
@@ -496,6 +570,7 @@ def fetch(
     """
     t0 = time.monotonic()
     result = FetchResult(url=url, final_url=url)
+    rules = _BodyRules(max_bytes, tuple(reject_types), truncate, sniff)
 
     def done(error: str | None = None, detail: str = "") -> FetchResult:
         result.error, result.detail = error, detail
@@ -524,9 +599,8 @@ def fetch(
             current,
             accept=accept,
             timeout_s=timeout_s,
-            max_bytes=max_bytes,
             check_private=not allow_private_hosts,
-            reject_types=reject_types,
+            rules=rules,
         )
         if ans.status is None:  # no answer at all
             if ans.retryable and retries < max_retries:
@@ -623,82 +697,3 @@ def normalize_url(url: str) -> str | None:
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{host}" if userinfo else host
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
-
-
-# -- robots.txt -------------------------------------------------------------------------------
-
-
-class RobotsCache:
-    """robots.txt per host (fetched once, thread-safe), with ``Crawl-delay`` fed to a limiter.
-
-    A missing robots.txt (4xx) allows everything; a 5xx answer disallows the host, as
-    RFC 9309 asks; a network failure allows (the real request then reports its own error).
-    With ``options.respect_robots`` False every URL is allowed and nothing is fetched.
-
-    Parameters
-    ----------
-    session : requests.Session
-        From :func:`build_session`.
-    options : HttpOptions
-        The stage's options (user agent, private hosts, ``timeout_s``, ``respect_robots``).
-    limiter : HostRateLimiter or None
-        Waited on before each robots.txt request; a ``Crawl-delay`` raises its delay for the
-        host (up to :data:`MAX_CRAWL_DELAY_S`).
-    timeout_s : float or None
-        Per robots.txt request; ``None`` uses ``options.timeout_s``.
-    """
-
-    def __init__(
-        self,
-        session: requests.Session,
-        options: HttpOptions,
-        *,
-        limiter: HostRateLimiter | None = None,
-        timeout_s: float | None = None,
-    ):
-        self.session, self.options, self.limiter = session, options, limiter
-        self.timeout_s = options.timeout_s if timeout_s is None else timeout_s
-        self._rules: dict[str, object] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def _load(self, origin: str):
-        r = fetch(
-            self.session,
-            origin + "/robots.txt",
-            accept="text/plain",
-            timeout_s=self.timeout_s,
-            max_bytes=_ROBOTS_MAX_BYTES,
-            max_retries=1,
-            allow_private_hosts=self.options.allow_private_hosts,
-            rate_limiter=self.limiter,
-        )
-        if r.ok:
-            rules = Protego.parse(r.content.decode("utf-8", errors="replace"))
-            delay = rules.crawl_delay(self.options.user_agent)
-            if delay and self.limiter is not None:
-                self.limiter.set_delay(urlsplit(origin).hostname, min(delay, MAX_CRAWL_DELAY_S))
-            return rules
-        if r.status_code is not None and r.status_code >= 500:
-            return _DISALLOW_ALL
-        return None  # 4xx or unreachable: no rules
-
-    def allowed(self, url: str) -> tuple[bool, str]:
-        """``(allowed, reason)``; reason ``robots_disallowed``, ``robots_unavailable`` or ``""``."""
-        if not self.options.respect_robots:
-            return True, ""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        with self._lock:
-            lock = self._locks.setdefault(origin, threading.Lock())
-        with lock:
-            if origin not in self._rules:
-                self._rules[origin] = self._load(origin)
-        rules = self._rules[origin]
-        if rules is None:
-            return True, ""
-        if rules is _DISALLOW_ALL:
-            return False, "robots_unavailable"
-        if rules.can_fetch(url, self.options.user_agent):
-            return True, ""
-        return False, "robots_disallowed"

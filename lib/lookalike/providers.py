@@ -34,6 +34,7 @@ from .icons import (
     parse_icon_links,
     parse_manifest_icons,
 )
+from .robots import RobotsCache
 
 #: At most this many icon URLs are downloaded per domain from the site.
 MAX_CANDIDATES = 10
@@ -120,7 +121,7 @@ class Settings:
     session: requests.Session
     limiter: net.HostRateLimiter
     slots: HostSlots
-    robots: net.RobotsCache
+    robots: RobotsCache
     min_side: int
     prefer_side: int
     budget_s: float
@@ -225,7 +226,7 @@ def open_settings(
         if host:
             limiter.set_delay(host, service_delay_s)
     # robots.txt is a tiny text file: a dead host shows up fast
-    robots = net.RobotsCache(session, http, limiter=limiter, timeout_s=min(http.timeout_s, 5.0))
+    robots = RobotsCache(session, http, limiter=limiter, timeout_s=min(http.timeout_s, 5.0))
     return Settings(
         http=http,
         session=session,
@@ -343,9 +344,8 @@ def _keep(out: Outcome, found: Decoded | None) -> None:
         out.best = found
 
 
-def site_provider(att: Attempt, domain: str) -> Outcome:
-    out = Outcome()
-    page = None
+def _read_homepage(att: Attempt, domain: str) -> tuple[net.FetchResult | None, list]:
+    """The homepage's answer (None if every URL failed) and ``(url, result)`` per failure."""
     failures: list[tuple[str, net.FetchResult]] = []
     dead_hosts: set[str] = set()
     for url in _homepage_urls(domain, att.st.site_url_template):
@@ -354,39 +354,73 @@ def site_provider(att: Attempt, domain: str) -> Outcome:
             continue
         r = att.get(url, accept=net.ACCEPT_HTML, site=True)
         if r.ok:
-            page = r
-            break
+            return r, failures
         failures.append((url, r))
         if r.error in ("robots_disallowed", "budget_exceeded"):
             break
         if r.error in _DEAD_HOST_ERRORS:
             dead_hosts.add(host)
+    return None, failures
+
+
+def _homepage_failed(out: Outcome, failures: list[tuple[str, net.FetchResult]]) -> None:
+    """Record why no homepage could be read (the most informative of its failures)."""
+    errors = [r.error for _, r in failures]
+    # robots.txt on a host that answers 5xx says little; the page's own error says more
+    informative = [e for e in errors if e != "robots_unavailable"] or errors
+    first = next(
+        (r for _, r in failures if r.error in ("robots_disallowed", "budget_exceeded")),
+        next(r for _, r in failures if r.error == informative[0]),
+    )
+    out.fail(first.error, first.status_code, "; ".join(f"{u} {r.error}" for u, r in failures))
+
+
+def _well_known(origin: str) -> list[Candidate]:
+    return [
+        Candidate(origin + "/apple-touch-icon.png", "apple-touch-icon.png", 180),
+        Candidate(origin + "/favicon.ico", "favicon.ico", 0),
+    ]
+
+
+def _origin(url: str) -> str:
+    return "{0.scheme}://{0.netloc}".format(urlsplit(url))
+
+
+def _site_answered(r: net.FetchResult) -> bool:
+    """The homepage failed with the site's own HTTP status: not 429 (it asked us to slow
+    down) and not 502/503/504 (a gateway or proxy could not reach it, or it is down)."""
+    code = r.status_code
+    return bool(r.error and r.error.startswith("http_")) and code not in (429, 502, 503, 504)
+
+
+def _without_homepage(att: Attempt, out: Outcome, failures: list) -> Outcome:
+    """No homepage: if the site answered with an HTTP status (bot protection often answers
+    403 or 400 on ``/``), its well-known icon files may still be there; an unreachable host
+    is not asked again."""
+    _homepage_failed(out, failures)
+    answered = next((r for _, r in failures if _site_answered(r)), None)
+    if answered is not None:
+        for cand in _well_known(_origin(answered.final_url)):
+            _keep(out, _download(att, cand, out, site=True))
+    return out
+
+
+def site_provider(att: Attempt, domain: str) -> Outcome:
+    out = Outcome()
+    page, failures = _read_homepage(att, domain)
     if page is None:
-        errors = [r.error for _, r in failures]
-        # robots.txt on a host that answers 5xx says little; the page's own error says more
-        informative = [e for e in errors if e != "robots_unavailable"] or errors
-        first = next(
-            (r for _, r in failures if r.error in ("robots_disallowed", "budget_exceeded")),
-            next(r for _, r in failures if r.error == informative[0]),
-        )
-        out.fail(first.error, first.status_code, "; ".join(f"{u} {r.error}" for u, r in failures))
-        return out
+        return _without_homepage(att, out, failures)
     cands, manifest_url = parse_icon_links(page.content, page.final_url)
     if manifest_url:
         m = att.get(manifest_url, accept=net.ACCEPT_JSON, site=True, max_bytes=1_000_000)
         if m.ok:
             cands += parse_manifest_icons(m.content, m.final_url)
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.final_url))
     icons = sorted(
         (c for c in dedupe(cands) if c.tier == 0),
         key=lambda c: (c.kind in MONO_KINDS, not c.svg, -c.declared),
     )
-    well_known = [
-        Candidate(origin + "/apple-touch-icon.png", "apple-touch-icon.png", 180),
-        Candidate(origin + "/favicon.ico", "favicon.ico", 0),
-    ]
     seen = {c.url for c in icons}
-    well_known = [c for c in well_known if c.url not in seen]
+    well_known = [c for c in _well_known(_origin(page.final_url)) if c.url not in seen]
     social = [c for c in dedupe(cands) if c.tier == 1]
     for cand in icons[:MAX_CANDIDATES]:
         _keep(out, _download(att, cand, out, site=True))

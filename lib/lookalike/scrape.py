@@ -40,13 +40,14 @@ from .catalog import find_json_next, parse_json_listing, parse_listing, parse_pr
 from .exceptions import ConfigError, ImageError, ScrapeError
 from .net import DEFAULT_USER_AGENT, normalize_url
 from .paths import RunLayout
+from .robots import RobotsCache
 
 #: Fold the journals into the parquet files after this many rows (and at the end).
 CHECKPOINT_EVERY = 25
 #: ... or when this many seconds have passed since the last fold.
 CHECKPOINT_S = 10.0
 #: Bump when what the parsers extract changes: cached pages are then read again.
-PARSER_VERSION = 2
+PARSER_VERSION = 3  # 3: placeholders get a row; colour words are no placeholders
 
 #: Columns of ``RUN/scrape.parquet`` and their pandas dtypes.
 SCRAPE_COLUMNS: dict[str, str] = {
@@ -55,7 +56,7 @@ SCRAPE_COLUMNS: dict[str, str] = {
     "page": "Int64",  # listing page number, from 1
     "alt": "string",  # the <img alt> text ("" if none)
     "status": "string",  # ok | skipped | failed
-    "reason": "string",  # short code when status != ok, e.g. too_small, http_404, timeout
+    "reason": "string",  # short code when status != ok, e.g. too_small, placeholder, timeout
     "http_status": "Int64",  # final HTTP status (missing if no answer)
     "sha256": "string",  # hex sha256 of the stored bytes (the image_id)
     "path": "string",  # images/<sha256>.<ext>, relative to the run dir
@@ -74,10 +75,11 @@ PAGE_COLUMNS: dict[str, str] = {
     "status": "string",  # ok | skipped | failed
     "reason": "string",  # short code when status != ok
     "http_status": "Int64",
-    "n_images": "Int64",  # image URLs found on the page
+    "n_images": "Int64",  # image URLs found on the page, placeholders not counted
     "next_url": "string",  # the next listing page it points to (rel=next, JSON, Link header)
     "image_urls": "object",  # the image URLs found, in page order
     "image_alts": "object",  # their alt texts
+    "placeholder_urls": "object",  # those that only show a placeholder (never fetched)
     "item_links": "object",  # product page links of the catalog items (listing pages)
     "parse_key": "string",  # hash of the parsing options; another key reads the page again
     "fetched_at": "datetime64[ns, UTC]",
@@ -93,6 +95,13 @@ _NOT_IMAGE_TYPES = _HTML_TYPES + (
     "application/json",
     "application/problem+json",
 )
+
+_RASTER_KINDS = frozenset(f.lower() for f in images.DECODE_FORMATS)
+
+
+def _looks_like_image(head: bytes) -> bool:
+    """Whether the first bytes are a raster image (:func:`lookalike.images.sniff_format`)."""
+    return images.sniff_format(head) in _RASTER_KINDS
 
 
 # -- the summary ----------------------------------------------------------------------------
@@ -210,14 +219,11 @@ class ScrapeOptions:
 
     def __post_init__(self) -> None:
         template = self.page_url_template
+        net.require_int("max_pages", self.max_pages)
+        net.require_int("concurrency", self.concurrency)
+        net.require_int("min_side", self.min_side, low=0)
+        net.require_int("max_images", self.max_images, allow_none=True)
         for ok, msg in (
-            (self.max_pages >= 1, f"max_pages must be >= 1, got {self.max_pages!r}"),
-            (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency!r}"),
-            (self.min_side >= 0, f"min_side must be >= 0 pixels, got {self.min_side!r}"),
-            (
-                self.max_images is None or self.max_images >= 1,
-                f"max_images must be None or >= 1, got {self.max_images!r}",
-            ),
             (
                 template is None or "{page}" in template,
                 f"page_url_template {template!r} has no '{{page}}' placeholder; "
@@ -276,7 +282,7 @@ class _Scrape:
         self.session = net.build_session(opts.http, pool_size=opts.concurrency + 2)
         self.limiter = net.HostRateLimiter(opts.http.delay_s)
         self.fetch_kwargs = dict(opts.http.fetch_args(), rate_limiter=self.limiter)
-        self.robots = net.RobotsCache(self.session, opts.http, limiter=self.limiter)
+        self.robots = RobotsCache(self.session, opts.http, limiter=self.limiter)
         for tmp in run.images_dir.glob(".*.tmp"):  # left by a killed atomic write
             tmp.unlink(missing_ok=True)
         self.pool = ThreadPoolExecutor(opts.concurrency, thread_name_prefix="scrape")
@@ -312,7 +318,7 @@ class _Scrape:
         except Exception as exc:  # a bug on one page must not end the run
             row.update(status="failed", reason="error")
             tqdm.write(f"scrape: {url}: unexpected {type(exc).__name__}: {exc}")
-        row["n_images"] = len(row.get("image_urls") or [])
+        row["n_images"] = len(row.get("image_urls") or []) - len(row.get("placeholder_urls") or [])
         self.pages.put(row)
         return row
 
@@ -357,17 +363,20 @@ class _Scrape:
             next_url=next_url or r.link("next"),
             image_urls=[normalize_url(x.url) or x.url for x in refs],
             image_alts=[x.alt for x in refs],
+            placeholder_urls=[normalize_url(x.url) or x.url for x in refs if x.placeholder],
             item_links=[normalize_url(x) or x for x in links],
         )
 
     # -- images -------------------------------------------------------------------------
 
     def full(self) -> bool:
-        return self.o.max_images is not None and len(self.found) >= self.o.max_images
+        n = len(self.found) - self.stats["placeholders"]  # placeholders are not images
+        return self.o.max_images is not None and n >= self.o.max_images
 
     def add(self, row: dict, page: int) -> int:
         """Queue the images of a page row that are new; return how many were new."""
         new = 0
+        placeholders = set(row.get("placeholder_urls") or ())
         for url, alt in zip(row["image_urls"], row["image_alts"], strict=False):
             if self.full():
                 break
@@ -376,6 +385,9 @@ class _Scrape:
             new += 1
             meta = {"page_url": row["final_url"], "page": page, "alt": alt}
             self.found[url] = meta
+            if url in placeholders:  # recorded, never fetched
+                self._placeholder(url, meta)
+                continue
             if _row_done(self.images.get(url), self.run, self.o.min_side):
                 self.count("cached")
                 continue
@@ -383,6 +395,15 @@ class _Scrape:
             self.bar.total += 1  # shown at the next update
             self.futures.append(self.pool.submit(self._download, url, meta))
         return new
+
+    def _placeholder(self, url: str, meta: dict) -> None:
+        self.count("placeholders")
+        old = self.images.get(url)
+        if old and old.get("reason") == "placeholder":
+            self.count("cached")
+            return
+        row = {"url": url, **meta, "status": "skipped", "reason": "placeholder"}
+        self.images.put(dict(row, fetched_at=pd.Timestamp.now(tz="UTC")))
 
     def _download(self, url: str, meta: dict) -> None:
         try:
@@ -405,6 +426,7 @@ class _Scrape:
             url,
             accept=net.ACCEPT_IMAGES,
             reject_types=_NOT_IMAGE_TYPES,
+            sniff=_looks_like_image,  # the bytes win over a wrong Content-Type
             **self.fetch_kwargs,
         )
         row.update(http_status=r.status_code, bytes=len(r.content) if r.ok else None)
@@ -583,7 +605,7 @@ def scrape_catalog(
     delay_s : float, default 0.0
         Minimum seconds between the starts of two requests to the same host, over all
         workers (robots.txt ``Crawl-delay`` raises it, up to
-        :data:`lookalike.net.MAX_CRAWL_DELAY_S`; a ``429`` or ``Retry-After`` pauses the host).
+        :data:`lookalike.robots.MAX_CRAWL_DELAY_S`; a ``429`` or ``Retry-After`` pauses the host).
     timeout_s : float, default 20.0
         The most one HTTP request may take, connection to last byte.
     max_retries : int, default 3
