@@ -622,10 +622,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     n = s["n_images"]
     rate = 100.0 * s["embedded"] / n if n else 0.0
     how = " (reused existing embeddings)" if s["reused"] else ""
+    speed = f"{s['images_per_s']:.1f} images/s" if s["computed"] else "all from the cache"
     summary(
         f"embed: {s['embedded']}/{n} images embedded ({rate:.1f}%): computed {s['computed']}, "
         f"cached {s['cached']}, failed {s['failed']}; dim {s['dim']}, {s['precision']} "
-        f"({s['backend']}); {s['seconds']:.1f} s, {s['images_per_s']:.1f} images/s{how}"
+        f"({s['backend']}); {s['seconds']:.1f} s, {speed}{how}"
     )
 
 

@@ -120,6 +120,8 @@ def _colour_pass(
     """
     from .progress import bar as progress_bar
 
+    if not misses:  # everything came from the cache: no empty bar
+        return [], {}
     opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
 
     def look(i: int) -> tuple[np.ndarray, int]:
