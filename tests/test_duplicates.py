@@ -56,3 +56,13 @@ def test_find_near_duplicates_default_threshold_and_records_it(clustered_run):
     table = find_near_duplicates(clustered_run)
     assert table.attrs["threshold"] == DUP_THRESHOLD == 0.97
     assert find_near_duplicates(clustered_run, threshold=0.99).attrs["threshold"] == 0.99
+
+
+def test_near_duplicate_groups_through_the_index_match_the_exact_ones():
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(300, 16)).astype(np.float32)
+    Z = np.vstack([base, base[:40] + 0.01 * rng.normal(size=(40, 16)), base[:5] * 2.0])
+    exact = near_duplicate_groups(Z, 0.97)
+    assert len(exact) == 40 and len(exact[0]) == 3
+    via_index = near_duplicate_groups(Z, 0.97, exact_max=10)
+    assert [g.tolist() for g in via_index] == [g.tolist() for g in exact]

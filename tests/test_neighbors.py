@@ -70,3 +70,12 @@ def test_nearest_neighbors_of_some_queries_match_brute_force():
         np.testing.assert_allclose(dist[r], 1 - cos[expect], atol=1e-5)
         assert q not in idx[r]
     assert nearest_neighbors(Z[:1], [0], k=4)[0].shape == (1, 0)  # one row: nobody near
+
+
+def test_top_k_is_the_stable_argsort_even_with_ties():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, size=(50, 200)).astype(np.float32)  # many ties, some at k
+    scores[0, :] = 1.0  # a row of nothing but ties
+    for k in (1, 5, 20, 60, 200):
+        want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(neighbors.top_k(scores, k), want)

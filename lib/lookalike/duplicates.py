@@ -19,6 +19,7 @@ import pandas as pd
 from . import storage
 from .cluster import image_paths
 from .exceptions import ConfigError
+from .index import EXACT_MAX, range_pairs
 from .neighbors import l2_normalize, nearest_neighbors, read_neighbors
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
@@ -80,24 +81,33 @@ def run_neighbours(
     return idx, dist
 
 
-def near_duplicate_groups(Z: np.ndarray, threshold: float = DUP_THRESHOLD) -> list[np.ndarray]:
+def near_duplicate_groups(
+    Z: np.ndarray, threshold: float = DUP_THRESHOLD, *, exact_max: int | None = None
+) -> list[np.ndarray]:
     """Groups of rows linked by cosine similarity above ``threshold``.
 
     Two rows are linked when their cosine similarity is at least ``threshold``; a group is a
     connected set of links (so a chain a~b~c is one group even if a and c are further apart).
     Returns the groups of 2 or more rows, largest first, each sorted by row index.
+
+    The links come from :func:`lookalike.index.range_pairs`: exact up to ``exact_max`` rows
+    (default :data:`lookalike.index.EXACT_MAX`), a range search of the faiss index above, so
+    no n x n similarity is ever held.
     """
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from sklearn.neighbors import radius_neighbors_graph
 
     if not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"dup_threshold={threshold!r} must be a cosine similarity in (0, 1]")
     U = l2_normalize(np.asarray(Z, dtype=np.float32))
     if len(U) < 2:
         return []
-    # cos >= t  <=>  |a-b| <= sqrt(2 - 2t) for unit vectors; the small slack absorbs rounding.
+    # The link rule of the radius search this replaced: |a-b| <= sqrt(2 - 2t) + 1e-6 for unit
+    # vectors, i.e. cos >= 1 - r^2 / 2; the small slack absorbs rounding.
     radius = math.sqrt(max(2.0 - 2.0 * float(threshold), 0.0)) + 1e-6
-    graph = radius_neighbors_graph(U, radius, mode="connectivity", include_self=False)
+    exact_max = EXACT_MAX if exact_max is None else exact_max
+    rows, cols = range_pairs(U, 1.0 - radius * radius / 2.0, exact_max=exact_max)
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(len(U), len(U)))
     _, comp = connected_components(graph, directed=False)
     sizes = np.bincount(comp)
     groups = [np.flatnonzero(comp == c) for c in np.flatnonzero(sizes >= 2)]

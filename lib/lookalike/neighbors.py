@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import index as _index
 from . import storage
 from .paths import RunLayout
 
@@ -23,6 +24,13 @@ NEIGHBORS_COLUMNS = ["image_id", "rank", "neighbor_id", "similarity"]
 
 #: Rows of the (possibly memory-mapped) vectors normalised at a time by a cosine search.
 COSINE_CHUNK = 4096
+#: Candidates asked of the index per query and per kind of pair, as a multiple of k.
+CANDIDATES = 4
+#: Up to this many queries are answered exactly even above the index size (building an index
+#: costs more than a few thousand exact rows).
+EXACT_QUERIES = 2000
+#: Candidate pairs re-scored at a time by an index search (memory: pairs x parts x d floats).
+QUERY_PAIRS = 1 << 16
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
@@ -139,6 +147,7 @@ def nearest_neighbors(
     colour_weight: float = 0.0,
     normalize: bool = True,
     chunk: int = COSINE_CHUNK,
+    exact_max: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar other rows of each query row, most similar first.
 
@@ -147,9 +156,14 @@ def nearest_neighbors(
     :func:`lookalike.storage.read_embeddings` need not fit in memory), or the **fused**
     similarity of :func:`lookalike.similarity.similarity_matrix` (``normalize=False``, on
     unit vectors such as :func:`lookalike.similarity.fused_inputs` gives, with ``parts``
-    and ``colour``). Either way the scores are computed a block of query rows at a time
-    (:func:`block_rows`), never as an n x n matrix. A row is never its own neighbour; ties
-    are broken by row order, so results are reproducible.
+    and ``colour``). A row is never its own neighbour; ties are broken by row order, so
+    results are reproducible.
+
+    Up to ``exact_max`` rows, or for at most ``min(EXACT_QUERIES, exact_max)`` queries, the
+    search is exact: scores are computed a block of query rows at a time (:func:`block_rows`),
+    never as an n x n matrix. Above it, candidates come from faiss indexes of the wholes and of the
+    parts (:mod:`lookalike.index`), :data:`CANDIDATES` x k per query and per kind of pair,
+    and are re-scored exactly (:func:`_index_neighbors`).
 
     Parameters
     ----------
@@ -164,6 +178,8 @@ def nearest_neighbors(
         Cosine of raw vectors; False when ``vectors`` already have unit length.
     chunk : int, default COSINE_CHUNK
         Rows normalised at a time by the cosine search.
+    exact_max : int, optional
+        Most rows searched exactly; default :data:`lookalike.index.EXACT_MAX`.
 
     Returns
     -------
@@ -176,14 +192,42 @@ def nearest_neighbors(
     n = len(vectors)
     q = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
     k = int(max(0, min(int(k), n - 1)))
+    if k == 0:
+        return np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
+    exact_max = _index.EXACT_MAX if exact_max is None else int(exact_max)
+    if n > exact_max and len(q) > min(EXACT_QUERIES, exact_max):
+        if not fused:
+            vectors = np.concatenate(
+                [l2_normalize(np.asarray(vectors[s : s + chunk])) for s in range(0, n, chunk)]
+            )
+            parts = part_mask = colour = None
+        feats = (vectors, parts, part_mask, colour, float(colour_weight))
+        return _index_neighbors(feats, q, k)
+    return _exact_neighbors(
+        vectors, q, k, queries is None, fused, parts, part_mask, colour, colour_weight, chunk
+    )
+
+
+def _exact_neighbors(
+    vectors: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    every_row: bool,
+    fused: bool,
+    parts: np.ndarray | None,
+    part_mask: np.ndarray | None,
+    colour: np.ndarray | None,
+    colour_weight: float,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_neighbors` by brute force over row blocks (arguments already checked)."""
+    n = len(vectors)
     index = np.empty((len(q), k), dtype=np.int64)
     similarity = np.empty((len(q), k), dtype=np.float32)
-    if k == 0:
-        return index, similarity
     m = 0 if parts is None else parts.shape[1]
     step = block_rows(n, m)
     for s in range(0, len(q), step):
-        if queries is None:  # a slice: the same blocks as a full similarity matrix
+        if every_row:  # a slice: the same blocks as a full similarity matrix
             rows: slice | np.ndarray = slice(s, min(n, s + step))
             r = np.arange(rows.start, rows.stop)
         else:
@@ -193,10 +237,158 @@ def nearest_neighbors(
         else:
             block = _cosine_rows(vectors, r, int(chunk))
         block[np.arange(len(r)), r] = -np.inf  # not its own neighbour
-        # stable sort on -similarity: equal scores keep row order
-        order = np.argsort(-block, axis=1, kind="stable")[:, :k]
+        order = top_k(block, k)
         index[s : s + len(r)] = order
         similarity[s : s + len(r)] = np.take_along_axis(block, order, axis=1)
+    return index, similarity
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` largest scores of each row, largest first, ties by column.
+
+    The same as ``np.argsort(-scores, axis=1, kind="stable")[:, :k]`` (today's order), but
+    selects before it sorts: O(n) per row instead of O(n log n).
+
+    Parameters
+    ----------
+    scores : float ndarray (r, n), no NaN
+    k : int, 1 <= k <= n
+
+    Returns
+    -------
+    int64 ndarray (r, k)
+    """
+    if 4 * k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    # lexsort: last key first, so by score descending, then by column
+    order = np.take_along_axis(part, np.lexsort((part, -vals), axis=1), axis=1)
+    # a tie across the k-th place: argpartition picked any of the tied columns, not the first
+    tied = (scores >= vals.min(axis=1, keepdims=True)).sum(axis=1) > k
+    if tied.any():
+        order[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    return order.astype(np.int64)
+
+
+def pair_similarity(
+    i: np.ndarray,
+    j: np.ndarray,
+    vectors: np.ndarray,
+    parts: np.ndarray | None,
+    part_mask: np.ndarray | None,
+    colour: np.ndarray | None,
+    colour_weight: float,
+) -> np.ndarray:
+    """Fused similarity of the pairs of rows ``(i[p], j[p])``: float32 (p,).
+
+    The formula of :func:`similarity_rows`, one pair at a time instead of one row against
+    all; inputs as :func:`check_features` returns them.
+    """
+    s = np.einsum("pd,pd->p", vectors[i], vectors[j])
+    if parts is not None and part_mask is not None and part_mask.any():
+        wp = np.einsum("pd,pmd->pm", vectors[i], parts[j])
+        pw = np.einsum("pmd,pd->pm", parts[i], vectors[j])
+        wp = np.where(part_mask[j], wp, -np.inf).max(axis=1)
+        pw = np.where(part_mask[i], pw, -np.inf).max(axis=1)
+        s = np.maximum(s, np.maximum(wp, pw))
+    if colour is not None and colour_weight > 0:
+        s = (1.0 - colour_weight) * s + colour_weight * np.einsum("pc,pc->p", colour[i], colour[j])
+    return s.astype(np.float32)
+
+
+def _augmented(
+    feats: tuple,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Wholes and present parts with the colour appended, and the part rows of each image.
+
+    With ``a = sqrt(1 - w)`` and ``b = sqrt(w)`` (``w`` the colour weight), the inner product
+    of ``[a x, b colour_i]`` and ``[a y, b colour_j]`` is the fused score of the pair
+    (x, y), so each index search ranks by the fused similarity of its kind of pair.
+
+    Returns
+    -------
+    wholes : float32 (n, d [+ c])
+    parts : float32 (p, d [+ c]) or None, the present parts in row order
+    part_row : int64 (n, m) or None, row of ``parts`` of each image's part (-1: absent)
+    """
+    vectors, parts, part_mask, colour, weight = feats
+    blend = colour is not None and weight > 0
+    a, b = np.float32(np.sqrt(1.0 - weight)), np.float32(np.sqrt(weight))
+    wholes = np.hstack([a * vectors, b * colour]) if blend else vectors
+    if parts is None or part_mask is None or not part_mask.any():
+        return np.ascontiguousarray(wholes, np.float32), None, None
+    owner, slot = np.nonzero(part_mask)
+    present = parts[owner, slot]
+    if blend:
+        present = np.hstack([a * present, b * colour[owner]])
+    part_row = np.full(part_mask.shape, -1, dtype=np.int64)
+    part_row[owner, slot] = np.arange(len(owner))
+    return (
+        np.ascontiguousarray(wholes, np.float32),
+        np.ascontiguousarray(present, np.float32),
+        part_row,
+    )
+
+
+def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_neighbors` through faiss indexes, for ``feats`` = (vectors, parts,
+    part_mask, colour, colour_weight) already checked and unit length.
+
+    Each query asks ``CANDIDATES * k + 1`` candidates of each kind of pair: its whole among
+    the wholes, its whole among the parts (an icon finding the lockup that holds it) and
+    each of its parts among the wholes. The merged candidates are re-scored exactly
+    (:func:`pair_similarity`), then sorted by similarity and row as the exact search does.
+    """
+    vectors, parts, part_mask, colour, weight = feats
+    wholes, present, part_row = _augmented(feats)
+    owner = None if part_row is None else np.nonzero(part_mask)[0]
+    kk = CANDIDATES * k + 1
+    whole_index = _index.build_index(wholes)
+    part_index = None if present is None else _index.build_index(present)
+    width = min(kk, len(wholes)) * (1 + (0 if part_row is None else part_row.shape[1]))
+    width += 0 if present is None else min(kk, len(present))
+    step = max(1, QUERY_PAIRS // width)
+    index = np.empty((len(q), k), dtype=np.int64)
+    similarity = np.empty((len(q), k), dtype=np.float32)
+    for s in range(0, len(q), step):
+        qb = q[s : s + step]
+        found = [_index.search(whole_index, wholes[qb], kk)[1]]
+        if part_index is not None:
+            ids = _index.search(part_index, wholes[qb], kk)[1]
+            found.append(np.where(ids >= 0, owner[ids], -1))
+            for t in range(part_row.shape[1]):
+                rows = part_row[qb, t]
+                got = np.full((len(qb), min(kk, len(wholes))), -1, dtype=np.int64)
+                if (rows >= 0).any():
+                    got[rows >= 0] = _index.search(whole_index, present[rows[rows >= 0]], kk)[1]
+                found.append(got)
+        cand = np.concatenate(found, axis=1)
+        index[s : s + len(qb)], similarity[s : s + len(qb)] = _rescore(cand, qb, k, feats)
+    return index, similarity
+
+
+def _rescore(cand: np.ndarray, qb: np.ndarray, k: int, feats: tuple) -> tuple[np.ndarray, ...]:
+    """The best ``k`` of candidate rows ``cand`` (b, L; -1 = none) of queries ``qb``, scored
+    exactly; a query with fewer than k candidates is answered by the exact search."""
+    vectors, parts, part_mask, colour, weight = feats
+    cand = np.where(cand == qb[:, None], -1, cand)  # not its own neighbour
+    cand.sort(axis=1)
+    cand[:, 1:][cand[:, 1:] == cand[:, :-1]] = -1  # each candidate once; the rest stay sorted
+    valid = cand >= 0
+    scores = np.full(cand.shape, -np.inf, dtype=np.float32)
+    pairs_i = np.broadcast_to(qb[:, None], cand.shape)[valid]
+    scores[valid] = pair_similarity(pairs_i, cand[valid], *feats)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties: lower row first
+    index = np.take_along_axis(cand, order, axis=1)
+    similarity = np.take_along_axis(scores, order, axis=1)
+    short = valid.sum(axis=1) < k
+    if short.any():
+        rows = qb[short]
+        block = similarity_rows(rows, vectors, parts, part_mask, colour, weight)
+        block[np.arange(len(rows)), rows] = -np.inf
+        index[short] = top_k(block, k)
+        similarity[short] = np.take_along_axis(block, index[short], axis=1)
     return index, similarity
 
 
