@@ -1,9 +1,11 @@
-"""Shared fixtures: a private embedding cache for every test session."""
+"""Shared fixtures: a private embedding cache, local web servers, an HTTP session."""
 
 from __future__ import annotations
 
 import pytest
 from webserver import RouteServer
+
+from lookalike import net
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,3 +30,12 @@ def serve():
     yield start
     for s in servers:
         s.close()
+
+
+@pytest.fixture
+def session():
+    """A lookalike HTTP session for tests on 127.0.0.1 (proxy variables ignored)."""
+    s = net.build_session(net.HttpOptions(user_agent="lookalike-tests"))
+    s.trust_env = False  # a developer's HTTP_PROXY must not reroute 127.0.0.1 tests
+    yield s
+    s.close()

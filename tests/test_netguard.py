@@ -11,20 +11,9 @@ import threading
 import time
 
 import pytest
+from webserver import ok
 
 from lookalike import net, netguard
-
-
-@pytest.fixture
-def session():
-    s = net.build_session(net.HttpOptions(user_agent="lookalike-tests"))
-    s.trust_env = False  # a developer's HTTP_PROXY must not reroute 127.0.0.1 tests
-    yield s
-    s.close()
-
-
-def ok(body=b"hello", ctype="text/plain"):
-    return (200, {"Content-Type": ctype}, body)
 
 
 @pytest.mark.parametrize(

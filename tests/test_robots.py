@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from webserver import ok
 
 from lookalike import net
 from lookalike.robots import ROBOTS_MAX_BYTES, RobotsCache
-
-
-@pytest.fixture
-def session():
-    s = net.build_session(net.HttpOptions(user_agent="lookalike-tests"))
-    s.trust_env = False  # a developer's HTTP_PROXY must not reroute 127.0.0.1 tests
-    yield s
-    s.close()
-
-
-def ok(body=b"hello", ctype="text/plain"):
-    return (200, {"Content-Type": ctype}, body)
 
 
 def test_robots_cache_rules_crawl_delay_and_switch(serve, session):

@@ -112,3 +112,8 @@ class RouteServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def ok(body: bytes = b"hello", ctype: str = "text/plain") -> tuple[int, dict, bytes]:
+    """A route's answer: 200 with ``body`` as ``ctype``."""
+    return (200, {"Content-Type": ctype}, body)
