@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
+from h5_weights import read_conv as _read_conv
 
 from lookalike import model
 from lookalike import weights as W
@@ -118,17 +118,6 @@ def real_weights() -> W.WeightsInfo:
         return W.ensure_vgg16_weights(allow_download=False)
     except WeightsError as e:
         pytest.fail(f"real VGG16 weights unavailable; run `lookalike weights` first.\n{e}")
-
-
-def _read_conv(path: Path) -> dict[str, list[np.ndarray]]:
-    """Independent reader: layer -> arrays, following the legacy attributes Keras reads."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        for name in [n.decode() for n in f.attrs["layer_names"]]:
-            wnames = [w.decode() for w in f[name].attrs["weight_names"]]
-            if wnames:
-                out[name] = [np.asarray(f[name][w]) for w in wnames]
-    return out
 
 
 SIZE = 224

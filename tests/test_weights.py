@@ -12,9 +12,9 @@ import os
 import zipfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
+from h5_weights import read_conv as _read_conv
 
 from lookalike import weights as W
 from lookalike.exceptions import WeightsError
@@ -58,17 +58,6 @@ def isolated(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "lookalike-cache"))
     monkeypatch.delenv(W.WHEEL_ENV, raising=False)
     return tmp_path / "keras"
-
-
-def _read_conv(path: Path) -> dict[str, list[np.ndarray]]:
-    """Independent reader: layer -> arrays, following the legacy attributes Keras reads."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        for name in [n.decode() for n in f.attrs["layer_names"]]:
-            wnames = [w.decode() for w in f[name].attrs["weight_names"]]
-            if wnames:
-                out[name] = [np.asarray(f[name][w]) for w in wnames]
-    return out
 
 
 def _onnx_block1_conv1(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
