@@ -24,13 +24,14 @@ NEIGHBORS_COLUMNS = ["image_id", "rank", "neighbor_id", "similarity"]
 
 #: Rows of the (possibly memory-mapped) vectors normalised at a time by a cosine search.
 COSINE_CHUNK = 4096
-#: Candidates asked of the index per query and per kind of pair, as a multiple of k.
-CANDIDATES = 4
 #: Up to this many queries are answered exactly even above the index size (building an index
 #: costs more than a few thousand exact rows).
 EXACT_QUERIES = 2000
-#: Candidate pairs re-scored at a time by an index search (memory: pairs x parts x d floats).
-QUERY_PAIRS = 1 << 16
+#: Candidates each kind of pair gives per query, as a multiple of k, when colour is blended
+#: in (colour can lift a pair from below a kind's top k).
+COLOUR_CANDIDATES = 4
+#: Query rows per batch of index searches (memory: about 60 candidates of each).
+QUERY_ROWS = 1 << 16
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
@@ -162,8 +163,8 @@ def nearest_neighbors(
     Up to ``exact_max`` rows, or for at most ``min(EXACT_QUERIES, exact_max)`` queries, the
     search is exact: scores are computed a block of query rows at a time (:func:`block_rows`),
     never as an n x n matrix. Above it, candidates come from faiss indexes of the wholes and of the
-    parts (:mod:`lookalike.index`), :data:`CANDIDATES` x k per query and per kind of pair,
-    and are re-scored exactly (:func:`_index_neighbors`).
+    parts (:mod:`lookalike.index`), the top k of each kind of pair, merged by their best
+    score (:func:`_index_neighbors`).
 
     Parameters
     ----------
@@ -297,92 +298,120 @@ def pair_similarity(
     return s.astype(np.float32)
 
 
-def _augmented(
-    feats: tuple,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Wholes and present parts with the colour appended, and the part rows of each image.
-
-    With ``a = sqrt(1 - w)`` and ``b = sqrt(w)`` (``w`` the colour weight), the inner product
-    of ``[a x, b colour_i]`` and ``[a y, b colour_j]`` is the fused score of the pair
-    (x, y), so each index search ranks by the fused similarity of its kind of pair.
+def _present_parts(
+    parts: np.ndarray | None, part_mask: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The present parts in row order, and the row of ``parts`` of each image's part.
 
     Returns
     -------
-    wholes : float32 (n, d [+ c])
-    parts : float32 (p, d [+ c]) or None, the present parts in row order
-    part_row : int64 (n, m) or None, row of ``parts`` of each image's part (-1: absent)
+    present : float32 (p, d), or None when no image has a part
+    part_row : int64 (n, m), row of ``present`` of each slot (-1: absent), or None
     """
-    vectors, parts, part_mask, colour, weight = feats
-    blend = colour is not None and weight > 0
-    a, b = np.float32(np.sqrt(1.0 - weight)), np.float32(np.sqrt(weight))
-    wholes = np.hstack([a * vectors, b * colour]) if blend else vectors
     if parts is None or part_mask is None or not part_mask.any():
-        return np.ascontiguousarray(wholes, np.float32), None, None
+        return None, None
     owner, slot = np.nonzero(part_mask)
-    present = parts[owner, slot]
-    if blend:
-        present = np.hstack([a * present, b * colour[owner]])
     part_row = np.full(part_mask.shape, -1, dtype=np.int64)
     part_row[owner, slot] = np.arange(len(owner))
-    return (
-        np.ascontiguousarray(wholes, np.float32),
-        np.ascontiguousarray(present, np.float32),
-        part_row,
-    )
+    return np.ascontiguousarray(parts[owner, slot], np.float32), part_row
 
 
 def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`nearest_neighbors` through faiss indexes, for ``feats`` = (vectors, parts,
     part_mask, colour, colour_weight) already checked and unit length.
 
-    Each query asks ``CANDIDATES * k + 1`` candidates of each kind of pair: its whole among
-    the wholes, its whole among the parts (an icon finding the lockup that holds it) and
-    each of its parts among the wholes. The merged candidates are re-scored exactly
-    (:func:`pair_similarity`), then sorted by similarity and row as the exact search does.
+    Before colour, the fused score of a pair is the best of three kinds of inner product
+    (whole-whole, whole-part, part-whole), so each query asks each kind for its top
+    candidates: its whole among the wholes, its whole among the parts (an icon finding the
+    lockup that holds it; ``m`` times as many, as an image owns up to ``m`` parts) and each of
+    its parts among the wholes. A pair in the top k is in the top k of the kind that gives
+    its score, so without colour the best score found per candidate ranks them exactly as
+    the fused similarity does. Colour can lift a pair from further down, so with colour each
+    kind gives :data:`COLOUR_CANDIDATES` x k and the candidates are ranked by their best
+    score blended with their exact colour score. The chosen k are re-scored exactly
+    (:func:`pair_similarity`). Ties: lower row first, as the exact search.
     """
     vectors, parts, part_mask, colour, weight = feats
-    wholes, present, part_row = _augmented(feats)
-    owner = None if part_row is None else np.nonzero(part_mask)[0]
-    kk = CANDIDATES * k + 1
-    whole_index = _index.build_index(wholes)
+    blend = colour is not None and weight > 0
+    kk = (COLOUR_CANDIDATES if blend else 1) * k + 1  # + 1: the query itself
+    present, part_row = _present_parts(parts, part_mask)
+    whole_index = _index.build_index(vectors)
     part_index = None if present is None else _index.build_index(present)
-    width = min(kk, len(wholes)) * (1 + (0 if part_row is None else part_row.shape[1]))
-    width += 0 if present is None else min(kk, len(present))
-    step = max(1, QUERY_PAIRS // width)
+    owner = None if part_row is None else np.nonzero(part_mask)[0]
     index = np.empty((len(q), k), dtype=np.int64)
     similarity = np.empty((len(q), k), dtype=np.float32)
-    for s in range(0, len(q), step):
-        qb = q[s : s + step]
-        found = [_index.search(whole_index, wholes[qb], kk)[1]]
+    for s in range(0, len(q), QUERY_ROWS):
+        qb = q[s : s + QUERY_ROWS]
+        found = [_index.search(whole_index, vectors[qb], kk)]
         if part_index is not None:
-            ids = _index.search(part_index, wholes[qb], kk)[1]
-            found.append(np.where(ids >= 0, owner[ids], -1))
-            for t in range(part_row.shape[1]):
-                rows = part_row[qb, t]
-                got = np.full((len(qb), min(kk, len(wholes))), -1, dtype=np.int64)
-                if (rows >= 0).any():
-                    got[rows >= 0] = _index.search(whole_index, present[rows[rows >= 0]], kk)[1]
-                found.append(got)
-        cand = np.concatenate(found, axis=1)
-        index[s : s + len(qb)], similarity[s : s + len(qb)] = _rescore(cand, qb, k, feats)
+            sc, ids = _index.search(part_index, vectors[qb], part_row.shape[1] * kk)
+            found.append((sc, np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)))
+            found.append(_part_searches(whole_index, present, part_row[qb], kk))
+        scores = np.concatenate([f[0] for f in found], axis=1)
+        cand = np.concatenate([f[1] for f in found], axis=1)
+        index[s : s + len(qb)], similarity[s : s + len(qb)] = _best_found(
+            cand, scores, qb, k, feats
+        )
     return index, similarity
 
 
-def _rescore(cand: np.ndarray, qb: np.ndarray, k: int, feats: tuple) -> tuple[np.ndarray, ...]:
-    """The best ``k`` of candidate rows ``cand`` (b, L; -1 = none) of queries ``qb``, scored
-    exactly; a query with fewer than k candidates is answered by the exact search."""
+def _part_searches(
+    whole_index, present: np.ndarray, rows: np.ndarray, kk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and ids (b, m kk) of the ``kk`` wholes nearest each part of ``rows`` (b, m)."""
+    has = rows >= 0
+    sc = np.full((*rows.shape, min(kk, whole_index.ntotal)), -np.inf, dtype=np.float32)
+    ids = np.full(sc.shape, -1, dtype=np.int64)
+    if has.any():
+        sc[has], ids[has] = _index.search(whole_index, present[rows[has]], kk)
+    return sc.reshape(len(rows), -1), ids.reshape(len(rows), -1)
+
+
+def _colour_dot(colour: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``colour[i[p]] . colour[j[p]]`` for every pair p: float32 (p,).
+
+    Colour signatures are histograms with few filled bins, so the pairs are scored as sparse
+    rows, :data:`QUERY_ROWS` pairs at a time (dense rows would move c floats per pair).
+    """
+    from scipy.sparse import csr_matrix
+
+    sparse = csr_matrix(colour)
+    out = np.empty(len(i), dtype=np.float32)
+    for s in range(0, len(i), QUERY_ROWS):
+        a, b = sparse[i[s : s + QUERY_ROWS]], sparse[j[s : s + QUERY_ROWS]]
+        out[s : s + QUERY_ROWS] = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+    return out
+
+
+def _best_found(
+    cand: np.ndarray, scores: np.ndarray, qb: np.ndarray, k: int, feats: tuple
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` candidate rows ``cand`` (b, L; -1 = none) of queries ``qb``, from their
+    best found ``scores``; a query with fewer than k candidates is answered exactly."""
     vectors, parts, part_mask, colour, weight = feats
     cand = np.where(cand == qb[:, None], -1, cand)  # not its own neighbour
-    cand.sort(axis=1)
-    cand[:, 1:][cand[:, 1:] == cand[:, :-1]] = -1  # each candidate once; the rest stay sorted
-    valid = cand >= 0
-    scores = np.full(cand.shape, -np.inf, dtype=np.float32)
-    pairs_i = np.broadcast_to(qb[:, None], cand.shape)[valid]
-    scores[valid] = pair_similarity(pairs_i, cand[valid], *feats)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties: lower row first
+    scores = np.where(cand >= 0, scores, -np.inf).astype(np.float32)
+    by_row = np.lexsort((-scores, cand), axis=1)  # each candidate's best score first
+    cand = np.take_along_axis(cand, by_row, axis=1)
+    scores = np.take_along_axis(scores, by_row, axis=1)
+    again = np.zeros(cand.shape, dtype=bool)
+    again[:, 1:] = cand[:, 1:] == cand[:, :-1]
+    cand[again], scores[again] = -1, -np.inf
+    if colour is not None and weight > 0:
+        valid = cand >= 0
+        pairs_i = np.broadcast_to(qb[:, None], cand.shape)[valid]
+        tint = _colour_dot(colour, pairs_i, cand[valid])
+        scores[valid] = (1.0 - weight) * scores[valid] + weight * tint
+    order = np.lexsort((cand, -scores), axis=1)[:, :k]  # by score, ties: lower row first
     index = np.take_along_axis(cand, order, axis=1)
-    similarity = np.take_along_axis(scores, order, axis=1)
-    short = valid.sum(axis=1) < k
+    short = (index < 0).any(axis=1)
+    i = np.broadcast_to(qb[:, None], index.shape)
+    similarity = np.full(index.shape, -np.inf, dtype=np.float32)
+    exact = pair_similarity(i[~short].ravel(), index[~short].ravel(), *feats)
+    similarity[~short] = exact.reshape(-1, k)
+    order = np.lexsort((index, -similarity), axis=1)
+    index = np.take_along_axis(index, order, axis=1)
+    similarity = np.take_along_axis(similarity, order, axis=1)
     if short.any():
         rows = qb[short]
         block = similarity_rows(rows, vectors, parts, part_mask, colour, weight)
