@@ -84,6 +84,24 @@ def decode_rate(paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - t0)
 
 
+def start_ray(ray, attempts: int = 3) -> None:
+    """A local Ray with 2 CPUs; tried again when its start times out (a busy machine)."""
+    for attempt in range(attempts):
+        try:
+            ray.init(
+                num_cpus=2,
+                object_store_memory=300 * 2**20,
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+            )
+            return
+        except Exception as e:  # Ray gives the raylet 30 s to register, fixed
+            print(f"ray.init failed ({e}); attempt {attempt + 2} of {attempts}")
+            ray.shutdown()
+    raise SystemExit("could not start a local Ray")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=200)
@@ -98,13 +116,7 @@ def main() -> None:
         local = run_engine(paths, root, "local")
         rate_l = local["summary"]["images_per_s"]
         print(f"(a) local: {rate_l:.2f} images/s (inference phase)")
-        ray.init(
-            num_cpus=2,
-            object_store_memory=300 * 2**20,
-            include_dashboard=False,
-            configure_logging=False,
-            log_to_driver=False,
-        )
+        start_ray(ray)
         rows = []
         for layout in a.layouts:
             actors, cpus = (float(x) for x in layout.split("x"))

@@ -80,20 +80,21 @@ class RayOptions:
         CPUs per actor; also the actor's TensorFlow (or ONNX Runtime) intra-op threads.
     num_gpus : float, default 0
         GPUs per actor (a CUDA build of TensorFlow, the ``gpu`` extra, uses it).
-    decode_tasks : int, default 2
-        Decoding tasks in flight at once (the local engine's ``workers``). They ask Ray for
-        no CPU of their own, like the local engine's decode threads beside the model, so the
-        actors can hold every CPU of a node.
+    decode_tasks : int, optional
+        Decoding tasks in flight at once; default the stage's ``workers`` (decoding threads
+        per model, 2) times ``concurrency``. They ask Ray for no CPU of their own, like the
+        local engine's decode threads beside the model, so the actors can hold every CPU of
+        a node.
     """
 
     address: str | None = None
     concurrency: int = 1
     num_cpus: float = 2.0
     num_gpus: float = 0.0
-    decode_tasks: int = 2
+    decode_tasks: int | None = None
 
     def __post_init__(self) -> None:
-        if int(self.concurrency) < 1 or int(self.decode_tasks) < 1:
+        if int(self.concurrency) < 1 or int(self.decode_tasks or 1) < 1:
             raise ConfigError(
                 f"ray concurrency={self.concurrency!r} and decode tasks={self.decode_tasks!r} "
                 "must be >= 1"
@@ -102,6 +103,10 @@ class RayOptions:
             raise ConfigError(
                 f"ray num_cpus={self.num_cpus!r} must be > 0 and num_gpus={self.num_gpus!r} >= 0"
             )
+
+    def decoders(self, workers: int = 2) -> int:
+        """Decoding tasks in flight: ``decode_tasks``, else ``workers`` per model actor."""
+        return int(self.decode_tasks or max(1, int(workers)) * int(self.concurrency))
 
 
 def ray_options(options: RayOptions | dict[str, Any] | None = None, **given: Any) -> RayOptions:
@@ -340,6 +345,7 @@ def embed_batches(
     describe: Callable[[BaseException], str],
     options: RayOptions,
     batch_size: int = 32,
+    workers: int = 2,
     progress: bool = True,
     desc: str = "embed",
 ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
@@ -368,6 +374,8 @@ def embed_batches(
     options : RayOptions
     batch_size : int, default 32
         Images per forward pass on an actor.
+    workers : int, default 2
+        Decoding tasks per model actor (unless ``options.decode_tasks`` says otherwise).
     progress : bool, default True
     desc : str
         The bar's label.
@@ -392,7 +400,7 @@ def embed_batches(
         fn_kwargs={"fn": decode, "describe": describe, "shape": shape, "model_input": True},
         batch_size=batch_size,
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=int(options.decode_tasks)),
+        compute=ray.data.TaskPoolStrategy(size=options.decoders(workers)),
     )
     ds = ds.map_batches(
         _Embedder,
@@ -421,13 +429,14 @@ def map_batches(
     width: int,
     describe: Callable[[BaseException], str],
     options: RayOptions,
+    workers: int = 2,
     progress: bool = True,
     desc: str = "map",
 ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
     """Run a CPU-only ``fn(bytes, key)`` giving a float32 vector of ``width`` on Ray tasks.
 
     The read and decode stages of :func:`embed_batches` without the model; yields the same
-    ``(positions, values, errors)``.
+    ``(positions, values, errors)``; ``workers`` tasks per model actor run at once.
     """
     ray = connect(options)
     ds = _dataset(ray, paths, keys, describe)
@@ -436,6 +445,6 @@ def map_batches(
         fn_kwargs={"fn": fn, "describe": describe, "shape": (int(width),), "model_input": False},
         batch_size=READ_BATCH,
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=int(options.decode_tasks)),
+        compute=ray.data.TaskPoolStrategy(size=options.decoders(workers)),
     )
     yield from _stream(ds, len(paths), progress=progress, desc=desc)

@@ -286,6 +286,7 @@ def _ray_batches(run: RunLayout, rows: pd.DataFrame, misses: list[int], **c: Any
         describe=_error_text,
         options=c["ray"],
         batch_size=c["batch_size"],
+        workers=c["workers"],
         progress=c["progress"],
     )
 

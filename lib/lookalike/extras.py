@@ -170,7 +170,7 @@ def _colour_pass(
         paths = [str(rec.paths[i]) for i in misses]
         stream = map_batches(
             paths, [0] * len(misses), look, width=1 + rec.c, describe=_describe,
-            options=ray or RayOptions(), progress=progress, desc="colour",
+            options=ray or RayOptions(), workers=int(workers), progress=progress, desc="colour",
         )  # fmt: skip
     else:
         stream = _local_looks(rec, misses, look, workers=int(workers), progress=progress)
@@ -234,7 +234,7 @@ def _parts_pass(
             partial(_part_input, opts=_part_opts(settings)), model=model,
             pooling=settings["pooling"], normalize=True, shape=(size, size, 3), dim=rec.d,
             describe=_describe, options=ray or RayOptions(), batch_size=int(batch_size),
-            progress=progress, desc="parts",
+            workers=int(workers), progress=progress, desc="parts",
         )  # fmt: skip
     else:
         extractor = load_extractor(**model, progress=progress)
