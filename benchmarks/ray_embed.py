@@ -6,7 +6,8 @@ empty vector cache, one after the other in this process:
 
 (a) ``engine: local``: :func:`lookalike.embed.embed_images` with its defaults (fp32 Keras,
     224 px, batches of 32, 2 decoding threads). Its images/s is the inference phase (model
-    loading excluded). The baseline.
+    loading excluded). The baseline, measured before and after (b) (on a shared machine the
+    load changes); the ratios are against the mean of the two.
 (b) ``engine: ray`` on ``ray.init(num_cpus=2)``, for each actor layout of ``--layouts``
     (``concurrency x num_cpus``). Two rates: ``steady`` counts the images after the first
     batch came back over the time since (the actors are up: comparable with (a)), ``wall``
@@ -114,8 +115,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ray-embed-"))
     try:
         local = run_engine(paths, root, "local")
-        rate_l = local["summary"]["images_per_s"]
-        print(f"(a) local: {rate_l:.2f} images/s (inference phase)")
+        before = local["summary"]["images_per_s"]
+        print(f"(a) local, before: {before:.2f} images/s (inference phase)")
         start_ray(ray)
         rows = []
         for layout in a.layouts:
@@ -130,19 +131,24 @@ def main() -> None:
                 (layout, res["steady"], res["wall"], float(np.abs(1 - cos).max()), per_actor)
             )
             print(
-                f"(b) ray {layout}: steady {res['steady']:.2f} images/s "
-                f"({res['steady'] / rate_l:.2f}x local), wall {res['wall']:.2f} images/s "
-                f"({res['wall'] / rate_l:.2f}x), max |1 - cos| {rows[-1][3]:.2e}, "
+                f"(b) ray {layout}: steady {res['steady']:.2f} images/s, wall "
+                f"{res['wall']:.2f} images/s, max |1 - cos| {rows[-1][3]:.2e}, "
                 f"per actor {per_actor:.2f} images/s ({per_actor / cpus:.2f} per CPU)"
             )
         ray.shutdown()
+        after = run_engine(paths, root, "local")["summary"]["images_per_s"]
+        rate_l = (before + after) / 2  # the machine's load may change: local on both sides
+        print(f"(a) local, after: {after:.2f} images/s; the ratios are against the mean")
         one_core = decode_rate(paths[: min(60, len(paths))])
         print(f"decoding alone, one thread: {one_core:.1f} images/s")
         print()
         print("| engine | layout | images/s (steady) | ratio to local | images/s (wall) | "
               "max abs(1 - cos) | per actor |")  # fmt: skip
         print("|---|---|---|---|---|---|---|")
-        print(f"| local | TF on 2 cores + 2 decode threads | {rate_l:.2f} | 1.00x | | | |")
+        print(
+            f"| local | TF on 2 cores + 2 decode threads | {rate_l:.2f} (mean of {before:.2f} "
+            f"before, {after:.2f} after) | 1.00x | | | |"
+        )
         for layout, steady, wall, dcos, per in rows:
             print(
                 f"| ray | {layout} | {steady:.2f} | {steady / rate_l:.2f}x | {wall:.2f} | "

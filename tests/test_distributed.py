@@ -186,3 +186,50 @@ def test_options_are_checked_before_any_work(tmp_path):
         distributed.ray_options(num_cpus=0)
     opts = distributed.ray_options({"address": "auto", "concurrency": None}, num_gpus=1)
     assert (opts.address, opts.concurrency, opts.num_gpus) == ("auto", 1, 1)
+
+
+def test_an_actor_without_the_weights_gets_them_from_the_object_store(tmp_path, monkeypatch):
+    from lookalike.weights import weights_path
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # this "worker" has none
+    payload = b"the driver's verified .h5 bytes"
+    got: list[str] = []
+
+    class FakeRay:  # stands for the object store: ray.get of the driver's ObjectRef
+        @staticmethod
+        def get(ref):
+            got.append(ref)
+            return payload
+
+    model = {"layer": "block5_pool", "precision": "fp32", "image_size": 224,
+             "cache_dir": str(tmp_path / "not-on-this-machine")}  # fmt: skip
+    out = distributed._install_files(FakeRay, [("weights", "ref-1")], model)
+    assert weights_path().read_bytes() == payload and got == ["ref-1"]
+    assert out["cache_dir"] is None and model["cache_dir"] is not None  # the worker's own
+    distributed._install_files(FakeRay, [("weights", "ref-2")], model)
+    assert got == ["ref-1"]  # already there: not fetched again
+
+
+def test_a_model_error_fails_its_rows_not_the_actor():
+    actor = object.__new__(distributed._Embedder)  # the stage without loading VGG16
+
+    def broken(x):
+        raise MemoryError("out of memory on this batch")
+
+    actor.extractor, actor.pooling, actor.normalize, actor.dim = broken, "max", True, 4
+    actor.describe = embed._error_text
+    batch = {
+        "pos": np.array([3, 4, 5]),
+        "error": np.array(["", "ImageError: corrupt", ""], dtype=object),
+        "image": np.zeros((3, 8, 8, 3), np.float32),
+    }
+    out = actor(batch)
+    assert out["error"].tolist() == [
+        "MemoryError: out of memory on this batch",
+        "ImageError: corrupt",
+        "MemoryError: out of memory on this batch",
+    ]
+    actor.extractor = lambda x: np.ones((len(x), 2, 2, 4), np.float32)  # the next batch works
+    out = actor(batch)
+    assert out["error"].tolist() == ["", "ImageError: corrupt", ""]
+    np.testing.assert_allclose(out["value"][[0, 2]], 0.5)  # unit vectors of four ones
