@@ -488,7 +488,8 @@ def embed_images(
         Root of the vector cache; vectors go under ``cache_dir/<params hash>/``, int8 models
         under ``cache_dir/models/``. Default :func:`lookalike.model.vector_cache_root`.
     workers : int, default WORKERS (2)
-        Decoding threads (0 decodes in the calling thread).
+        Decoding threads (0 decodes in the calling thread); with ``engine="ray"``, decoding
+        tasks in flight per model actor.
     force : bool, default False
         Rebuild ``RUN/embeddings/`` even when it matches the manifest (the cache still serves).
     progress : bool, default True
