@@ -369,3 +369,18 @@ def test_a_kill_between_the_embeddings_and_the_manifest_is_repaired(tmp_path, mo
         assert (clean / "embeddings" / name).read_bytes() == (
             killed / "embeddings" / name
         ).read_bytes()
+
+
+def test_the_local_engine_says_where_its_model_runs(tmp_path, capsys):
+    import tensorflow as tf
+
+    from lookalike.model import compute_device
+
+    gpus = tf.config.list_physical_devices("GPU")
+    where = compute_device("keras")
+    assert where.startswith("GPU (") if gpus else where == "CPU (no GPU visible to TensorFlow)"
+    assert compute_device("onnxruntime") == "CPU (onnxruntime)"
+    run = tmp_path / "run"
+    _add_rows(run, [("a.png", _png(_photo(3)))])
+    embed_images(run, cache_dir=tmp_path / "cache", **EMBED_KW)
+    assert f"embed: engine local, model on {where}" in capsys.readouterr().out

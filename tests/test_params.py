@@ -225,6 +225,7 @@ def _defined_in_package(name: str):
         "BACKGROUNDS",
         "FITS",
         "PRECISIONS",
+        "ENGINES",
         "ALGORITHMS",
         "EXPORT_MODES",
         "VGG16_LAYERS",

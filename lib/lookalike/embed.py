@@ -22,21 +22,22 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.format import open_memmap
 
 from . import storage
+from .distributed import RayOptions, check_engine, embed_batches, import_ray, ray_options
 from .exceptions import ConfigError, ImageError, ManifestError
 from .extras import embed_extras
 from .images import image_error
 from .model import (
     POOLINGS,
     PRECISIONS,
+    compute_device,
     load_extractor,
     output_dim,
     pool_features,
@@ -53,7 +54,16 @@ from .preprocess import (
     load_for_embedding,
 )
 from .similarity import embed_kwargs, resolve_preset
-from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches
+from .vectors import (
+    BATCH_SIZE,
+    WORKERS,
+    NpyRows,
+    VectorCache,
+    feature_batches,
+    remove_stale_temp_dirs,
+    swap_dir,
+    tmp_prefix,
+)
 
 #: Prefix of the manifest ``error`` this stage writes, so a later run can retry its own
 #: failures (a file that was missing may be back) without touching other stages' rows.
@@ -116,99 +126,6 @@ def params_hash(params: dict[str, Any]) -> str:
     return storage.fingerprint(params)[:16]
 
 
-# -- the writer ---------------------------------------------------------------------------
-
-
-def _tmp_prefix(emb_dir: Path) -> str:
-    return f".{emb_dir.name}-tmp-"
-
-
-def _old_prefix(emb_dir: Path) -> str:
-    return f".{emb_dir.name}.old-"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but is not ours
-        return True
-    return True
-
-
-def _remove_stale_temp_dirs(emb_dir: Path) -> int:
-    """Delete temporary copies of ``emb_dir`` left by a run that crashed (its process is gone)."""
-    removed = 0
-    tmp, old, legacy = _tmp_prefix(emb_dir), _old_prefix(emb_dir), f".{emb_dir.name}-"
-    for d in emb_dir.parent.glob(f".{emb_dir.name}*"):
-        name = d.name
-        if name.startswith(tmp):
-            pid = name[len(tmp) :].split("-", 1)[0]
-        elif name.startswith(old):
-            pid = name[len(old) :].split("-", 1)[0]
-        elif name.startswith(legacy):
-            pid = ""  # named by an earlier version, without the owner's pid
-        else:
-            continue
-        if not d.is_dir() or (pid.isdigit() and _pid_alive(int(pid))):
-            continue  # a live run (this one or another) is writing it
-        shutil.rmtree(d, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-class _NpyRows:
-    """A float32 ``(n, d)`` ``.npy`` file filled row by row with plain file writes.
-
-    Not a memory map on purpose: pages written through a map stay mapped into the process and
-    count in its resident memory, which would then grow with the number of images; written
-    with ``write``, they are only the kernel's page cache. Readers open it with
-    ``np.load(..., mmap_mode="r")``.
-    """
-
-    def __init__(self, path: Path, n: int, d: int):
-        header = open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))  # sparse file
-        self._offset, self._row = header.offset, d * 4
-        del header
-        self._f = open(path, "r+b")  # noqa: SIM115 (closed by close())
-
-    def write(self, i: int, v: np.ndarray) -> None:
-        self.write_block(i, np.asarray(v)[None])
-
-    def write_block(self, i: int, block: np.ndarray) -> None:
-        """Write rows ``i, i+1, ...`` from ``block`` of shape (m, d)."""
-        self._f.seek(self._offset + i * self._row)
-        self._f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-
-    def chunks(self, keep: np.ndarray, rows: int = 4096) -> Iterator[np.ndarray]:
-        """The rows where ``keep`` is True, in order, ``rows`` rows read at a time."""
-        self._f.flush()
-        d = self._row // 4
-        for start in range(0, len(keep), rows):
-            stop = min(start + rows, len(keep))
-            self._f.seek(self._offset + start * self._row)
-            buf = np.frombuffer(self._f.read((stop - start) * self._row), dtype="<f4")
-            yield buf.reshape(-1, d)[keep[start:stop]]
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-
-def _swap_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Replace ``final_dir`` by ``tmp_dir`` (two renames; a crash leaves no mixed folder)."""
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f"{_old_prefix(final_dir)}{os.getpid()}-{time.time_ns()}")
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # -- the stage ----------------------------------------------------------------------------
 
 
@@ -259,9 +176,11 @@ def _mark_manifest(run: RunLayout, failed: dict[str, str]) -> int:
     return int(changed.sum())
 
 
-def _load_row(run: RunLayout, path: str, image_id: str, **preprocessing: Any) -> np.ndarray:
-    """Read a manifest row's file, check it is still the image of ``image_id``, load it."""
-    data = run.image_path(path).read_bytes()
+def decode_row(data: bytes, image_id: str, **preprocessing: Any) -> np.ndarray:
+    """Check that ``data`` is still the image of ``image_id`` and load it for the network.
+
+    What both engines run on a manifest row's bytes (the ``ray`` one on its workers).
+    """
     if storage.sha256_bytes(data) != image_id:
         raise image_error(
             "changed",
@@ -269,6 +188,11 @@ def _load_row(run: RunLayout, path: str, image_id: str, **preprocessing: Any) ->
             "added to the manifest); re-run the stage that produced it",
         )
     return load_for_embedding(data, **preprocessing)
+
+
+def _load_row(run: RunLayout, path: str, image_id: str, **preprocessing: Any) -> np.ndarray:
+    """Read a manifest row's file, check it is still the image of ``image_id``, load it."""
+    return decode_row(run.image_path(path).read_bytes(), image_id, **preprocessing)
 
 
 def _existing_is_current(
@@ -299,7 +223,7 @@ def _existing_is_current(
     return True
 
 
-def _from_cache(cache: VectorCache, ids: list[str], dim: int, out: _NpyRows, ok: np.ndarray):
+def _from_cache(cache: VectorCache, ids: list[str], dim: int, out: NpyRows, ok: np.ndarray):
     """Write the cached vectors straight to ``out`` (nothing is held per image); the misses."""
     misses = []
     for i, image_id in enumerate(ids):
@@ -312,61 +236,104 @@ def _from_cache(cache: VectorCache, ids: list[str], dim: int, out: _NpyRows, ok:
     return misses
 
 
+def _local_batches(run: RunLayout, rows: pd.DataFrame, misses: list[int], **c: Any):
+    """``(positions, vectors, errors)`` of the rows ``misses`` computed in this process.
+
+    The model is loaded before the first batch is asked for (not timed as inference).
+    """
+    ids, paths = rows["image_id"].tolist(), rows["path"].tolist()
+    extractor = load_extractor(**c["model"], progress=c["progress"])
+    print(f"embed: engine local, model on {compute_device(extractor.backend)}")
+    return _pooled(run, ids, paths, misses, extractor, **c)
+
+
+def _pooled(run: RunLayout, ids: list, paths: list, misses: list[int], extractor, **c: Any):
+    """The vectors of :func:`_local_batches`, batch by batch, with the error texts."""
+
+    def load(j: int) -> np.ndarray:
+        i = misses[j]
+        return _load_row(run, paths[i], ids[i], **c["preprocessing"])
+
+    stream = feature_batches(
+        range(len(misses)),
+        load,
+        extractor,
+        batch_size=c["batch_size"],
+        workers=c["workers"],
+        progress=c["progress"],
+    )
+    for positions, feats, errors in stream:
+        vecs = None
+        if feats is not None:
+            vecs = pool_features(feats, c["pooling"])
+            vecs = l2_normalize(vecs) if c["normalize"] else vecs
+        yield positions, vecs, [(j, _error_text(err)) for j, err in errors]
+
+
+def _ray_batches(run: RunLayout, rows: pd.DataFrame, misses: list[int], **c: Any):
+    """The same as :func:`_local_batches`, computed on Ray (:mod:`lookalike.distributed`)."""
+    pre = c["preprocessing"]
+    size = int(pre["image_size"])
+    return embed_batches(
+        [str(run.image_path(p)) for p in rows["path"].iloc[misses]],
+        rows["image_id"].iloc[misses].tolist(),
+        partial(decode_row, **pre),
+        model=c["model"],
+        pooling=c["pooling"],
+        normalize=c["normalize"],
+        shape=(size, size, 3),
+        dim=output_dim(c["model"]["layer"], size, c["pooling"]),
+        describe=_error_text,
+        options=c["ray"],
+        batch_size=c["batch_size"],
+        workers=c["workers"],
+        progress=c["progress"],
+    )
+
+
 def _compute(
     run: RunLayout,
     rows: pd.DataFrame,
     misses: list[int],
-    out: _NpyRows,
+    out: NpyRows,
     ok: np.ndarray,
     cache: VectorCache,
     summary: dict[str, Any],
-    *,
-    preprocessing: dict[str, Any],
-    model: dict[str, Any],
-    pooling: str,
-    normalize: bool,
-    batch_size: int,
-    workers: int,
-    progress: bool,
+    **compute: Any,
 ) -> dict[int, str]:
-    """Run the rows ``misses`` through the network into ``out`` and the cache; the failures."""
-    ids, paths = rows["image_id"].tolist(), rows["path"].tolist()
-    extractor = load_extractor(**model, progress=progress)
+    """Run the rows ``misses`` through the network into ``out`` and the cache; the failures.
 
-    def load(i: int) -> np.ndarray:
-        return _load_row(run, paths[i], ids[i], **preprocessing)
-
+    ``compute`` holds ``engine`` (``"local"`` or ``"ray"``) and the options of both.
+    """
+    ids = rows["image_id"].tolist()
     failures: dict[int, str] = {}
-    t_embed = time.perf_counter()
-    stream = feature_batches(
-        misses, load, extractor, batch_size=batch_size, workers=workers, progress=progress
-    )
-    for positions, feats, errors in stream:
-        for j, err in errors:
-            failures[misses[j]] = _error_text(err)
-        if feats is None:
+    engine = compute.pop("engine")
+    batches = (_ray_batches if engine == "ray" else _local_batches)(run, rows, misses, **compute)
+    t_embed = time.perf_counter()  # the ray engine's actors start inside the stream: counted
+    summary["sent"] = len(misses) if engine == "ray" else 0
+    for positions, vecs, errors in batches:
+        for j, text in errors:
+            failures[misses[j]] = text
+        if vecs is None:
             continue
-        vecs = pool_features(feats, pooling)
-        if normalize:
-            vecs = l2_normalize(vecs)
         for j, v in zip(positions, vecs, strict=True):
             i = misses[j]
             out.write(i, v)
             ok[i] = True
-            cache.put(ids[i], v)
+            cache.put(ids[i], v)  # as it arrives: an interrupted run keeps what it got
         summary["computed"] += len(positions)
     dt = time.perf_counter() - t_embed
     summary["images_per_s"] = summary["computed"] / dt if dt > 0 else 0.0
     return failures
 
 
-def _keep_rows(out: _NpyRows, tmp_vec: Path, ok: np.ndarray, final: Path, dim: int) -> None:
+def _keep_rows(out: NpyRows, tmp_vec: Path, ok: np.ndarray, final: Path, dim: int) -> None:
     """Make ``final`` hold the rows of ``out`` where ``ok``, chunk by chunk; drop ``out``."""
     if ok.all():
         out.close()
         os.replace(tmp_vec, final)
         return
-    dst = _NpyRows(final, int(ok.sum()), dim)
+    dst = NpyRows(final, int(ok.sum()), dim)
     done = 0
     for chunk in out.chunks(ok):
         dst.write_block(done, chunk)
@@ -405,13 +372,13 @@ def _build(
     """
     n, dim = len(rows), int(summary["dim"])
     emb_dir = run.embeddings_dir
-    tmp_dir = Path(tempfile.mkdtemp(dir=run.root, prefix=f"{_tmp_prefix(emb_dir)}{os.getpid()}-"))
+    tmp_dir = Path(tempfile.mkdtemp(dir=run.root, prefix=f"{tmp_prefix(emb_dir)}{os.getpid()}-"))
     out = None
     try:
         ok = np.zeros(n, dtype=bool)
         final = tmp_dir / RunLayout.VECTORS
         tmp_vec = final.with_suffix(".all.npy")  # every candidate row, failures included
-        out = _NpyRows(tmp_vec, n, dim)
+        out = NpyRows(tmp_vec, n, dim)
         misses = _from_cache(cache, rows["image_id"].tolist(), dim, out, ok)
         summary["cached"] = int(ok.sum())
         failures: dict[int, str] = {}
@@ -427,7 +394,7 @@ def _build(
             n_failed=len(failures),
             dim=dim,
         )
-        _swap_dir(tmp_dir, emb_dir)
+        swap_dir(tmp_dir, emb_dir)
     except BaseException:
         if out is not None:
             out.close()
@@ -437,10 +404,12 @@ def _build(
 
 
 def _new_summary(
-    n: int, dim: int, precision: str, phash: str, cache_root: Path, vectors: Path
+    n: int, dim: int, precision: str, phash: str, cache_root: Path, vectors: Path, engine: str
 ) -> dict[str, Any]:
     """The summary :func:`embed_images` returns, before any work (see its docstring)."""
     return {
+        "engine": engine,
+        "sent": 0,
         "n_images": n,
         "embedded": 0,
         "computed": 0,
@@ -487,6 +456,8 @@ def embed_images(
     workers: int = WORKERS,
     force: bool = False,
     progress: bool = True,
+    engine: str = "local",
+    ray: RayOptions | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed the images of ``RUN/images.parquet`` with VGG16 and write ``RUN/embeddings/``.
 
@@ -517,21 +488,29 @@ def embed_images(
         Root of the vector cache; vectors go under ``cache_dir/<params hash>/``, int8 models
         under ``cache_dir/models/``. Default :func:`lookalike.model.vector_cache_root`.
     workers : int, default WORKERS (2)
-        Decoding threads (0 decodes in the calling thread).
+        Decoding threads (0 decodes in the calling thread); with ``engine="ray"``, decoding
+        tasks in flight per model actor.
     force : bool, default False
         Rebuild ``RUN/embeddings/`` even when it matches the manifest (the cache still serves).
     progress : bool, default True
         Show a progress bar.
+    engine : {"local", "ray"}, default "local"
+        ``"ray"`` computes the images the cache lacks on Ray Data
+        (:func:`lookalike.distributed.embed_batches`); the outputs and the cache are the same.
+    ray : RayOptions or dict, optional
+        Address and actor pool of the ``ray`` engine (:class:`lookalike.distributed.RayOptions`).
 
     Returns
     -------
-    dict with ``n_images`` (images considered: ``ok`` rows plus rows this stage failed
+    dict with ``engine``, ``sent`` (images sent to Ray: 0 for ``local`` or when the cache
+    held everything), ``n_images`` (images considered: ``ok`` rows plus rows this stage failed
     before, which are retried), ``embedded`` (rows of ``vectors.npy``), ``computed`` (run
     through the model now), ``cached`` (served without computing), ``failed``, so that
     ``embedded == computed + cached`` and ``n_images == embedded + failed``; ``reused`` (True
     when the existing output was current and was kept as is), ``dim``, ``precision``,
     ``backend``, ``seconds`` (wall), ``images_per_s`` (computed images per second of the
-    inference phase, model loading excluded), ``manifest_updated`` (rows whose status this
+    inference phase, model loading excluded; for ``ray`` the actors' start is included),
+    ``manifest_updated`` (rows whose status this
     run changed), ``param_hash``, ``cache_dir``, ``vectors_path``.
 
     Notes
@@ -555,6 +534,9 @@ def embed_images(
         background=background,
         fit=fit,
     )
+    options = ray_options(ray)  # checked before any work, used only by engine "ray"
+    if check_engine(engine) == "ray":
+        import_ray()  # without the extra: one line saying how to install it, before any work
     run = RunLayout(run_dir)
     rows = _candidate_rows(run)
     if rows.empty:
@@ -576,9 +558,9 @@ def embed_images(
     cache_root = vector_cache_root(cache_dir)
     cache = VectorCache(cache_root / phash)
     key = {"params": params, "manifest": _manifest_fingerprint(rows)}
-    summary = _new_summary(len(rows), dim, precision, phash, cache.root, run.vectors)
+    summary = _new_summary(len(rows), dim, precision, phash, cache.root, run.vectors, engine)
     run.root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_dirs(run.embeddings_dir)
+    remove_stale_temp_dirs(run.embeddings_dir)
     preprocessing = {"image_size": size, "background": background, "fit": fit, "trim": trim}
     if not force and _existing_is_current(run, key, preprocessing):
         stamp = storage.read_stamp(run.embed_state) or {}
@@ -608,6 +590,8 @@ def embed_images(
             batch_size=int(batch_size),
             workers=int(workers),
             progress=progress,
+            engine=engine,
+            ray=options,
         )
         ids = rows["image_id"].tolist()
         summary["manifest_updated"] = _mark_manifest(run, {ids[i]: e for i, e in failures.items()})
@@ -626,7 +610,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     summary(
         f"embed: {s['embedded']}/{n} images embedded ({rate:.1f}%): computed {s['computed']}, "
         f"cached {s['cached']}, failed {s['failed']}; dim {s['dim']}, {s['precision']} "
-        f"({s['backend']}); {s['seconds']:.1f} s, {speed}{how}"
+        f"({s['backend']}, engine {s['engine']}); {s['seconds']:.1f} s, {speed}{how}"
     )
 
 
@@ -649,6 +633,8 @@ def embed_run(
     cache_dir: str | os.PathLike[str] | None = None,
     force: bool | None = None,
     progress: bool = True,
+    engine: str | None = None,
+    ray: RayOptions | dict[str, Any] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Stage 03 in one call: the vectors of every image, then the extras of its preset.
@@ -670,6 +656,12 @@ def embed_run(
         Root of the vector cache (default :func:`lookalike.model.vector_cache_root`).
     progress : bool, default True
         Show progress bars.
+    engine : {"local", "ray"}, optional
+        Where the network runs, for the vectors and the extras alike; ``None`` means
+        ``"local"``.
+    ray : RayOptions or dict, optional
+        The ``ray`` engine's options (:class:`lookalike.distributed.RayOptions`); ``None``
+        values in a dict mean the defaults.
     **overrides
         Keys of the preset (``layer``, ``pooling``, ``image_size``, ``background``, ``fit``,
         ``trim``, ``parts``, ``colour_weight``, ...; see
@@ -683,7 +675,8 @@ def embed_run(
     run = RunLayout(run_dir)
     name = DEFAULT_PRESET if preset is None else preset
     settings = resolve_preset(name, run_dir=run, **overrides)
-    common = _given(batch_size=batch_size, precision=precision, workers=workers)
+    common = _given(batch_size=batch_size, precision=precision, workers=workers, engine=engine)
+    common["ray"] = ray_options(ray)
     vectors = embed_images(
         run,
         **embed_kwargs(settings),

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import storage
+from .distributed import RayOptions, check_engine, embed_batches, map_batches, ray_options
 from .exceptions import ConfigError, ManifestError
 from .images import png_bytes
 from .model import load_extractor, load_vgg16, output_dim, pool_features, prepare, vector_cache_root
@@ -111,39 +113,96 @@ def _embedded_params(run: RunLayout, settings: dict[str, Any]) -> dict[str, Any]
     return params
 
 
+def _describe(e: BaseException) -> str:
+    """The text a failed image gets in the extras' report."""
+    return f"{type(e).__name__}: {e}"
+
+
+def _look(data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool) -> np.ndarray:
+    """``[number of parts, colour signature...]`` of one image (path or bytes), float32."""
+    img = upright_rgba(data)
+    n_parts = len(part_inputs(img, **opts)) if parts else 0
+    return np.concatenate([[np.float32(n_parts)], colour_signature(img, bins=bins)])
+
+
+def _part_input(data: Any, j: int, *, opts: dict[str, Any]) -> np.ndarray:
+    """Part ``j``'s network input of one image (path or bytes)."""
+    return part_inputs(data, **opts)[int(j)]
+
+
+def _part_opts(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
+
+
+def _local_looks(rec: _Records, misses: list[int], look, *, workers: int, progress: bool):
+    """``(positions, values, errors)`` of ``look`` on ``misses``, one image at a time."""
+    from .progress import bar as progress_bar
+
+    stream = prefetch(
+        range(len(misses)), lambda j: look(rec.paths[misses[j]], 0), workers=workers, lookahead=64
+    )
+    for j, value, err in progress_bar(
+        stream, total=len(misses), desc="colour", unit="img", disable=not progress
+    ):
+        yield ([], None, [(j, _describe(err))]) if err is not None else ([j], value[None], [])
+
+
 def _colour_pass(
-    rec: _Records, misses: list[int], settings: dict[str, Any], *, workers: int, progress: bool
+    rec: _Records,
+    misses: list[int],
+    settings: dict[str, Any],
+    *,
+    workers: int,
+    progress: bool,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> tuple[list[tuple[int, int]], dict[int, str]]:
     """Colour signatures of ``misses``; return the part inputs still to embed and failures.
 
     Images without parts are complete here and go to the cache.
     """
-    from .progress import bar as progress_bar
-
     if not misses:  # everything came from the cache: no empty bar
         return [], {}
-    opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
-
-    def look(i: int) -> tuple[np.ndarray, int]:
-        img = upright_rgba(rec.paths[i])
-        n_parts = len(part_inputs(img, **opts)) if settings["parts"] else 0
-        return colour_signature(img, bins=int(settings["colour_bins"])), n_parts
-
+    look = partial(
+        _look, opts=_part_opts(settings), bins=int(settings["colour_bins"]), parts=settings["parts"]
+    )
+    if engine == "ray":
+        paths = [str(rec.paths[i]) for i in misses]
+        stream = map_batches(
+            paths, [0] * len(misses), look, width=1 + rec.c, describe=_describe,
+            options=ray or RayOptions(), workers=int(workers), progress=progress, desc="colour",
+        )  # fmt: skip
+    else:
+        stream = _local_looks(rec, misses, look, workers=int(workers), progress=progress)
     todo: list[tuple[int, int]] = []
     failed: dict[int, str] = {}
-    stream = prefetch(misses, look, workers=int(workers), lookahead=64)
-    for i, result, err in progress_bar(
-        stream, total=len(misses), desc="colour", unit="img", disable=not progress
-    ):
-        if err is not None:
-            failed[i] = f"{type(err).__name__}: {err}"
-            continue
-        rec.colour[i], n_parts = result
-        if n_parts:
-            todo += [(i, j) for j in range(n_parts)]
-        else:
-            rec.store(i)
-    return todo, failed
+    for positions, values, errors in stream:
+        failed.update((misses[j], text) for j, text in errors)
+        for j, value in zip(positions, [] if values is None else values, strict=True):
+            i, n_parts = misses[j], int(value[0])
+            rec.colour[i] = value[1:]
+            if n_parts:
+                todo += [(i, p) for p in range(n_parts)]
+            else:
+                rec.store(i)
+    return sorted(todo), failed
+
+
+def _part_batches(rec: _Records, todo: list[tuple[int, int]], settings, extractor, **c: Any):
+    """``(positions, vectors, errors)`` of the part inputs ``todo``, in this process."""
+    opts = _part_opts(settings)
+    batches = feature_batches(
+        todo,
+        lambda item: _part_input(rec.paths[item[0]], item[1], opts=opts),
+        extractor,
+        batch_size=int(c["batch_size"]),
+        workers=int(c["workers"]),
+        desc="parts",
+        progress=c["progress"],
+    )
+    for positions, feats, errors in batches:
+        vecs = None if feats is None else l2_normalize(pool_features(feats, settings["pooling"]))
+        yield positions, vecs, [(p, _describe(err)) for p, err in errors]
 
 
 def _parts_pass(
@@ -157,38 +216,38 @@ def _parts_pass(
     workers: int,
     cache_root: Path,
     progress: bool,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> int:
     """Embed the part inputs ``todo`` (image row, part); return how many were computed."""
-    opts = {k: settings[k] for k in ("part_size", "part_min_aspect", "background", "trim")}
     pending = {i: 2 for i, j in todo if j == 0}
-    extractor = load_extractor(
-        layer=settings["layer"],
-        precision=precision,
-        image_size=int(settings["part_size"]),
-        cache_dir=cache_root,
-        progress=progress,
-    )
-
-    def load(item: tuple[int, int]) -> np.ndarray:
-        i, j = item
-        return part_inputs(rec.paths[i], **opts)[j]
-
+    size = int(settings["part_size"])
+    model = {
+        "layer": settings["layer"],
+        "precision": precision,
+        "image_size": size,
+        "cache_dir": cache_root,
+    }
+    if engine == "ray":
+        batches = embed_batches(
+            [str(rec.paths[i]) for i, _ in todo], [j for _, j in todo],
+            partial(_part_input, opts=_part_opts(settings)), model=model,
+            pooling=settings["pooling"], normalize=True, shape=(size, size, 3), dim=rec.d,
+            describe=_describe, options=ray or RayOptions(), batch_size=int(batch_size),
+            workers=int(workers), progress=progress, desc="parts",
+        )  # fmt: skip
+    else:
+        extractor = load_extractor(**model, progress=progress)
+        batches = _part_batches(
+            rec, todo, settings, extractor, batch_size=batch_size, workers=workers,
+            progress=progress,
+        )  # fmt: skip
     computed = 0
-    batches = feature_batches(
-        todo,
-        load,
-        extractor,
-        batch_size=int(batch_size),
-        workers=int(workers),
-        desc="parts",
-        progress=progress,
-    )
-    for positions, feats, errors in batches:
-        for p, err in errors:
-            failed[todo[p][0]] = f"{type(err).__name__}: {err}"
-        if feats is None:
+    for positions, vecs, errors in batches:
+        for p, text in errors:
+            failed[todo[p][0]] = text
+        if vecs is None:
             continue
-        vecs = l2_normalize(pool_features(feats, settings["pooling"]))
         for p, v in zip(positions, vecs, strict=True):
             i, j = todo[p]
             rec.parts[i, j] = v
@@ -209,6 +268,8 @@ def embed_extras(
     workers: int = WORKERS,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray: RayOptions | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Part vectors and colour signatures for every row of ``RUN/embeddings/``.
 
@@ -229,6 +290,11 @@ def embed_extras(
         Root of the vector cache (default :func:`lookalike.model.vector_cache_root`). Each
         image's record (part mask, part vectors, colour) is cached under a
         ``parts-<hash>`` folder, keyed by its sha256 and every setting that decides it.
+    engine : {"local", "ray"}, default "local"
+        ``"ray"`` computes the colour signatures as Ray tasks and the parts in the model
+        actor pool (:mod:`lookalike.distributed`); only images the cache lacks are sent.
+    ray : RayOptions or dict, optional
+        The ``ray`` engine's options.
 
     Returns
     -------
@@ -283,7 +349,10 @@ def embed_extras(
     rec = _Records(image_ids, paths, d, int(settings["colour_bins"]) ** 3, cache)
     misses = rec.load_cached()
     summary["cached"] = len(ids) - len(misses)
-    todo, failed = _colour_pass(rec, misses, settings, workers=workers, progress=progress)
+    engine_opts = {"engine": check_engine(engine), "ray": ray_options(ray)}
+    todo, failed = _colour_pass(
+        rec, misses, settings, workers=workers, progress=progress, **engine_opts
+    )
     if todo:
         summary["parts_computed"] = _parts_pass(
             rec,
@@ -295,6 +364,7 @@ def embed_extras(
             workers=workers,
             cache_root=cache_root,
             progress=progress,
+            **engine_opts,
         )
     rec.drop(failed)
     summary["failed"] = len(failed)

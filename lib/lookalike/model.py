@@ -591,6 +591,27 @@ def load_extractor(
     )
 
 
+def compute_device(backend: str = "keras") -> str:
+    """Where a :class:`FeatureExtractor` of ``backend`` runs, in words, for the stage's log.
+
+    TensorFlow uses a visible GPU by itself when it is a CUDA build (the ``gpu`` extra);
+    nothing in lookalike hides one (``CUDA_VISIBLE_DEVICES`` is left as it is).
+
+    Returns
+    -------
+    str, e.g. ``"GPU (/physical_device:GPU:0)"``, ``"CPU (no GPU visible to TensorFlow)"``
+    or ``"CPU (onnxruntime)"``.
+    """
+    if backend != "keras":
+        return "CPU (onnxruntime)"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU (no GPU visible to TensorFlow)"
+    return "GPU (" + ", ".join(g.name for g in gpus) + ")"
+
+
 #: ImageNet channel means in BGR order, as ``keras.applications.vgg16.preprocess_input``
 #: ("caffe" mode) subtracts them.
 _IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)

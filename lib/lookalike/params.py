@@ -69,6 +69,7 @@ POOLINGS = ("avg", "max", "gem", "flatten")
 BACKGROUNDS = ("white", "black", "auto", "none")
 FITS = ("pad", "stretch")
 PRECISIONS = ("fp32", "bf16", "int8")
+ENGINES = ("local", "ray")
 ALGORITHMS = ("auto", "kmeans", "minibatch")
 EXPORT_MODES = ("none", "symlink", "copy")
 METHODS = ("auto", "kmeans", "agglomerative", "similarity")
@@ -251,9 +252,16 @@ _PARAMS: tuple[Param, ...] = (
        doc="also embed the two end squares of a wide or tall logo lockup (aspect >= 1.5), at 160 px; `null`: the preset's (logos only)"),  # noqa: E501
     _p("colour_weight", "float", None, _N3, "share of the colour signature in the similarity, 0 to 1; null means the preset", low=0, high=1),  # noqa: E501
     _p("precision", "choice", "fp32", _N3, "fp32 exact, int8 fast path on ONNX Runtime, or bf16", choices=PRECISIONS),  # noqa: E501
-    _p("workers", "int", 2, _N3, "decoding threads that run ahead of the model", low=0),
+    _p("workers", "int", 2, _N3, "decoding threads that run ahead of the model (engine ray: decoding tasks per model actor)", low=0),  # noqa: E501
     _p("force", "bool", False, _N3, "rebuild RUN/embeddings even when it is current; the cache still serves"),  # noqa: E501
     _p("cache_dir", "path", None, _N3, "vector cache; null: embeddings under LOOKALIKE_CACHE or ~/.cache/lookalike"),  # noqa: E501
+    _p("engine", "choice", "local", _N3, "local (this process) or ray (Ray Data: decoding tasks, VGG16 in an actor pool)", choices=ENGINES,  # noqa: E501
+       doc="`local` runs the network in this process; `ray` runs the images the vector cache lacks on Ray Data (decoding as CPU tasks, VGG16 in an actor pool), with the same outputs; needs `pip install -e '.[ray]'`; see docs/scaling.md"),  # noqa: E501
+    _p("ray_address", "str", None, _N3, "with engine ray: null starts a local Ray, auto joins a running cluster, ray://host:10001 a remote one",  # noqa: E501
+       doc="with `engine: ray`: `null` starts a local Ray on this machine (or uses one this process started), `auto` joins the cluster this machine is part of (`ray start`), `ray://host:10001` reaches a remote cluster through the Ray client"),  # noqa: E501
+    _p("ray_concurrency", "int", 1, _N3, "with engine ray: model actors (each loads VGG16 once)", low=1),  # noqa: E501
+    _p("ray_num_cpus", "float", 2.0, _N3, "with engine ray: CPUs per model actor, also its intra-op threads", low=0, low_open=True),  # noqa: E501
+    _p("ray_num_gpus", "float", 0.0, _N3, "with engine ray: GPUs per model actor (needs the gpu extra on the workers)", low=0),  # noqa: E501
     # -- 04_pca_kmeans -------------------------------------------------------------------
     _p("pca_components", "components", 100, _N4, "int: number of components; float in (0, 1): share of variance to keep"),  # noqa: E501
     _p("whiten", "bool", False, _N4, "scale components to unit variance"),

@@ -4,16 +4,20 @@
   hash, shared by every run, so an image is embedded once per set of parameters.
 * :func:`feature_batches`: runs a :class:`~lookalike.model.FeatureExtractor` over a list of
   images in batches while :func:`prefetch` decodes the next ones on a small thread pool.
+* :class:`NpyRows`, :func:`swap_dir`, :func:`remove_stale_temp_dirs`: writing ``RUN/embeddings``
+  row by row into a temporary folder that replaces the old one in one rename.
 
 :mod:`lookalike.embed` (whole images) and :mod:`lookalike.extras` (lockup parts and colour)
-build on both.
+build on them; :mod:`lookalike.distributed` runs the same batches on Ray.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib.format import open_memmap
 
 from . import storage
 from .model import prepare
@@ -186,3 +191,96 @@ def feature_batches(
             feats = extractor(batch[: len(positions)]) if positions else None
             yield positions, feats, errors
             bar.update(len(positions))
+
+
+# -- the writer of RUN/embeddings ----------------------------------------------------------
+
+
+def tmp_prefix(emb_dir: Path) -> str:
+    return f".{emb_dir.name}-tmp-"
+
+
+def _old_prefix(emb_dir: Path) -> str:
+    return f".{emb_dir.name}.old-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is not ours
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(emb_dir: Path) -> int:
+    """Delete temporary copies of ``emb_dir`` left by a run that crashed (its process is gone)."""
+    removed = 0
+    tmp, old, legacy = tmp_prefix(emb_dir), _old_prefix(emb_dir), f".{emb_dir.name}-"
+    for d in emb_dir.parent.glob(f".{emb_dir.name}*"):
+        name = d.name
+        if name.startswith(tmp):
+            pid = name[len(tmp) :].split("-", 1)[0]
+        elif name.startswith(old):
+            pid = name[len(old) :].split("-", 1)[0]
+        elif name.startswith(legacy):
+            pid = ""  # named by an earlier version, without the owner's pid
+        else:
+            continue
+        if not d.is_dir() or (pid.isdigit() and _pid_alive(int(pid))):
+            continue  # a live run (this one or another) is writing it
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+class NpyRows:
+    """A float32 ``(n, d)`` ``.npy`` file filled row by row with plain file writes.
+
+    Not a memory map on purpose: pages written through a map stay mapped into the process and
+    count in its resident memory, which would then grow with the number of images; written
+    with ``write``, they are only the kernel's page cache. Readers open it with
+    ``np.load(..., mmap_mode="r")``.
+    """
+
+    def __init__(self, path: Path, n: int, d: int):
+        header = open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))  # sparse file
+        self._offset, self._row = header.offset, d * 4
+        del header
+        self._f = open(path, "r+b")  # noqa: SIM115 (closed by close())
+
+    def write(self, i: int, v: np.ndarray) -> None:
+        self.write_block(i, np.asarray(v)[None])
+
+    def write_block(self, i: int, block: np.ndarray) -> None:
+        """Write rows ``i, i+1, ...`` from ``block`` of shape (m, d)."""
+        self._f.seek(self._offset + i * self._row)
+        self._f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+
+    def chunks(self, keep: np.ndarray, rows: int = 4096) -> Iterator[np.ndarray]:
+        """The rows where ``keep`` is True, in order, ``rows`` rows read at a time."""
+        self._f.flush()
+        d = self._row // 4
+        for start in range(0, len(keep), rows):
+            stop = min(start + rows, len(keep))
+            self._f.seek(self._offset + start * self._row)
+            buf = np.frombuffer(self._f.read((stop - start) * self._row), dtype="<f4")
+            yield buf.reshape(-1, d)[keep[start:stop]]
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def swap_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Replace ``final_dir`` by ``tmp_dir`` (two renames; a crash leaves no mixed folder)."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f"{_old_prefix(final_dir)}{os.getpid()}-{time.time_ns()}")
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
