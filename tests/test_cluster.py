@@ -170,13 +170,30 @@ def test_cluster_run_is_deterministic_and_resumes(tmp_path, capsys):
     assert len(pd.read_parquet(tmp_path / "clusters.parquet")) == 2 * 2 * (len(X) - 5)
 
 
-def test_cluster_run_skips_agglomerative_above_its_cap(tmp_path, capsys):
-    X, _ = _blobs()
+def test_cluster_run_above_agglomerative_max_takes_the_graph_path(tmp_path, capsys):
+    X, truth = _blobs()
     _write_embeddings(tmp_path, X)
-    metrics = cluster_run(tmp_path, k_values=[2, 3], agglomerative_max=50, progress=False)
+    dense = cluster_run(tmp_path, k_values=[2, 4], progress=False)
+    dense_table = pd.read_parquet(tmp_path / "clusters.parquet")
+    dense_nb = pd.read_parquet(tmp_path / "neighbors.parquet")
+    metrics = cluster_run(tmp_path, k_values=[2, 4], agglomerative_max=50, progress=False)
+    assert "skipped" not in capsys.readouterr().out
+    ag = metrics[metrics["method"] == "agglomerative"]
+    assert ag["estimator"].str.contains("kNN graph").all() and ag["n_clusters"].tolist() == [2, 4]
+    assert list(metrics.columns) == list(dense.columns)
+    table = pd.read_parquet(tmp_path / "clusters.parquet")
+    assert list(table.columns) == CLUSTERS_COLUMNS and len(table) == len(dense_table)
+    assert dict(table.dtypes) == dict(dense_table.dtypes)
+    at4 = table[(table["method"] == "agglomerative") & (table["k"] == 4)]["cluster"]
+    assert adjusted_rand_score(truth, at4) == pytest.approx(1.0)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "neighbors.parquet"), dense_nb)
+    # other linkages have no graph tree: skipped there, with a message
+    metrics = cluster_run(
+        tmp_path, k_values=[2, 3], agglomerative_max=50, agglomerative_linkage="single",
+        progress=False,
+    )  # fmt: skip
     assert "agglomerative: skipped: 80 images > agglomerative_max=50" in capsys.readouterr().out
     assert set(metrics["method"]) == {"kmeans"}
-    assert set(pd.read_parquet(tmp_path / "clusters.parquet")["method"]) == {"kmeans"}
     cluster_run(tmp_path, k_values=[2, 3], agglomerative=False, progress=False)
     assert "agglomerative" not in capsys.readouterr().out
 

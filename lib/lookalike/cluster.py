@@ -11,8 +11,10 @@ PCA space of :func:`lookalike.reduce.fit_pca`):
 * ``similarity``: the same on ``1 - `` the fused similarity of the ``logos`` preset
   (:mod:`lookalike.similarity`; :func:`similarity_clusters`).
 
-The last two need n x n distances, so they are skipped above :data:`AGGLOMERATIVE_MAX`
-images; :func:`merge_tree` builds both trees. :func:`kmeans_sweep`,
+Up to :data:`AGGLOMERATIVE_MAX` images both trees are exact (dense n x n distances,
+:func:`merge_tree`); above it they are built from the sparse k-nearest-neighbour graph
+(:mod:`lookalike.graph`: average linkage with the pairs outside the graph at similarity 0),
+so memory grows as n k and no size is skipped. :func:`kmeans_sweep`,
 :func:`agglomerative_labels` and :func:`agglomerative_sweep` work on plain arrays;
 :func:`cluster_run` reads ``RUN/embeddings/`` and writes ``RUN/metrics.csv``,
 ``RUN/clusters.parquet``, ``RUN/pca.npz`` and ``RUN/neighbors.parquet``;
@@ -38,6 +40,7 @@ from .export import (  # noqa: F401 (image_paths, export_folder: re-exported for
     export_folder,
     image_paths,
 )
+from .graph import GRAPH_K, cut_graph_tree, knn_tree
 from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place)
     ALGORITHMS,
     DEFAULT_K_VALUES,
@@ -54,13 +57,15 @@ from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place
     metrics_frame,
     relabel_by_size,
 )
-from .neighbors import write_neighbors
+from .neighbors import nearest_neighbors, write_neighbors
 from .paths import RunLayout
 from .progress import summary as print_summary
 from .reduce import fit_pca, write_pca  # noqa: F401 (fit_pca re-exported)
 from .similarity import fused_inputs, load_features, similarity_matrix
 
-#: Agglomerative clustering keeps n (n - 1) / 2 float64 distances: 1.6 GB at 20,000 images.
+#: Largest number of images clustered with the exact dense tree (n (n - 1) / 2 float64
+#: distances: 1.6 GB at 20,000 images); above it both trees come from the kNN graph
+#: (:mod:`lookalike.graph`). Measured in docs/benchmarks.md ("Clustering from the kNN graph").
 AGGLOMERATIVE_MAX = 20_000
 
 #: Neighbours per image in ``RUN/neighbors.parquet``.
@@ -237,6 +242,8 @@ def agglomerative_sweep(
     progress: bool = True,
     tree: np.ndarray | None = None,
     method: str = "agglomerative",
+    graph: bool | None = None,
+    graph_k: int = GRAPH_K,
 ) -> tuple[pd.DataFrame, Labels]:
     """Build the cosine merge tree once and cut it at every k (or at a distance threshold).
 
@@ -248,16 +255,25 @@ def agglomerative_sweep(
         ``distance_threshold`` is given.
     distance_threshold : float, optional
         One cut at this cosine distance instead; its ``k`` is the number of clusters found.
-    linkage, max_samples :
-        See :func:`merge_tree` and :func:`cosine_distances` (raises :class:`ConfigError`
-        above ``max_samples``).
+    linkage : {"average", "complete", "single"}, default "average"
+        See :func:`merge_tree`; the graph tree is average linkage only.
+    max_samples : int, default :data:`AGGLOMERATIVE_MAX`
+        Up to this many samples the tree is the exact dense one (:func:`cosine_distances`);
+        above it, the graph tree of :mod:`lookalike.graph`.
     silhouette_sample, random_state :
         See :func:`cluster_scores`; scores are computed in ``Z`` exactly as for KMeans.
     tree : ndarray (n_samples - 1, 4), optional
         A merge tree built elsewhere, e.g. :func:`merge_tree` of :func:`similarity_distances`
-        of the fused similarity; default: the cosine tree of ``Z``.
+        of the fused similarity, or :func:`lookalike.graph.knn_tree`; default: the cosine
+        tree of ``Z``.
     method : str, default "agglomerative"
         The ``method`` named in the rows (``"similarity"`` for a similarity tree).
+    graph : bool, optional
+        Build (or, with ``tree``, cut) a graph tree: cuts after the first n - k merges
+        (:func:`lookalike.graph.cut_graph_tree`). Default: ``n_samples > max_samples``
+        (with ``tree``: False).
+    graph_k : int, default :data:`lookalike.graph.GRAPH_K`
+        Neighbours per sample of the cosine kNN graph (when this function builds it).
 
     Returns
     -------
@@ -275,19 +291,29 @@ def agglomerative_sweep(
         cuts: list[dict[str, Any]] = [{"n_clusters": k} for k in clip_k_values(k_values, len(Z))]
     else:
         cuts = [{"distance_threshold": float(distance_threshold)}]
-    _check_agglomerative_size(len(Z), max_samples)
+    if graph is None:
+        graph = tree is None and len(Z) > max_samples
     t0 = time.perf_counter()
-    if tree is None:
+    if tree is not None:
+        name = f"{linkage}-linkage fused similarity" + (" kNN graph" if graph else "")
+    elif graph:
+        if linkage != "average":
+            raise ConfigError(
+                f"{len(Z)} images > max_samples={max_samples}: above it the tree is built "
+                f"from the kNN graph, average linkage only (got linkage={linkage!r})"
+            )
+        index, sim = nearest_neighbors(Z, k=graph_k)
+        tree, _ = knn_tree(index, sim, Z)
+        name = f"average-linkage cosine kNN graph (k={graph_k})"
+    else:
         tree = merge_tree(cosine_distances(Z, max_samples=max_samples), linkage=linkage)
         name = f"{linkage}-linkage cosine"
-    else:
-        name = f"{linkage}-linkage fused similarity"
     tree_seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     out: Labels = {}
     for cut in progress_bar(cuts, desc=method, unit="k", disable=not progress or len(cuts) < 2):
         t1 = time.perf_counter()
-        labels = cut_tree(tree, **cut)
+        labels = relabel_by_size(cut_graph_tree(tree, **cut)) if graph else cut_tree(tree, **cut)
         scores, dist = cluster_scores(
             Z, labels, silhouette_sample=silhouette_sample, random_state=random_state
         )
@@ -439,23 +465,18 @@ def _plan(
             f"no usable k in k_values={requested} for {n} images: every k must be "
             f">= 2 and < the number of images; embed more images or lower k"
         )
-    do_agglo = bool(o["agglomerative"]) and n <= o["agglomerative_max"]
-    want_sim = bool(o["similarity"]) and settings.get("cluster_method") == "similarity"
-    sim_max = min(o["agglomerative_max"], AGGLOMERATIVE_MAX)
-    do_sim = want_sim and n <= sim_max
+    use_graph = n > int(o["agglomerative_max"])
+    do_agglo = bool(o["agglomerative"])
+    if do_agglo and use_graph and o["agglomerative_linkage"] != "average":
+        do_agglo = False
+        print(
+            f"agglomerative: skipped: {n} images > agglomerative_max={o['agglomerative_max']}, "
+            f"where the tree comes from the kNN graph (average linkage only, not "
+            f"{o['agglomerative_linkage']!r}); raise agglomerative_max for a dense tree"
+        )
+    do_sim = bool(o["similarity"]) and settings.get("cluster_method") == "similarity"
     if isinstance(o["neighbors_k"], bool) or int(o["neighbors_k"]) < 1:
         raise ConfigError(f"neighbors_k={o['neighbors_k']!r} must be >= 1")
-    if o["agglomerative"] and not do_agglo:
-        gib = n * (n - 1) * 8 / 2**30
-        print(
-            f"agglomerative: skipped: {n} images > agglomerative_max={o['agglomerative_max']} "
-            f"(it would need about {gib:.1f} GiB); raise agglomerative_max to run it anyway"
-        )
-    if want_sim and not do_sim:
-        print(
-            f"similarity clustering: skipped: {n} images > {sim_max} (its n x n matrix); "
-            "KMeans and the neighbours still use the run's features"
-        )
     return {
         "pca_components": pca_components,
         "whiten": bool(o["whiten"]),
@@ -469,6 +490,7 @@ def _plan(
         "agglomerative_linkage": o["agglomerative_linkage"],
         "similarity": do_sim,
         "similarity_settings": settings,
+        "graph_k": GRAPH_K if use_graph and (do_agglo or do_sim) else None,
         "neighbors_k": int(o["neighbors_k"]),
         "extras_sha256": [
             storage.sha256_file(p) for p in (run.parts, run.part_mask, run.colour) if p.is_file()
@@ -490,6 +512,8 @@ def _cluster(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every clustering of ``params`` on ``Z``, and ``RUN/neighbors.parquet``.
 
+    The run's neighbours are searched once, with ``max(graph k, neighbors_k)`` columns when
+    the similarity tree comes from the kNN graph; the first ``neighbors_k`` are written.
     Returns the metrics (kmeans rows, then agglomerative, then similarity) and the
     assignments table.
     """
@@ -500,6 +524,7 @@ def _cluster(
     )
     all_metrics = [metrics]
     tables = [assignments_table(image_ids, labels, method="kmeans")]
+    graph_k = params.get("graph_k")
     if params["agglomerative"]:
         ag_metrics, ag_labels = agglomerative_sweep(
             Z,
@@ -507,18 +532,25 @@ def _cluster(
             distance_threshold=params["agglomerative_threshold"],
             linkage=params["agglomerative_linkage"],
             max_samples=agglomerative_max,
+            graph_k=graph_k or GRAPH_K,
             **scoring,
         )
         all_metrics.append(ag_metrics)
         tables.append(assignments_table(image_ids, ag_labels, method="agglomerative"))
     t_sim = time.perf_counter()
     inputs = fused_inputs(features, random_state=seed)
-    write_neighbors(run, inputs, image_ids, k=params["neighbors_k"])
+    nk = params["neighbors_k"]
+    sim_graph = bool(params["similarity"]) and graph_k is not None
+    found = nearest_neighbors(**inputs, k=max(nk, graph_k) if sim_graph else nk, normalize=False)
+    write_neighbors(run, inputs, image_ids, k=nk, neighbors=found)
     if params["similarity"]:
-        tree = merge_tree(similarity_distances(similarity_matrix(**inputs)))
+        if sim_graph:
+            tree, _ = knn_tree(found[0][:, :graph_k], found[1][:, :graph_k], inputs["vectors"])
+        else:
+            tree = merge_tree(similarity_distances(similarity_matrix(**inputs)))
         build_seconds = time.perf_counter() - t_sim
         sim_metrics, sim_labels = agglomerative_sweep(
-            Z, ks, max_samples=agglomerative_max, tree=tree, method="similarity", **scoring
+            Z, ks, tree=tree, graph=sim_graph, method="similarity", **scoring
         )
         sim_metrics["seconds"] += build_seconds / len(sim_metrics)
         all_metrics.append(sim_metrics)
@@ -579,18 +611,22 @@ def cluster_run(
         :data:`N_INIT`, 0 and :data:`SILHOUETTE_SAMPLE`.
     agglomerative : bool, default True
         Also cluster with :func:`agglomerative_sweep` (same k values, or
-        ``agglomerative_threshold``); skipped with a message above ``agglomerative_max``
-        images.
+        ``agglomerative_threshold``). Above ``agglomerative_max`` images the tree comes
+        from the cosine kNN graph of the PCA vectors (:mod:`lookalike.graph`; average
+        linkage only: another linkage is skipped there with a message).
     agglomerative_threshold : float, optional
         Cosine distance at which to cut the tree, instead of cutting at every k.
     agglomerative_linkage : {"average", "complete", "single"}, default "average"
     agglomerative_max : int, default :data:`AGGLOMERATIVE_MAX`
+        Largest number of images clustered with the exact dense trees (memory n^2); above
+        it both trees come from the kNN graph (memory n k). Nothing is skipped for size.
     similarity : bool, default True
         When stage 03 ran the ``logos`` preset (``cluster_method`` "similarity" in
         ``RUN/embeddings/similarity.json``), also cut an average-linkage tree of the fused
         similarity (:mod:`lookalike.similarity`) at the same k values: ``method``
-        "similarity", scored in the PCA space like the others. Same size limit as
-        agglomerative (and never above :data:`AGGLOMERATIVE_MAX`).
+        "similarity", scored in the PCA space like the others. Above ``agglomerative_max``
+        the tree comes from the run's fused kNN graph (the search that also writes
+        ``RUN/neighbors.parquet``, with :data:`lookalike.graph.GRAPH_K` columns).
     neighbors_k : int, default :data:`NEIGHBORS_K`
         Neighbours per image in ``RUN/neighbors.parquet``, under the similarity of the run's
         preset (fused for ``logos``, cosine for ``photos``).

@@ -461,6 +461,7 @@ def write_neighbors(
     image_ids: Sequence[str],
     *,
     k: int = 10,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Write ``RUN/neighbors.parquet``: every image's ``k`` most similar images.
 
@@ -471,13 +472,23 @@ def write_neighbors(
         :func:`lookalike.similarity.fused_inputs` (unit vectors, parts, colour).
     image_ids : sequence of str, one per row of ``inputs["vectors"]``
     k : int, default 10
+    neighbors : (index, similarity), optional
+        :func:`nearest_neighbors` of ``inputs`` over every row, already computed with at
+        least ``k`` columns (e.g. for a kNN graph); its first ``k`` columns are written.
+        Default: searched here.
 
     Returns
     -------
     The table written (see :func:`neighbors_table`); ``similarity`` is the fused similarity
     of the run's preset (cosine for ``photos``).
     """
-    index, similarity = nearest_neighbors(**inputs, k=k, normalize=False)
+    if neighbors is None:
+        neighbors = nearest_neighbors(**inputs, k=k, normalize=False)
+    index, similarity = neighbors
+    k = int(max(0, min(int(k), len(inputs["vectors"]) - 1)))
+    if index.shape[1] < k:
+        raise ValueError(f"neighbors has {index.shape[1]} columns, fewer than k={k}")
+    index, similarity = index[:, :k], similarity[:, :k]
     table = neighbors_table(index, similarity, image_ids)
     storage.write_table(table, RunLayout(run_dir).neighbors)
     return table

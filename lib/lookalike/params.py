@@ -272,7 +272,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("silhouette_sample", "int", 10000, _N4, "with more images, silhouette uses a seeded sample of this size", low=2),  # noqa: E501
     _p("agglomerative", "bool", True, _N4, "also cluster with average-linkage agglomerative on cosine distance"),  # noqa: E501
     _p("agglomerative_threshold", "float", None, _N4, "cosine distance to cut the tree at, e.g. 0.3; null: at each k", low=0, high=2, low_open=True),  # noqa: E501
-    _p("agglomerative_max", "int", 20000, _N4, "skip agglomerative above this many images (memory grows as n squared)", low=2),  # noqa: E501
+    _p("agglomerative_max", "int", 20000, _N4, "exact dense trees (memory n squared) up to this many images; above, trees from the kNN graph (memory n k)", low=2),  # noqa: E501
     _p("similarity", "bool", True, _N4, "with the logos preset of 03, also cluster on its fused similarity"),  # noqa: E501
     _p("neighbors_k", "int", 10, _N4, "neighbours kept per image in the run's neighbour table (for 05 and queries)", low=1),  # noqa: E501
     _p("export_folders", "choice", "none", _N4, "none, symlink or copy: also write RUN/clusters/k_K/cluster_C folders", choices=EXPORT_MODES),  # noqa: E501
