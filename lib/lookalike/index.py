@@ -24,11 +24,11 @@ EXACT_MAX = 20_000
 #: Inverted lists per square root of n (``nlist = IVF_LISTS_PER_SQRT * sqrt(n)``).
 IVF_LISTS_PER_SQRT = 4
 #: Lists probed per query, as a share of ``nlist`` (at least :data:`IVF_MIN_PROBE`).
-IVF_PROBE_SHARE = 1 / 24
+IVF_PROBE_SHARE = 1 / 64
 #: Fewest lists probed per query.
 IVF_MIN_PROBE = 16
 #: Training vectors per list (faiss wants at least 39); a seeded sample of the rows.
-IVF_TRAIN_PER_LIST = 64
+IVF_TRAIN_PER_LIST = 39
 #: Seed of the training sample and of faiss's k-means.
 SEED = 1234
 

@@ -30,8 +30,8 @@ EXACT_QUERIES = 2000
 #: Candidates each kind of pair gives per query, as a multiple of k, when colour is blended
 #: in (colour can lift a pair from below a kind's top k).
 COLOUR_CANDIDATES = 4
-#: Query rows per batch of index searches (memory: about 60 candidates of each).
-QUERY_ROWS = 1 << 16
+#: Query rows per batch of index searches (each holds up to about 200 candidates).
+QUERY_ROWS = 1 << 14
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
