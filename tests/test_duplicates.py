@@ -66,3 +66,36 @@ def test_near_duplicate_groups_through_the_index_match_the_exact_ones():
     assert len(exact) == 40 and len(exact[0]) == 3
     via_index = near_duplicate_groups(Z, 0.97, exact_max=10)
     assert [g.tolist() for g in via_index] == [g.tolist() for g in exact]
+
+
+def test_near_duplicate_links_are_capped_above_exact_max_and_groups_stay_whole():
+    """A pile of 60 copies has 60 * 59 pairs; through the index each copy links to at most
+    max_links others, yet the pile is still one group, with the same groups as exact."""
+    from lookalike.duplicates import _links
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(200, 16)).astype(np.float32)
+    pile = base[0] + 0.002 * rng.normal(size=(60, 16)).astype(np.float32)
+    Z = np.vstack([base, pile])
+    U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    rows, _, sim = _links(U, 0.97, 10, 4)
+    assert np.bincount(rows).max() <= 4 and (sim >= 0.97 - 1e-6).all()
+    exact_rows, _, _ = _links(U, 0.97, len(U), 4)
+    assert len(exact_rows) == 61 * 60 > len(rows)  # exact: every ordered pair of the pile
+    capped = near_duplicate_groups(Z, 0.97, exact_max=10, max_links=4)
+    assert [g.tolist() for g in capped] == [g.tolist() for g in near_duplicate_groups(Z, 0.97)]
+    assert len(capped) == 1 and len(capped[0]) == 61
+
+
+def test_find_near_duplicates_max_similarity_is_the_best_pair(clustered_run):
+    table = find_near_duplicates(clustered_run, threshold=0.9)
+    from lookalike.reduce import read_reduced
+
+    ids, Z = read_reduced(clustered_run)
+    U = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    row = {i: r for r, i in enumerate(ids)}
+    for _, grp in table.groupby("group"):
+        m = [row[i] for i in grp["image_id"]]
+        sim = U[m] @ U[m].T
+        np.fill_diagonal(sim, -np.inf)
+        np.testing.assert_allclose(grp["max_similarity"], sim.max(axis=1), atol=1e-5)

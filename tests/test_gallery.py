@@ -181,3 +181,46 @@ def test_notebooks_04_05_run_and_stay_small(tmp_path):
     assert (run / "near_duplicates.csv").exists()
     assert (run / "clusters" / "k_2" / "cluster_0").is_dir()  # export_folders from 04
     assert (run / "notebooks" / "05_elbow_and_inspect.ipynb").stat().st_size < 3_000_000
+
+
+def _page_file_data(path: Path) -> tuple[str, dict]:
+    text = path.read_text(encoding="utf-8")
+    head = "window.galleryPage("
+    assert text.startswith(head) and text.rstrip().endswith(");")
+    key, _, rest = text[len(head) :].partition(", ")
+    return json.loads(key), json.loads(rest.rstrip().removesuffix(");"))
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_gallery_pages_keep_the_html_bounded(clustered_run, inline):
+    """More images per cluster than the page size: the HTML holds only the first page of
+    each cluster; the rest are in one page file per clustering, with their thumbnails."""
+    out = write_gallery(clustered_run, page_size=2, n_neighbours=3, inline=inline, thumb=32)
+    _, data = _gallery_data(out)
+    assert data["page_size"] == 2
+    pages = sorted((out.parent / "gallery_pages").glob("*.js"))
+    assert len(pages) == len(data["clusterings"]) == 8  # every clustering has a cluster > 2
+    inline_members = set()
+    for g in data["clusterings"]:
+        assert g["page"] == f"gallery_pages/{g['method']}-k{g['k']}.js"
+        for cl in g["clusters"]:
+            assert len(cl["m"]) == len(cl["d"]) <= 2 and "more_m" not in cl
+            assert cl["kept"] == cl["size"]  # the run is small: all kept, most in pages
+            inline_members |= set(cl["m"])
+    for page in pages:
+        key, extra = _page_file_data(page)
+        g = next(g for g in data["clusterings"] if f"{g['method']}-k{g['k']}" == key)
+        for cl in g["clusters"]:
+            more = extra["clusters"].get(str(cl["c"]), {"m": [], "d": []})
+            assert len(cl["m"]) + len(more["m"]) == cl["kept"]  # nothing lost, no repeats
+            assert not set(more["m"]) & set(cl["m"])
+            for i in more["m"]:  # every page image has its thumbnail somewhere
+                im = data["images"][i] or extra["images"][str(i)]
+                assert im["src"].startswith("data:image/jpeg" if inline else "gallery_files/")
+    # the HTML lists thumbnails only for what it shows: first pages, their neighbours
+    shown = [im for im in data["images"] if im is not None]
+    assert len(shown) < len(data["images"])
+    assert {i for i, nb in enumerate(data["neighbours"]) if nb is not None} == inline_members
+    # a second gallery without pages removes the stale page files
+    write_gallery(clustered_run, page_size=60, inline=inline)
+    assert list((out.parent / "gallery_pages").glob("*.js")) == []

@@ -163,3 +163,42 @@ def test_gallery_screenshot(gallery_run, tmp_path):
         close = np.abs(arr - np.array(colour)).max(axis=2) < 40
         assert close.sum() > 200, colour
     print(f"screenshot: {shot}")
+
+
+LOAD_PAGES = """
+<script>
+(function () {
+  // Loads every clustering's page file (a script from file://) before the load event,
+  // renders each expanded and records which images failed.
+  const g = window.gallery;
+  const got = {views: 0, members: 0, kept: 0};
+  let left = g.data.clusterings.length;
+  g.data.clusterings.forEach((c, index) => g.loadPage(c, () => {
+    g.render(index, {expand: true});
+    got.views++;
+    for (const cl of c.clusters) { got.members += cl.m.length; got.kept += cl.kept; }
+    if (--left === 0) window.addEventListener("load", () => {
+      const pre = document.createElement("pre");
+      pre.id = "check";
+      pre.textContent = JSON.stringify(got);
+      document.body.appendChild(pre);
+    });
+  }));
+})();
+</script>
+"""
+
+
+def test_gallery_page_files_load_from_file_urls(gallery_run, tmp_path):
+    run, dups, choice = gallery_run
+    out = write_gallery(
+        run, tmp_path / "report" / "gallery.html", choice=choice, page_size=3, inline=False
+    )
+    assert len(list((tmp_path / "report" / "gallery_pages").glob("*.js"))) == 8
+    page = out.with_name("paged.html")
+    page.write_text(out.read_text().replace("</body>", LOAD_PAGES + "</body>"))
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    found = BeautifulSoup(proc.stdout, "html.parser").find("pre", id="check")
+    assert found is not None, f"the pages did not load:\n{proc.stderr[-3000:]}"
+    result = json.loads(found.string)
+    assert result["views"] == 8 and result["members"] == result["kept"] > 8 * 3 * 2

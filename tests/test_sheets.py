@@ -78,3 +78,19 @@ def test_overview_sheet_one_row_per_cluster(clustered_run):
 def test_unknown_k_names_the_available_ones(clustered_run):
     with pytest.raises(ConfigError, match=r"available k: \[2, 3, 4, 5\]"):
         cluster_contact_sheets(clustered_run, 7)
+
+
+def test_cluster_contact_sheets_are_bounded_to_the_largest_clusters(clustered_run, monkeypatch):
+    import lookalike.sheets as sheets
+
+    monkeypatch.setattr(sheets, "MAX_CLUSTER_SHEETS", 2)
+    paths = cluster_contact_sheets(clustered_run, 5, max_images=3)
+    assert [p.name for p in paths] == ["k5_cluster0.png", "k5_cluster1.png"]
+    assert len(cluster_contact_sheets(clustered_run, 5, max_sheets=4)) == 4
+    # the title still counts the whole cluster, though only max_images rows are read
+    cl = pd.read_parquet(clustered_run / "clusters.parquet")
+    size0 = int(((cl["k"] == 5) & (cl["method"] == "kmeans") & (cl["cluster"] == 0)).sum())
+    assert size0 > 3
+    stats = sheets._cluster_stats(sheets.RunLayout(clustered_run), 5, "kmeans")
+    assert int(stats.loc[0, "size"]) == size0
+    assert f"{size0} images" in sheets._cluster_title("kmeans", 5, 0, stats.loc[0])

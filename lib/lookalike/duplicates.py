@@ -19,12 +19,13 @@ import pandas as pd
 from . import storage
 from .cluster import image_paths
 from .exceptions import ConfigError
-from .index import EXACT_MAX, range_pairs
-from .neighbors import l2_normalize, nearest_neighbors, read_neighbors
+from .index import EXACT_MAX, build_index, range_pairs, search
+from .neighbors import NEIGHBORS_COLUMNS, l2_normalize, nearest_neighbors
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
 
 __all__ = [
+    "DUP_MAX_LINKS",
     "DUP_THRESHOLD",
     "NEAR_DUPLICATES_COLUMNS",
     "N_NEIGHBOURS",
@@ -38,6 +39,11 @@ NEAR_DUPLICATES_COLUMNS = ["group", "image_id", "path", "group_size", "max_simil
 DUP_THRESHOLD = 0.97
 #: Neighbours listed per image by default (the notebook's browser and the HTML gallery).
 N_NEIGHBOURS = 8
+#: Above :data:`lookalike.index.EXACT_MAX` images each image links to at most this many
+#: near-duplicates (its nearest ones at or above the threshold), so the links are O(n) and
+#: not O(n^2) when copies pile up (a logo used by 5,000 domains has 5,000^2 pairs). A group
+#: stays one group: its members still link to each other through their nearest ones.
+DUP_MAX_LINKS = 32
 
 
 def run_neighbours(
@@ -60,29 +66,108 @@ def run_neighbours(
     distance : float32 array (m, n), ``1 - similarity``
     """
     q = np.asarray(queries, dtype=np.int64)
+    ids = np.asarray(ids).astype(str)
     nn = max(0, min(int(n_neighbours), len(ids) - 1))
-    idx, sim = nearest_neighbors(Z, q, k=nn)
-    dist = np.clip(1.0 - sim, 0.0, 2.0)
-    table = read_neighbors(run_dir)
-    if table is None or nn == 0 or int(table["rank"].max()) < nn:
-        return idx, dist
-    row_of = {str(i): r for r, i in enumerate(ids)}
-    table = table[table["rank"] <= nn].sort_values(["image_id", "rank"])
-    by_id = {
-        image_id: (g["neighbor_id"].astype(str).tolist(), g["similarity"].to_numpy())
-        for image_id, g in table.groupby("image_id", sort=False)
-    }
-    for r, row in enumerate(q):
-        got = by_id.get(str(ids[row]))
-        if got is None or len(got[0]) < nn or any(n not in row_of for n in got[0]):
-            continue
-        idx[r] = [row_of[n] for n in got[0]]
-        dist[r] = 1.0 - got[1].astype(np.float32)
+    idx = np.zeros((len(q), nn), np.int64)
+    dist = np.zeros((len(q), nn), np.float32)
+    covered = np.zeros(len(q), bool)
+    table = _stored_neighbours(RunLayout(run_dir), ids[q], nn)
+    if table is not None and len(table):
+        img = table["image_id"].astype(str).to_numpy()  # sorted by image, then rank
+        nrow = pd.Index(ids).get_indexer(table["neighbor_id"].astype(str))
+        uniq, start, counts = np.unique(img, return_index=True, return_counts=True)
+        # an image is covered when it has nn stored neighbours, all of them in ``ids``
+        good = (counts == nn) & (np.minimum.reduceat(nrow, start) >= 0)
+        pos = np.minimum(np.searchsorted(uniq, ids[q]), len(uniq) - 1)
+        covered = (uniq[pos] == ids[q]) & good[pos]
+        take = start[pos[covered]][:, None] + np.arange(nn)
+        idx[covered] = nrow[take]
+        dist[covered] = 1.0 - table["similarity"].to_numpy(np.float32)[take]
+    if not covered.all():  # an older run, or more neighbours than it stores
+        miss = np.flatnonzero(~covered)
+        m_idx, m_sim = nearest_neighbors(Z, q[miss], k=nn)
+        idx[miss], dist[miss] = m_idx, np.clip(1.0 - m_sim, 0.0, 2.0)
     return idx, dist
 
 
+def _stored_neighbours(run: RunLayout, query_ids: np.ndarray, nn: int) -> pd.DataFrame | None:
+    """The ``nn`` first rows of ``RUN/neighbors.parquet`` of the query images, by image and
+    rank; None when stage 04 wrote none or with fewer than ``nn`` per image.
+
+    Filtered while reading: at 1,000,000 images the table has 10 million rows and only the
+    queries' are decoded.
+    """
+    path = run.neighbors
+    if nn == 0 or not path.is_file():
+        return None
+    first = pd.read_parquet(path, columns=["rank"], filters=[("rank", ">=", nn)])
+    if first.empty:
+        return None
+    table = pd.read_parquet(
+        path,
+        columns=NEIGHBORS_COLUMNS,
+        filters=[("image_id", "in", sorted(set(query_ids.tolist()))), ("rank", "<=", nn)],
+    )
+    return table.sort_values(["image_id", "rank"], kind="stable")
+
+
+def _links(
+    U: np.ndarray, threshold: float, exact_max: int, max_links: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rows, cols, similarity`` of the near-duplicate links between unit rows of ``U``.
+
+    Every pair at or above ``threshold`` up to ``exact_max`` rows
+    (:func:`lookalike.index.range_pairs`); above it each row's ``max_links`` nearest at or
+    above it, from the faiss index (:func:`lookalike.index.search`).
+    """
+    # The link rule of the radius search this replaced: |a-b| <= sqrt(2 - 2t) + 1e-6 for unit
+    # vectors, i.e. cos >= 1 - r^2 / 2; the small slack absorbs rounding.
+    radius = math.sqrt(max(2.0 - 2.0 * float(threshold), 0.0)) + 1e-6
+    min_score = 1.0 - radius * radius / 2.0
+    if len(U) <= exact_max:
+        rows, cols = range_pairs(U, min_score, exact_max=exact_max)
+    else:
+        index = build_index(U)
+        rows_l, cols_l = [], []
+        for s in range(0, len(U), 65536):  # bounded memory: (block, max_links + 1) results
+            _, ids = search(index, U[s : s + 65536], int(max_links) + 1)
+            r = s + np.repeat(np.arange(len(ids)), ids.shape[1])
+            rows_l.append(r)
+            cols_l.append(ids.ravel())
+        rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
+        keep = (cols >= 0) & (cols != rows)
+        rows, cols = rows[keep], cols[keep]
+    sim = np.empty(len(rows), np.float32)
+    for s in range(0, len(rows), 1 << 20):  # O(pairs), in blocks
+        sim[s : s + (1 << 20)] = np.einsum(
+            "ij,ij->i", U[rows[s : s + (1 << 20)]], U[cols[s : s + (1 << 20)]]
+        )
+    keep = sim >= min_score
+    return rows[keep], cols[keep], sim[keep]
+
+
+def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Connected components of the links: ``(component of each row, groups of 2 or more)``,
+    the groups largest first, each sorted by row. O(n + links)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    sizes = np.bincount(comp)
+    order = np.argsort(comp, kind="stable")  # rows by component, ascending row within
+    bounds = np.cumsum(sizes)[:-1]
+    members = np.split(order, bounds)
+    groups = [members[c] for c in np.flatnonzero(sizes >= 2)]
+    return comp, sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
 def near_duplicate_groups(
-    Z: np.ndarray, threshold: float = DUP_THRESHOLD, *, exact_max: int | None = None
+    Z: np.ndarray,
+    threshold: float = DUP_THRESHOLD,
+    *,
+    exact_max: int | None = None,
+    max_links: int | None = None,
 ) -> list[np.ndarray]:
     """Groups of rows linked by cosine similarity above ``threshold``.
 
@@ -90,28 +175,36 @@ def near_duplicate_groups(
     connected set of links (so a chain a~b~c is one group even if a and c are further apart).
     Returns the groups of 2 or more rows, largest first, each sorted by row index.
 
-    The links come from :func:`lookalike.index.range_pairs`: exact up to ``exact_max`` rows
-    (default :data:`lookalike.index.EXACT_MAX`), a range search of the faiss index above, so
-    no n x n similarity is ever held.
+    The links are every pair at or above the threshold up to ``exact_max`` rows (default
+    :data:`lookalike.index.EXACT_MAX`, blockwise products); above it each row's
+    ``max_links`` (default :data:`DUP_MAX_LINKS`) nearest at or above the threshold, from the
+    faiss index. So no n x n similarity, and no more than n * ``max_links`` links, is ever
+    held; grouping is O(n + links).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    return _near_duplicates(Z, threshold, exact_max=exact_max, max_links=max_links)[0]
 
+
+def _near_duplicates(
+    Z: np.ndarray,
+    threshold: float,
+    *,
+    exact_max: int | None = None,
+    max_links: int | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The groups of :func:`near_duplicate_groups` and each row's highest link similarity
+    (-inf for a row without links), float32 (n,)."""
     if not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"dup_threshold={threshold!r} must be a cosine similarity in (0, 1]")
     U = l2_normalize(np.asarray(Z, dtype=np.float32))
+    best = np.full(len(U), -np.inf, np.float32)
     if len(U) < 2:
-        return []
-    # The link rule of the radius search this replaced: |a-b| <= sqrt(2 - 2t) + 1e-6 for unit
-    # vectors, i.e. cos >= 1 - r^2 / 2; the small slack absorbs rounding.
-    radius = math.sqrt(max(2.0 - 2.0 * float(threshold), 0.0)) + 1e-6
+        return [], best
     exact_max = EXACT_MAX if exact_max is None else exact_max
-    rows, cols = range_pairs(U, 1.0 - radius * radius / 2.0, exact_max=exact_max)
-    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(len(U), len(U)))
-    _, comp = connected_components(graph, directed=False)
-    sizes = np.bincount(comp)
-    groups = [np.flatnonzero(comp == c) for c in np.flatnonzero(sizes >= 2)]
-    return sorted(groups, key=lambda g: (-len(g), g[0]))
+    max_links = DUP_MAX_LINKS if max_links is None else max(1, int(max_links))
+    rows, cols, sim = _links(U, threshold, exact_max, max_links)
+    np.maximum.at(best, rows, sim)
+    np.maximum.at(best, cols, sim)
+    return _components(len(U), rows, cols)[1], best
 
 
 def find_near_duplicates(
@@ -134,7 +227,9 @@ def find_near_duplicates(
     -------
     DataFrame with :data:`NEAR_DUPLICATES_COLUMNS`: ``group`` (0 = largest), ``image_id``,
     ``path`` (absolute), ``group_size`` and ``max_similarity`` (the image's highest cosine
-    similarity to another member of its group). Empty (with the columns) when none.
+    similarity to another member of its group; above :data:`lookalike.index.EXACT_MAX`
+    images, the highest among its :data:`DUP_MAX_LINKS` nearest).
+    Empty (with the columns) when none.
     ``table.attrs["threshold"]`` is the threshold used (:func:`lookalike.gallery.write_gallery`
     states it).
     """
@@ -143,23 +238,19 @@ def find_near_duplicates(
     run = RunLayout(run_dir)
     ids, Z = read_reduced(run)
     paths = image_paths(run)
-    U = l2_normalize(Z)
-    rows = []
-    groups = near_duplicate_groups(Z, threshold)
-    for g, members in enumerate(groups):
-        sim = U[members] @ U[members].T
-        np.fill_diagonal(sim, -np.inf)
-        for i, m in enumerate(members):
-            rows.append(
-                {
-                    "group": g,
-                    "image_id": ids[m],
-                    "path": str(paths.get(ids[m], "")),
-                    "group_size": len(members),
-                    "max_similarity": float(sim[i].max()),
-                }
-            )
-    table = pd.DataFrame(rows, columns=NEAR_DUPLICATES_COLUMNS)
+    groups, best = _near_duplicates(Z, threshold)
+    members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    table = pd.DataFrame(
+        {
+            "group": np.repeat(np.arange(len(groups)), sizes),
+            "image_id": ids[members],
+            "path": [str(paths.get(i, "")) for i in ids[members]],
+            "group_size": np.repeat(sizes, sizes),
+            "max_similarity": best[members].astype(np.float64),
+        },
+        columns=NEAR_DUPLICATES_COLUMNS,
+    )
     table = table.astype({"group": "int64", "group_size": "int64", "max_similarity": "float64"})
     storage.write_table(table, resolve(out_path) if out_path else run.near_duplicates)
     table.attrs["threshold"] = threshold  # after writing: parquet would store attrs

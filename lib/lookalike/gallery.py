@@ -23,18 +23,25 @@ import pandas as pd
 from PIL import Image
 
 from . import storage
-from .cluster import CLUSTERS_COLUMNS, image_paths
+from .cluster import image_paths
 from .duplicates import N_NEIGHBOURS, run_neighbours
 from .elbow import KChoice
 from .exceptions import ConfigError
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
-from .sheets import thumbs
+from .sheets import read_clusterings, thumbs
 
-__all__ = ["GALLERY_INLINE_MAX", "write_gallery"]
+__all__ = ["GALLERY_INLINE_MAX", "GALLERY_PAGES_DIR", "GALLERY_PAGE_SIZE", "write_gallery"]
 
 #: ``write_gallery(inline=None)`` inlines thumbnails as data URIs up to this many images.
 GALLERY_INLINE_MAX = 1000
+#: Images per cluster inside the page itself by default; the others a cluster keeps (up to
+#: ``max_per_cluster``) are in one page file per clustering, loaded on "show more". So the
+#: HTML holds at most (clusters shown) x this many images, whatever the run's size.
+GALLERY_PAGE_SIZE = 24
+#: Folder beside the page of its page files (``report/gallery_pages/{method}-k{k}.js``):
+#: plain scripts, so they load from file:// with no server and no network.
+GALLERY_PAGES_DIR = "gallery_pages"
 
 
 def _template() -> str:
@@ -74,19 +81,25 @@ class _PageImages:
 
 
 def _read_clusterings(
-    run: RunLayout, methods: Sequence[str], k_values: Sequence[int] | None
-) -> pd.DataFrame:
-    """The rows of ``RUN/clusters.parquet`` of ``methods`` and ``k_values``; never empty."""
-    table = storage.read_table(run.clusters, required=CLUSTERS_COLUMNS, what="clusters")
-    table = table[table["method"].isin(list(methods))]
-    if k_values is not None:
-        table = table[table["k"].isin([int(k) for k in k_values])]
+    run: RunLayout, methods: Sequence[str], k_values: Sequence[int] | None, max_rank: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``RUN/clusters.parquet`` of ``methods`` and ``k_values`` with
+    ``rank < max_rank``, and every cluster's ``size`` and ``cohesion`` (indexed by method, k,
+    cluster). Never the whole table: at 1,000,000 images it has 48 million rows."""
+    table = read_clusterings(run, methods=methods, k_values=k_values, max_rank=max_rank)
     if table.empty:
         raise ConfigError(
             f"no clusterings of methods {list(methods)} with k in {k_values} in "
             f"{run.clusters}; run 04_pca_kmeans or pick k values it computed"
         )
-    return table
+    stats = []
+    for method in table["method"].unique():  # one method at a time: numeric columns only
+        sel = read_clusterings(
+            run, methods=[method], k_values=k_values, columns=["k", "cluster", "distance"]
+        )
+        agg = sel.groupby(["k", "cluster"])["distance"].agg(size="size", cohesion="mean")
+        stats.append(pd.concat({str(method): agg}, names=["method"]))
+    return table, pd.concat(stats)
 
 
 def _silhouette(metrics: pd.DataFrame | None, method: str, k: int) -> float | None:
@@ -100,16 +113,20 @@ def _silhouette(metrics: pd.DataFrame | None, method: str, k: int) -> float | No
 
 def _build_clusterings(
     table: pd.DataFrame,
+    stats: pd.DataFrame,
     metrics: pd.DataFrame | None,
     chosen_key: tuple[str, int] | None,
     page: _PageImages,
     *,
     max_per_cluster: int,
     max_images: int,
+    page_size: int,
 ) -> tuple[list[dict[str, Any]], int, list[str]]:
     """The page's clusterings (kmeans first), the one it opens on, and those left out.
 
-    The chosen clustering is built first so that ``max_images`` never leaves it out.
+    The chosen clustering is built first so that ``max_images`` never leaves it out. Each
+    cluster's first ``page_size`` images are in ``m`` and ``d``; the others it keeps (up to
+    ``max_per_cluster``) in ``more_m`` and ``more_d``, for the clustering's page file.
     """
     keys = sorted(table.groupby(["method", "k"]).groups, key=lambda t: (t[0] != "kmeans", t))
     built: dict[tuple[str, int], dict[str, Any]] = {}
@@ -122,16 +139,23 @@ def _build_clusterings(
         if built and len(page.order) + len(new) > max_images:
             skipped.append(f"{method} k={k}")
             continue
-        clusters = [
-            {
-                "c": c,
-                "size": len(grp),
-                "cohesion": round(float(grp["distance"].mean()), 3),
-                "m": [page(i) for i in top["image_id"]],
-                "d": [round(float(d), 3) for d in top["distance"]],
-            }
-            for c, grp, top in tops
-        ]
+        clusters = []
+        for c, _, top in tops:
+            size, cohesion = stats.loc[(method, k, c)]
+            m = [page(i) for i in top["image_id"]]
+            d = [round(float(x), 3) for x in top["distance"]]
+            clusters.append(
+                {
+                    "c": c,
+                    "size": int(size),
+                    "cohesion": round(float(cohesion), 3),
+                    "kept": len(m),
+                    "m": m[:page_size],
+                    "d": d[:page_size],
+                    "more_m": m[page_size:],
+                    "more_d": d[page_size:],
+                }
+            )
         sil = _silhouette(metrics, method, k)
         label = f"{method} k={k}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
         if (method, k) == chosen_key:
@@ -170,9 +194,10 @@ def _duplicate_groups(
     """At most 50 near-duplicate groups of 12 images, for the page's last section."""
     if duplicates is None or not len(duplicates):
         return None
+    shown = duplicates[duplicates["group"] < 50]  # numbered largest first
     groups = [
-        {"size": len(g), "m": [page(i) for i in g["image_id"].head(12)]}
-        for _, g in list(duplicates.groupby("group", sort=True))[:50]
+        {"size": int(g["group_size"].iloc[0]), "m": [page(i) for i in g["image_id"].head(12)]}
+        for _, g in shown.groupby("group", sort=True)
     ]
     if threshold is None:
         threshold = duplicates.attrs.get("threshold")
@@ -198,6 +223,48 @@ def _thumbnails(
             p = paths.get(image_id)
             images.append({"src": src, "name": Path(p).name if p else image_id[:12]})
     return images
+
+
+def _split_pages(
+    clusterings: list[dict[str, Any]],
+    images: list[dict[str, str]],
+    neighbours: dict[int, list[list[float]]],
+    dups: dict[str, Any] | None,
+    pages_dir: Path,
+) -> tuple[list[dict[str, str] | None], list[list[list[float]] | None]]:
+    """Move each cluster's images past the first page into its clustering's page file.
+
+    Writes ``pages_dir/{method}-k{k}.js`` (``window.galleryPage(key, data)``: the extra
+    members of every cluster, their thumbnails and neighbours) for each clustering with
+    more, records its path in the clustering's ``page``, and returns the page's own
+    ``images`` and ``neighbours`` lists: None for the images only page files show.
+    """
+    inline = {i for g in clusterings for cl in g["clusters"] for i in cl["m"]}
+    main = inline | {j for i in inline for j, _ in neighbours.get(i, [])}
+    main |= {i for grp in (dups or {}).get("groups", []) for i in grp["m"]}
+    if pages_dir.is_dir():
+        for old in pages_dir.glob("*.js"):
+            old.unlink()
+    for g in clusterings:
+        more = {cl["c"]: (cl.pop("more_m"), cl.pop("more_d")) for cl in g["clusters"]}
+        more = {c: md for c, md in more.items() if md[0]}
+        if not more:
+            continue
+        members = {i for m, _ in more.values() for i in m}
+        own = members | {j for i in members for j, _ in neighbours.get(i, [])}
+        key = f"{g['method']}-k{g['k']}"
+        data = {
+            "clusters": {str(c): {"m": m, "d": d} for c, (m, d) in more.items()},
+            "images": {str(i): images[i] for i in sorted(own - main)},
+            "neighbours": {str(i): neighbours.get(i) for i in sorted(members - inline)},
+        }
+        script = f"window.galleryPage({json.dumps(key)}, {json.dumps(data)});\n"
+        _readable(storage.atomic_write_bytes(pages_dir / f"{key}.js", script.encode("utf-8")))
+        g["page"] = f"{pages_dir.name}/{key}.js"
+    return (
+        [im if i in main else None for i, im in enumerate(images)],
+        [neighbours.get(i) if i in inline else None for i in range(len(images))],
+    )
 
 
 def _summary(
@@ -234,6 +301,7 @@ def write_gallery(
     dup_threshold: float | None = None,
     max_per_cluster: int = 60,
     max_images: int = 20_000,
+    page_size: int | None = None,
     n_neighbours: int | None = None,
     thumb: int = 104,
     inline: bool | None = None,
@@ -270,6 +338,11 @@ def write_gallery(
         Bound on the images shown in clusters (each costs a thumbnail and a neighbour search):
         clusterings that would go past it are left out (the chosen one never is), and the page
         and the summary line name them.
+    page_size : int, optional
+        Images per cluster inside the HTML (None: :data:`GALLERY_PAGE_SIZE`, 24); the rest
+        of the ``max_per_cluster`` are in ``gallery_pages/{method}-k{k}.js`` beside it
+        (:data:`GALLERY_PAGES_DIR`), loaded by the page's "show more" button (from file://
+        too: they are plain scripts). Share the folder when there are page files.
     n_neighbours : int, optional
         Neighbours listed for each image shown in a cluster (searched among all images);
         None: :data:`lookalike.duplicates.N_NEIGHBOURS` (8).
@@ -288,35 +361,49 @@ def write_gallery(
     t0 = time.perf_counter()
     run = RunLayout(run_dir)
     out = resolve(out_path) if out_path is not None else run.gallery
-    table = _read_clusterings(run, methods, k_values)
+    page_size = GALLERY_PAGE_SIZE if page_size is None else max(1, int(page_size))
+    table, stats = _read_clusterings(run, methods, k_values, max_per_cluster)
     metrics = pd.read_csv(run.metrics).set_index(["method", "k"]) if run.metrics.exists() else None
     paths = image_paths(run)
     ids, Z = read_reduced(run)
     page = _PageImages()
     chosen_key = (choice.method, choice.k) if choice is not None else None
     clusterings, start, skipped = _build_clusterings(
-        table, metrics, chosen_key, page, max_per_cluster=max_per_cluster, max_images=max_images
+        table,
+        stats,
+        metrics,
+        chosen_key,
+        page,
+        max_per_cluster=max_per_cluster,
+        max_images=max_images,
+        page_size=page_size,
     )
     n_neighbours = N_NEIGHBOURS if n_neighbours is None else n_neighbours
     neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours)
     dups = _duplicate_groups(duplicates, dup_threshold, page)
     inline = len(page.order) <= GALLERY_INLINE_MAX if inline is None else bool(inline)
     files_dir = out.parent / run.gallery_files.name
+    images = _thumbnails(page.order, paths, thumb, inline, files_dir)
+    pages_dir = out.parent / GALLERY_PAGES_DIR
+    images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir)
     page_data = {
         "title": title or f"lookalike gallery: {run.root.name}",
         "summary": _summary(len(ids), len(clusterings), max_per_cluster, max_images, skipped),
         "rule": str(choice) if choice is not None else "",
         "thumb": int(thumb),
+        "page_size": page_size,
         "start": start,
-        "images": _thumbnails(page.order, paths, thumb, inline, files_dir),
+        "images": images,
         "clusterings": clusterings,
-        "neighbours": [neighbours.get(i) for i in range(len(page.order))],
+        "neighbours": neighbour_lists,
         "duplicates": dups,
     }
     _readable(storage.atomic_write_bytes(out, _render(page_data).encode("utf-8")))
     size = out.stat().st_size / 2**20
     where = "inlined" if inline else f"in {files_dir}"
     left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""
+    n_pages = sum("page" in g for g in clusterings)
+    left += f"; {n_pages} page files in {pages_dir}" if n_pages else ""
     print(
         f"gallery: {out} ({size:.1f} MiB), {len(clusterings)} clusterings, {len(page.order)} "
         f"thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"

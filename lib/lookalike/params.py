@@ -279,11 +279,13 @@ _PARAMS: tuple[Param, ...] = (
     # -- 05_elbow_and_inspect ------------------------------------------------------------
     _p("k", "int", None, _N5, "number of clusters to inspect; null: the recommended k", low=2),
     _p("method", "choice", "auto", _N5, "clustering to inspect: kmeans, agglomerative, similarity, or auto", choices=METHODS),  # noqa: E501
-    _p("max_sheets_inline", "int", 6, _N5, "cluster sheets shown in the notebook (all are saved to RUN/figures/clusters)", low=0),  # noqa: E501
+    _p("max_sheets_inline", "int", 6, _N5, "cluster sheets shown in the notebook (all written are in RUN/figures/clusters)", low=0),  # noqa: E501
+    _p("max_cluster_sheets", "int", 100, _N5, "contact sheets written for at most this many clusters, the largest", low=0),  # noqa: E501
     _p("map_thumbnails", "int", 120, _N5, "at most this many thumbnails on each 2-D map", low=0),
     _p("tsne_max", "int", 2000, _N5, "t-SNE runs on a seeded sample of at most this many images", low=3),  # noqa: E501
     _p("dup_threshold", "float", 0.97, _N5, "cosine similarity at or above which two images are near-duplicates", low=0, high=1, low_open=True),  # noqa: E501
     _p("n_neighbours", "int", 8, _N5, "nearest neighbours listed per image in the browser and the gallery", low=1),  # noqa: E501
+    _p("gallery_page_size", "int", 24, _N5, "images per cluster inside the gallery page; the rest are in page files beside it", low=1),  # noqa: E501
     _p("gallery_k_values", "list_int", None, _N5, "k values in the HTML gallery; null: every k of every method", low=2),  # noqa: E501
 )
 # fmt: on

@@ -31,14 +31,20 @@ from .images import png_bytes
 from .paths import RunLayout, resolve
 
 __all__ = [
+    "MAX_CLUSTER_SHEETS",
     "cluster_assignments",
     "cluster_contact_sheets",
     "contact_sheet",
     "contact_sheet_image",
     "near_duplicates_sheet",
     "overview_sheet",
+    "read_clusterings",
     "thumbs",
 ]
+
+#: :func:`cluster_contact_sheets` writes the sheets of at most this many clusters (the
+#: largest) by default: at k=1000 one sheet per cluster would decode 48,000 thumbnails.
+MAX_CLUSTER_SHEETS = 100
 
 _SHEET_BG = (245, 245, 245)
 _MISSING = (225, 225, 225)
@@ -187,30 +193,77 @@ def _rows_sheet(
     return sheet
 
 
-def cluster_assignments(run: RunLayout, k: int, method: str) -> pd.DataFrame:
+def read_clusterings(
+    run: RunLayout,
+    *,
+    methods: Sequence[str] | None = None,
+    k_values: Sequence[int] | None = None,
+    max_rank: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Rows of ``RUN/clusters.parquet``, filtered while reading (never the whole table).
+
+    At 1,000,000 images the table has one row per image and clustering (48 million for the
+    default sweep); the filters are pushed down to the parquet reader so only the rows
+    asked for are ever decoded.
+
+    Parameters
+    ----------
+    methods, k_values : optional
+        Keep these methods / k values (default all).
+    max_rank : int, optional
+        Keep the rows with ``rank < max_rank`` (the images nearest each centre).
+    columns : sequence of str, optional
+        Columns to read (default :data:`lookalike.cluster.CLUSTERS_COLUMNS`).
+    """
+    path = run.clusters
+    if not path.is_file():
+        raise ConfigError(f"cluster assignments not found: {path}; run 04_pca_kmeans first")
+    filters = []
+    if methods is not None:
+        filters.append(("method", "in", [str(m) for m in methods]))
+    if k_values is not None:
+        filters.append(("k", "in", [int(k) for k in k_values]))
+    if max_rank is not None:
+        filters.append(("rank", "<", int(max_rank)))
+    cols = list(CLUSTERS_COLUMNS if columns is None else columns)
+    table = pd.read_parquet(path, columns=cols, filters=filters or None)
+    if "method" in table.columns:
+        table["method"] = table["method"].astype(str)
+    return table
+
+
+def cluster_assignments(
+    run: RunLayout, k: int, method: str, *, max_rank: int | None = None
+) -> pd.DataFrame:
     """The rows of one clustering of ``RUN/clusters.parquet``, by cluster and rank.
 
     Adds ``abspath``, the image's absolute path (None when the manifest lacks it). Raises
     :class:`ConfigError` naming the available k when the run has no such clustering.
+    ``max_rank`` keeps only the images nearest each centre (``rank < max_rank``).
     """
-    table = storage.read_table(run.clusters, required=CLUSTERS_COLUMNS, what="cluster assignments")
-    sel = table[(table["method"] == method) & (table["k"] == int(k))]
+    sel = read_clusterings(run, methods=[method], k_values=[k], max_rank=max_rank)
     if sel.empty:
-        have = sorted(table.loc[table["method"] == method, "k"].unique().tolist())
+        have = read_clusterings(run, methods=[method], max_rank=1, columns=["k"])
         raise ConfigError(
-            f"no {method} clustering with k={k} in {run.clusters}; "
-            f"available k: {have} (add k to k_values and re-run 04_pca_kmeans)"
+            f"no {method} clustering with k={k} in {run.clusters}; available k: "
+            f"{sorted(have['k'].unique().tolist())} (add k to k_values and re-run 04_pca_kmeans)"
         )
     paths = image_paths(run)
-    sel = sel.copy()
     sel["abspath"] = [str(paths[i]) if i in paths else None for i in sel["image_id"]]
     return sel.sort_values(["cluster", "rank"], kind="stable")
 
 
-def _cluster_title(method: str, k: int, c: int, grp: pd.DataFrame) -> str:
+def _cluster_stats(run: RunLayout, k: int, method: str) -> pd.DataFrame:
+    """Size and cohesion (mean distance to the centre) of every cluster, by cluster."""
+    sel = read_clusterings(run, methods=[method], k_values=[k], columns=["cluster", "distance"])
+    return sel.groupby("cluster")["distance"].agg(size="size", cohesion="mean")
+
+
+def _cluster_title(method: str, k: int, c: int, stats: pd.Series) -> str:
     return (
-        f"{method} k={k}  cluster {c}:  {len(grp)} images,  cohesion "
-        f"{grp['distance'].mean():.3f} (mean distance to centre)"
+        f"{method} k={k}  cluster {c}:  {int(stats['size'])} images,  cohesion "
+        f"{stats['cohesion']:.3f} (mean distance to centre)"
     )
 
 
@@ -222,8 +275,10 @@ def cluster_contact_sheets(
     out_dir: str | os.PathLike[str] | None = None,
     max_images: int = 48,
     thumb: int = 96,
+    max_sheets: int | None = None,
 ) -> list[Path]:
-    """One contact sheet per cluster of the ``k`` clustering, nearest the centroid first.
+    """One contact sheet per cluster of the ``k`` clustering (the ``max_sheets`` largest),
+    nearest the centroid first.
 
     Parameters
     ----------
@@ -235,6 +290,12 @@ def cluster_contact_sheets(
     out_dir : path, optional
         Default ``RUN/figures/clusters``; files are ``k{K}_cluster{C}.png`` for kmeans and
         ``{method}_k{K}_cluster{C}.png`` otherwise.
+    max_images : int, default 48
+        Images per sheet (nearest the centre first).
+    max_sheets : int, optional
+        Sheets of at most this many clusters, the largest (clusters are numbered by size);
+        None: :data:`MAX_CLUSTER_SHEETS` (100). Only the images shown are read and decoded,
+        so the cost is bounded by ``max_sheets * max_images`` whatever the run's size.
 
     Returns
     -------
@@ -243,16 +304,20 @@ def cluster_contact_sheets(
     lower is tighter).
     """
     run = RunLayout(run_dir)
-    sel = cluster_assignments(run, k, method)
+    max_sheets = MAX_CLUSTER_SHEETS if max_sheets is None else max(0, int(max_sheets))
+    sel = cluster_assignments(run, k, method, max_rank=max_images)
+    stats = _cluster_stats(run, k, method)
     out = resolve(out_dir) if out_dir is not None else run.cluster_sheets_dir
     prefix = "" if method == "kmeans" else f"{method}_"
     written = []
     for c, grp in sel.groupby("cluster", sort=True):
+        if len(written) >= max_sheets:
+            break
         written.append(
             contact_sheet(
                 grp["abspath"].tolist(),
                 out / f"{prefix}k{int(k)}_cluster{int(c)}.png",
-                title=_cluster_title(method, k, int(c), grp),
+                title=_cluster_title(method, k, int(c), stats.loc[c]),
                 max_images=max_images,
                 thumb=thumb,
             )
@@ -277,19 +342,21 @@ def overview_sheet(
     other methods than kmeans).
     """
     run = RunLayout(run_dir)
-    sel = cluster_assignments(run, k, method)
+    sel = cluster_assignments(run, k, method, max_rank=per_cluster)
+    stats = _cluster_stats(run, k, method)
     name = f"overview_k{k}.png" if method == "kmeans" else f"overview_{method}_k{k}.png"
     out = resolve(out_path) if out_path is not None else run.figure(name)
-    groups = list(sel.groupby("cluster", sort=True))
-    title = f"{method} k={k}: {len(sel)} images in {len(groups)} clusters"
-    if len(groups) > max_clusters:
+    title = f"{method} k={k}: {int(stats['size'].sum())} images in {len(stats)} clusters"
+    if len(stats) > max_clusters:
         title += f" (the {max_clusters} largest shown)"
+    top = sel[sel["cluster"].isin(stats.index[:max_clusters])]
     rows = [
         (
-            f"cluster {c}\n{len(grp)} images\ncohesion {grp['distance'].mean():.3f}",
+            f"cluster {c}\n{int(stats.loc[c, 'size'])} images\n"
+            f"cohesion {stats.loc[c, 'cohesion']:.3f}",
             grp["abspath"].tolist()[:per_cluster],
         )
-        for c, grp in groups[:max_clusters]
+        for c, grp in top.groupby("cluster", sort=True)
     ]
     return _save_image(_rows_sheet(rows, title=title, per_row=per_cluster, thumb=thumb), out)
 
@@ -304,12 +371,14 @@ def near_duplicates_sheet(
 ) -> Path:
     """One row of thumbnails per near-duplicate group
     (:func:`lookalike.duplicates.find_near_duplicates`)."""
-    groups = list(table.groupby("group", sort=True))
-    title = f"{len(groups)} near-duplicate groups, {len(table)} images"
-    if len(groups) > max_groups:
+    n_groups = int(table["group"].nunique()) if len(table) else 0
+    title = f"{n_groups} near-duplicate groups, {len(table)} images"
+    if n_groups > max_groups:
         title += f" (the {max_groups} largest shown)"
-    if not groups:
+    if not n_groups:
         title = "no near-duplicates at this threshold"
+    # Groups are numbered largest first: only the first max_groups are ever grouped.
+    groups = list(table[table["group"] < max_groups].groupby("group", sort=True))
     rows = [
         (
             f"group {g}\n{len(grp)} images\nmin sim {grp['max_similarity'].min():.3f}",
