@@ -50,7 +50,9 @@ def test_choose_algorithm_switches_above_the_measured_size():
     assert choose_algorithm("kmeans", 10 * n) == "kmeans"
     assert choose_algorithm("minibatch", 10) == "minibatch"
     assert choose_algorithm("faiss", 10) == "faiss"
-    assert choose_algorithm("auto", 10**6) == "minibatch"  # faiss was not faster (benchmark)
+    assert choose_algorithm("auto", kmeans.FAISS_ABOVE) == "minibatch"
+    assert choose_algorithm("auto", kmeans.FAISS_ABOVE + 1) == "faiss"
+    assert kmeans.MINIBATCH_ABOVE < kmeans.FAISS_ABOVE
     with pytest.raises(ConfigError, match="'elkan'"):
         choose_algorithm("elkan", 10)
 

@@ -30,6 +30,16 @@ DEFAULT_K_VALUES: tuple[int, ...] = (3, 5, 10, 20, 50, 70, 100, *range(200, 1001
 #: two of the three suggested 5,000.
 MINIBATCH_ABOVE = 5_000
 
+#: ``algorithm="auto"`` uses faiss (:func:`fit_faiss_kmeans`) above this many images. From
+#: ``benchmarks/kmeans_scale.py`` (docs/benchmarks.md, "KMeans at large n"; busy 2-core
+#: machine): at 100,000 rows faiss was slower than MiniBatchKMeans (0.34x-0.70x at k = 10 to
+#: 1000); at 1,000,000 as fast or faster at equal inertia (within 1%: +0.4%, +0.1%, -0.1%):
+#: 3.8x at k=10, 1.2x at k=100, 0.99x at k=1000. faiss trains on a sample of at most
+#: 256 rows per centroid, so above 256,000 rows its cost stops growing with n for every k of
+#: the sweep, while MiniBatchKMeans' passes over all rows keep growing; the threshold is set
+#: above that, half way to the measured win (sizes in between were not measured).
+FAISS_ABOVE = 500_000
+
 #: MiniBatchKMeans batch size (raised to 3 k so that every batch can seed every centroid).
 MINIBATCH_BATCH = 4096
 
@@ -40,8 +50,8 @@ SILHOUETTE_SAMPLE = 10_000
 N_INIT = 4
 
 #: faiss KMeans (``algorithm="faiss"``): Lloyd iterations from a k-means++ start. faiss's own
-#: random start left the inertia 20-30% above MiniBatchKMeans' on perturbed real embeddings
-#: (benchmarks/kmeans_scale.py); seeded with k-means++ it is within 1%.
+#: random start left the inertia 19-48% above MiniBatchKMeans' at k >= 100 on perturbed real
+#: embeddings (benchmarks/kmeans_scale.py); from k-means++ it is within 0.4% (or lower).
 FAISS_NITER = 20
 
 #: faiss trains on a seeded sample of at most this many rows per centroid (faiss's default).
@@ -88,11 +98,14 @@ def clip_k_values(k_values: Iterable[int], n_samples: int) -> list[int]:
 def choose_algorithm(algorithm: str, n_samples: int) -> str:
     """``"kmeans"``, ``"minibatch"`` or ``"faiss"`` for ``algorithm`` in :data:`ALGORITHMS`.
 
-    ``"auto"`` is ``"minibatch"`` above :data:`MINIBATCH_ABOVE` samples, else ``"kmeans"``.
+    ``"auto"`` is ``"faiss"`` above :data:`FAISS_ABOVE` samples, ``"minibatch"`` above
+    :data:`MINIBATCH_ABOVE`, else ``"kmeans"``.
     """
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"algorithm={algorithm!r} is not one of {list(ALGORITHMS)}")
     if algorithm == "auto":
+        if n_samples > FAISS_ABOVE:
+            return "faiss"
         return "minibatch" if n_samples > MINIBATCH_ABOVE else "kmeans"
     return algorithm
 
@@ -290,8 +303,8 @@ def kmeans_sweep(
         Numbers of clusters; clipped with :func:`clip_k_values`.
     algorithm : {"auto", "kmeans", "minibatch", "faiss"}, default "auto"
         ``kmeans``: exact Lloyd KMeans; ``minibatch``: MiniBatchKMeans (batches of
-        :data:`MINIBATCH_BATCH`); ``faiss``: :func:`fit_faiss_kmeans`; ``auto``: minibatch
-        above :data:`MINIBATCH_ABOVE` samples.
+        :data:`MINIBATCH_BATCH`); ``faiss``: :func:`fit_faiss_kmeans`; ``auto``: faiss above
+        :data:`FAISS_ABOVE` samples, minibatch above :data:`MINIBATCH_ABOVE`, else kmeans.
     n_init : int, default 4
         Restarts of exact KMeans per k; the best inertia wins. MiniBatchKMeans makes one
         k-means++ start (sklearn's default; more did not help, see benchmarks/cluster.py).
