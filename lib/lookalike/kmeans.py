@@ -30,6 +30,16 @@ DEFAULT_K_VALUES: tuple[int, ...] = (3, 5, 10, 20, 50, 70, 100, *range(200, 1001
 #: two of the three suggested 5,000.
 MINIBATCH_ABOVE = 5_000
 
+#: ``algorithm="auto"`` uses faiss (:func:`fit_faiss_kmeans`) above this many images. From
+#: ``benchmarks/kmeans_scale.py`` (docs/benchmarks.md, "KMeans at large n"; busy 2-core
+#: machine): at 100,000 rows faiss was slower than MiniBatchKMeans (0.34x-0.70x at k = 10 to
+#: 1000); at 1,000,000 as fast or faster at equal inertia (within 1%: +0.4%, +0.1%, -0.1%):
+#: 3.8x at k=10, 1.2x at k=100, 0.99x at k=1000. faiss trains on a sample of at most
+#: 256 rows per centroid, so above 256,000 rows its cost stops growing with n for every k of
+#: the sweep, while MiniBatchKMeans' passes over all rows keep growing; the threshold is set
+#: above that, half way to the measured win (sizes in between were not measured).
+FAISS_ABOVE = 500_000
+
 #: MiniBatchKMeans batch size (raised to 3 k so that every batch can seed every centroid).
 MINIBATCH_BATCH = 4096
 
@@ -39,7 +49,18 @@ SILHOUETTE_SAMPLE = 10_000
 #: Exact KMeans restarts per k (the best inertia wins).
 N_INIT = 4
 
-ALGORITHMS = ("auto", "kmeans", "minibatch")
+#: faiss KMeans (``algorithm="faiss"``): Lloyd iterations from a k-means++ start. faiss's own
+#: random start left the inertia 19-48% above MiniBatchKMeans' at k >= 100 on perturbed real
+#: embeddings (benchmarks/kmeans_scale.py); from k-means++ it is within 0.4% (or lower).
+FAISS_NITER = 20
+
+#: faiss trains on a seeded sample of at most this many rows per centroid (faiss's default).
+FAISS_MAX_POINTS_PER_CENTROID = 256
+
+ALGORITHMS = ("auto", "kmeans", "minibatch", "faiss")
+
+#: ``estimator`` column of the metrics for each choice of :func:`choose_algorithm`.
+ESTIMATOR_NAMES = {"kmeans": "KMeans", "minibatch": "MiniBatchKMeans", "faiss": "faiss.Kmeans"}
 
 METRICS_COLUMNS = [
     "method",
@@ -75,13 +96,16 @@ def clip_k_values(k_values: Iterable[int], n_samples: int) -> list[int]:
 
 
 def choose_algorithm(algorithm: str, n_samples: int) -> str:
-    """``"kmeans"`` or ``"minibatch"`` for ``algorithm`` in :data:`ALGORITHMS`.
+    """``"kmeans"``, ``"minibatch"`` or ``"faiss"`` for ``algorithm`` in :data:`ALGORITHMS`.
 
-    ``"auto"`` is ``"minibatch"`` above :data:`MINIBATCH_ABOVE` samples, else ``"kmeans"``.
+    ``"auto"`` is ``"faiss"`` above :data:`FAISS_ABOVE` samples, ``"minibatch"`` above
+    :data:`MINIBATCH_ABOVE`, else ``"kmeans"``.
     """
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"algorithm={algorithm!r} is not one of {list(ALGORITHMS)}")
     if algorithm == "auto":
+        if n_samples > FAISS_ABOVE:
+            return "faiss"
         return "minibatch" if n_samples > MINIBATCH_ABOVE else "kmeans"
     return algorithm
 
@@ -173,9 +197,76 @@ def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return metrics
 
 
+def fit_faiss_kmeans(
+    Z: np.ndarray,
+    k: int,
+    *,
+    niter: int = FAISS_NITER,
+    max_points_per_centroid: int = FAISS_MAX_POINTS_PER_CENTROID,
+    init: str = "k-means++",
+    random_state: int | None = 0,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """KMeans with faiss: a k-means++ start, then ``niter`` Lloyd iterations in faiss.
+
+    Parameters
+    ----------
+    Z : float32 array of shape (n_samples, n_features)
+    k : int
+        Number of clusters, ``< n_samples``.
+    niter : int, default :data:`FAISS_NITER`
+    max_points_per_centroid : int, default :data:`FAISS_MAX_POINTS_PER_CENTROID`
+        faiss trains on a seeded sample of ``k * max_points_per_centroid`` rows when there are
+        more; every row is assigned at the end.
+    init : {"k-means++", "random"}, default "k-means++"
+        ``k-means++``: sklearn's seeding on a seeded sample of ``max(3 * MINIBATCH_BATCH,
+        3 k)`` rows (as MiniBatchKMeans seeds); ``random``: faiss's own (k random rows).
+    random_state : int or None, default 0
+        Seed of the samples, of the seeding and of faiss; None is 0 (faiss needs a seed).
+    threads : int or None, default None
+        faiss's OpenMP threads; None: this process's CPUs. The labels do not depend on it
+        (checked by benchmarks/kmeans_scale.py): each centroid is summed by one thread.
+
+    Returns
+    -------
+    labels : int64 array of shape (n_samples,)
+        Index of each row's nearest centroid.
+    centers : float32 array of shape (k, n_features)
+    """
+    from sklearn.cluster import kmeans_plusplus
+    from threadpoolctl import threadpool_limits
+
+    from .index import _faiss
+
+    faiss = _faiss()
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    n, d = Z.shape
+    seed = 0 if random_state is None else int(random_state)
+    start = None
+    if init == "k-means++":
+        rows = np.random.RandomState(seed).permutation(n)[: max(3 * MINIBATCH_BATCH, 3 * k)]
+        # Thin matrix products: threaded BLAS only thrashes on them (see kmeans_sweep).
+        with threadpool_limits(limits=1, user_api="blas"):
+            start, _ = kmeans_plusplus(Z[np.sort(rows)], k, random_state=seed)
+        start = np.ascontiguousarray(start, dtype=np.float32)
+    elif init != "random":
+        raise ConfigError(f"init={init!r} is not 'k-means++' or 'random'")
+    # min_points_per_centroid=1: small inputs are fine here, and faiss would print a warning.
+    model = faiss.Kmeans(d, k, niter=int(niter), nredo=1, seed=seed, spherical=False,
+                         max_points_per_centroid=int(max_points_per_centroid),
+                         min_points_per_centroid=1, verbose=False)  # fmt: skip
+    model.train(Z, init_centroids=start)
+    _, nearest = model.index.search(Z, 1)
+    return nearest[:, 0].astype(np.int64), np.asarray(model.centroids, dtype=np.float32)
+
+
 def _fit_kmeans(
     Z: np.ndarray, k: int, *, estimator: str, n_init: int, random_state: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
+    if estimator == "faiss":
+        return fit_faiss_kmeans(Z, k, random_state=random_state)
     if estimator == "minibatch":
         batch = min(len(Z), max(MINIBATCH_BATCH, 3 * k))
         # One k-means++ start (sklearn's default): more starts tripled the time at 100,000
@@ -210,9 +301,10 @@ def kmeans_sweep(
         Usually the PCA output.
     k_values : iterable of int
         Numbers of clusters; clipped with :func:`clip_k_values`.
-    algorithm : {"auto", "kmeans", "minibatch"}, default "auto"
+    algorithm : {"auto", "kmeans", "minibatch", "faiss"}, default "auto"
         ``kmeans``: exact Lloyd KMeans; ``minibatch``: MiniBatchKMeans (batches of
-        :data:`MINIBATCH_BATCH`); ``auto``: minibatch above :data:`MINIBATCH_ABOVE` samples.
+        :data:`MINIBATCH_BATCH`); ``faiss``: :func:`fit_faiss_kmeans`; ``auto``: faiss above
+        :data:`FAISS_ABOVE` samples, minibatch above :data:`MINIBATCH_ABOVE`, else kmeans.
     n_init : int, default 4
         Restarts of exact KMeans per k; the best inertia wins. MiniBatchKMeans makes one
         k-means++ start (sklearn's default; more did not help, see benchmarks/cluster.py).
@@ -224,8 +316,8 @@ def kmeans_sweep(
     Returns
     -------
     metrics : DataFrame, one row per k, columns :data:`METRICS_COLUMNS`
-        ``method`` is "kmeans"; ``estimator`` "KMeans" or "MiniBatchKMeans"; ``seconds`` is
-        fit + scoring. See :func:`cluster_scores` for the scores.
+        ``method`` is "kmeans"; ``estimator`` "KMeans", "MiniBatchKMeans" or "faiss.Kmeans";
+        ``seconds`` is fit + scoring. See :func:`cluster_scores` for the scores.
     labels : dict k -> (labels, distances)
         ``labels`` int64 (n_samples,), numbered by decreasing cluster size (0 is largest);
         ``distances`` float32 (n_samples,), Euclidean distance to the centroid in ``Z``.
@@ -237,12 +329,13 @@ def kmeans_sweep(
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     ks = clip_k_values(k_values, len(Z))
     estimator = choose_algorithm(algorithm, len(Z))
-    name = "MiniBatchKMeans" if estimator == "minibatch" else "KMeans"
+    name = ESTIMATOR_NAMES[estimator]
     rows: list[dict[str, Any]] = []
     out: Labels = {}
     # The k-means++ seeding does many thin matrix products; threaded BLAS only thrashes on
     # them (measured 5-20x slower on a busy 2-core machine). Lloyd's loop uses OpenMP anyway.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # faiss's Lloyd loop is BLAS itself (it limits the threads of its own seeding).
+    with threadpool_limits(limits=None if estimator == "faiss" else 1, user_api="blas"):
         for k in progress_bar(ks, desc=f"kmeans ({name})", unit="k", disable=not progress):
             t0 = time.perf_counter()
             raw, centers = _fit_kmeans(

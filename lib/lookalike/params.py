@@ -70,7 +70,7 @@ BACKGROUNDS = ("white", "black", "auto", "none")
 FITS = ("pad", "stretch")
 PRECISIONS = ("fp32", "bf16", "int8")
 ENGINES = ("local", "ray")
-ALGORITHMS = ("auto", "kmeans", "minibatch")
+ALGORITHMS = ("auto", "kmeans", "minibatch", "faiss")
 EXPORT_MODES = ("none", "symlink", "copy")
 METHODS = ("auto", "kmeans", "agglomerative", "similarity")
 VGG16_LAYERS = tuple(
@@ -266,7 +266,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("pca_components", "components", 100, _N4, "int: number of components; float in (0, 1): share of variance to keep"),  # noqa: E501
     _p("whiten", "bool", False, _N4, "scale components to unit variance"),
     _p("k_values", "list_int", [3, 5, 10, 20, 50, 70, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000], _N4, "the k sweep; values >= the number of images are dropped", low=2),  # noqa: E501
-    _p("algorithm", "choice", "auto", _N4, "kmeans (exact), minibatch (MiniBatchKMeans) or auto (minibatch above 5,000 images)", choices=ALGORITHMS),  # noqa: E501
+    _p("algorithm", "choice", "auto", _N4, "kmeans (exact), minibatch (MiniBatchKMeans), faiss (faiss KMeans from a k-means++ start) or auto (minibatch above 5,000 images, faiss above 500,000)", choices=ALGORITHMS),  # noqa: E501
     _p("n_init", "int", 4, _N4, "exact KMeans restarts per k (the best is kept)", low=1),
     _p("random_state", "int", 0, (*_N4, *_N5), "seed for PCA, KMeans and sampling (04) and for t-SNE and sampling (05)", low=0),  # noqa: E501
     _p("silhouette_sample", "int", 10000, _N4, "with more images, silhouette uses a seeded sample of this size", low=2),  # noqa: E501
