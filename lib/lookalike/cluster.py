@@ -3,8 +3,8 @@
 Three methods, scored alike (inertia, silhouette, Davies-Bouldin, Calinski-Harabasz, all in the
 PCA space of :func:`lookalike.reduce.fit_pca`):
 
-* ``kmeans``: KMeans for every k of the sweep (exact Lloyd KMeans, or MiniBatchKMeans for
-  large inputs; see :data:`MINIBATCH_ABOVE`).
+* ``kmeans``: KMeans for every k of the sweep (exact Lloyd KMeans, MiniBatchKMeans above
+  :data:`MINIBATCH_ABOVE` images, faiss's KMeans above :data:`lookalike.kmeans.FAISS_ABOVE`).
 * ``agglomerative``: average-linkage agglomerative clustering on cosine distance, built once
   and cut at every k or at a distance threshold. It suits many small groups (variants of one
   logo) where KMeans with a large k fits poorly.

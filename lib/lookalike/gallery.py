@@ -31,7 +31,7 @@ from .paths import RunLayout, resolve
 from .reduce import read_reduced
 from .sheets import read_clusterings, thumbs
 
-__all__ = ["GALLERY_INLINE_MAX", "GALLERY_PAGES_DIR", "GALLERY_PAGE_SIZE", "write_gallery"]
+__all__ = ["GALLERY_INLINE_MAX", "GALLERY_PAGE_SIZE", "write_gallery"]
 
 #: ``write_gallery(inline=None)`` inlines thumbnails as data URIs up to this many images.
 GALLERY_INLINE_MAX = 1000
@@ -39,9 +39,6 @@ GALLERY_INLINE_MAX = 1000
 #: ``max_per_cluster``) are in one page file per clustering, loaded on "show more". So the
 #: HTML holds at most (clusters shown) x this many images, whatever the run's size.
 GALLERY_PAGE_SIZE = 24
-#: Folder beside the page of its page files (``report/gallery_pages/{method}-k{k}.js``):
-#: plain scripts, so they load from file:// with no server and no network.
-GALLERY_PAGES_DIR = "gallery_pages"
 
 
 def _template() -> str:
@@ -341,8 +338,8 @@ def write_gallery(
     page_size : int, optional
         Images per cluster inside the HTML (None: :data:`GALLERY_PAGE_SIZE`, 24); the rest
         of the ``max_per_cluster`` are in ``gallery_pages/{method}-k{k}.js`` beside it
-        (:data:`GALLERY_PAGES_DIR`), loaded by the page's "show more" button (from file://
-        too: they are plain scripts). Share the folder when there are page files.
+        (:attr:`lookalike.paths.RunLayout.gallery_pages`), loaded by the page's "show more"
+        button (from file:// too: they are plain scripts). Share the folder when there are page files.
     n_neighbours : int, optional
         Neighbours listed for each image shown in a cluster (searched among all images);
         None: :data:`lookalike.duplicates.N_NEIGHBOURS` (8).
@@ -384,7 +381,7 @@ def write_gallery(
     inline = len(page.order) <= GALLERY_INLINE_MAX if inline is None else bool(inline)
     files_dir = out.parent / run.gallery_files.name
     images = _thumbnails(page.order, paths, thumb, inline, files_dir)
-    pages_dir = out.parent / GALLERY_PAGES_DIR
+    pages_dir = out.parent / run.gallery_pages.name
     images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir)
     page_data = {
         "title": title or f"lookalike gallery: {run.root.name}",

@@ -229,6 +229,12 @@ class RunLayout:
         """``report/gallery_files/``: thumbnails of a large gallery."""
         return self.report_dir / "gallery_files"
 
+    @property
+    def gallery_pages(self) -> Path:
+        """``report/gallery_pages/``: later pages of the gallery's clusters, as scripts
+        (``<method>-k<k>.js``) so that they load from file:// with no server."""
+        return self.report_dir / "gallery_pages"
+
     def report(self, notebook: str) -> Path:
         """``report/<notebook>.html``."""
         return self.report_dir / f"{notebook}.html"
