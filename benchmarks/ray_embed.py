@@ -85,22 +85,9 @@ def decode_rate(paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - t0)
 
 
-def start_ray(ray, attempts: int = 3) -> None:
-    """A local Ray with 2 CPUs; tried again when its start times out (a busy machine)."""
-    for attempt in range(attempts):
-        try:
-            ray.init(
-                num_cpus=2,
-                object_store_memory=300 * 2**20,
-                include_dashboard=False,
-                configure_logging=False,
-                log_to_driver=False,
-            )
-            return
-        except Exception as e:  # Ray gives the raylet 30 s to register, fixed
-            print(f"ray.init failed ({e}); attempt {attempt + 2} of {attempts}")
-            ray.shutdown()
-    raise SystemExit("could not start a local Ray")
+def start_ray(ray) -> None:
+    """A local Ray with 2 CPUs (:func:`lookalike.distributed.start_local`)."""
+    distributed.start_local(ray, num_cpus=2, object_store_memory=300 * 2**20, log_to_driver=False)
 
 
 def main() -> None:

@@ -26,20 +26,7 @@ RAY = {"concurrency": 1, "num_cpus": 2}
 
 @pytest.fixture(scope="module")
 def ray_session():
-    for attempt in range(3):  # Ray gives its raylet a fixed 30 s to start: a busy machine
-        try:
-            ray.init(
-                num_cpus=2,
-                object_store_memory=300 * 2**20,
-                include_dashboard=False,
-                configure_logging=False,
-                log_to_driver=False,
-            )
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    distributed.start_local(ray, num_cpus=2, object_store_memory=300 * 2**20, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -142,6 +142,21 @@ def import_ray():
     return ray
 
 
+def start_local(ray, *, attempts: int = 3, **init: Any) -> None:
+    """Start a Ray on this machine (``ray.init(**init)``, no dashboard), tried ``attempts``
+    times: Ray gives its raylet a fixed 30 s to register, which a busy machine can miss."""
+    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, **init}
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as e:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+            print(f"ray: start failed ({e}); trying again ({attempt + 1} of {attempts})")
+
+
 def connect(options: RayOptions):
     """Join or start Ray as ``options.address`` says; return the ``ray`` module.
 
@@ -149,11 +164,10 @@ def connect(options: RayOptions):
     """
     ray = import_ray()
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
         if options.address is None:
-            ray.init(**kwargs)
+            start_local(ray)
         else:
-            ray.init(address=options.address, **kwargs)
+            ray.init(address=options.address, include_dashboard=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours counts images; Ray's would interleave with it
     ctx.print_on_execution_start = False

@@ -339,7 +339,8 @@ def write_gallery(
         Images per cluster inside the HTML (None: :data:`GALLERY_PAGE_SIZE`, 24); the rest
         of the ``max_per_cluster`` are in ``gallery_pages/{method}-k{k}.js`` beside it
         (:attr:`lookalike.paths.RunLayout.gallery_pages`), loaded by the page's "show more"
-        button (from file:// too: they are plain scripts). Share the folder when there are page files.
+        button (from file:// too: they are plain scripts). Share the folder when there are
+        page files.
     n_neighbours : int, optional
         Neighbours listed for each image shown in a cluster (searched among all images);
         None: :data:`lookalike.duplicates.N_NEIGHBOURS` (8).
