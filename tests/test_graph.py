@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from blobs import blobs
+from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from lookalike import cluster, graph
@@ -102,3 +103,60 @@ def test_agglomerative_sweep_graph_path_above_max_samples():
     np.testing.assert_array_equal(lab[4][0], dense_l[4][0])
     with pytest.raises(ConfigError, match="average linkage only"):
         cluster.agglomerative_sweep(X, [2], max_samples=10, linkage="single", progress=False)
+
+
+def _leaves(tree, node):
+    """Leaf rows under ``node`` of a scipy-layout tree."""
+    n = len(tree) + 1
+    stack, out = [node], []
+    while stack:
+        x = stack.pop()
+        if x < n:
+            out.append(x)
+        else:
+            stack.extend(tree[x - n, :2].astype(int))
+    return np.array(sorted(out))
+
+
+def test_two_level_tree_gives_the_groups_every_k_and_mean_heights(monkeypatch):
+    X, truth = blobs(n_per=[40, 35, 30, 25, 20], dim=48, seed=7)
+    index, sim = nearest_neighbors(X, k=10)
+    g, _ = graph.join_components(graph.knn_graph(index, sim), X)
+    monkeypatch.setattr(graph, "TWO_LEVEL_ABOVE", 10)
+    monkeypatch.setattr(graph, "MIN_COMMUNITIES", 8)
+    labels = graph.communities(g)
+    m = labels.max() + 1
+    assert 8 <= m < len(X) // 4
+    tree = graph.graph_tree(g)  # above TWO_LEVEL_ABOVE: the two-level tree
+    np.testing.assert_array_equal(tree, graph.two_level_tree(g, labels))
+    np.testing.assert_array_equal(tree, graph.graph_tree(g.copy()))
+    assert tree.shape == (len(X) - 1, 4)
+    assert sorted(tree[:, :2].ravel().astype(int).tolist()) == list(range(2 * len(X) - 2))
+    for k in range(1, len(X) + 1):
+        cut = graph.cut_graph_tree(tree, n_clusters=k)
+        assert len(np.unique(cut)) == k
+        if k <= m:  # unions of communities
+            assert all(len(np.unique(cut[labels == c])) == 1 for c in range(m))
+    assert adjusted_rand_score(truth, graph.cut_graph_tree(tree, n_clusters=5)) == 1.0
+    # every merge's height is 1 - the mean similarity over all its pairs; sizes count rows
+    dense = g.toarray()
+    n = len(X)
+    for row in tree[[0, n - m - 1, n - m, n - 2]]:
+        a, b = _leaves(tree, int(row[0])), _leaves(tree, int(row[1]))
+        mean = dense[np.ix_(a, b)].sum() / (len(a) * len(b))
+        assert row[2] == pytest.approx(1.0 - mean, abs=1e-5)
+        assert row[3] == len(a) + len(b)
+
+
+def test_two_level_tree_with_singleton_communities_is_the_top_tree():
+    X, truth = _positive_blobs(n_per=6, centers=3)
+    index, sim = nearest_neighbors(X, k=5)
+    g, _ = graph.join_components(graph.knn_graph(index, sim), X)
+    tree = graph.two_level_tree(g, np.arange(len(X)))
+    np.testing.assert_allclose(tree, graph._paris(g), atol=1e-6)
+    assert adjusted_rand_score(truth, graph.cut_graph_tree(tree, n_clusters=3)) == 1.0
+
+
+def test_paris_of_a_graph_without_edges_is_a_chain_at_height_one():
+    tree = graph._paris(sparse.csr_array((4, 4)))
+    np.testing.assert_array_equal(tree, [[0, 1, 1, 2], [4, 2, 1, 3], [5, 3, 1, 4]])

@@ -17,7 +17,13 @@ kind of tree is built from each image's ``k`` nearest neighbours
    without an edge counting as similarity 0. That is average linkage on ``1 - similarity``
    with the far pairs' similarities set to 0 (on a complete graph of positive similarities
    it is exactly scipy's average linkage). The tree is returned in scipy's linkage layout
-   with height ``1 - mean similarity``, the dense tree's average distance.
+   with height ``1 - mean similarity``, the dense tree's average distance. Paris's own run
+   grows faster than n even on a graph cut into blocks of at most ~120 rows (so not from big
+   clusters; most likely each new chain starts at the first live key of a Python dict, found
+   past every deleted one), so above :data:`TWO_LEVEL_ABOVE` rows the tree has two levels
+   (:func:`two_level_tree`): Paris within small Louvain :func:`communities`, then Paris on
+   the graph of communities weighted by their sizes, so heights stay mean similarities over
+   all pairs of images.
 4. :func:`cut_graph_tree`: flat clusters after the first ``n - k`` merges (always exactly k
    clusters), or of the merges below a distance.
 
@@ -38,6 +44,14 @@ GRAPH_K = 15
 #: Smallest edge weight (similarity): Paris needs positive weights; bridges between
 #: components weigh less (see :func:`join_components`).
 FLOOR = 1e-4
+
+#: Above this many rows :func:`graph_tree` builds :func:`two_level_tree` (Paris alone grows
+#: faster than n; measured with ``benchmarks/graph_cluster.py``, docs/benchmarks.md).
+TWO_LEVEL_ABOVE = 50_000
+
+#: :func:`two_level_tree` wants at least this many communities (5 x the sweep's largest k of
+#: 1,000), so every cut of the sweep is a cut of the top tree.
+MIN_COMMUNITIES = 5_000
 
 
 def knn_graph(
@@ -124,8 +138,37 @@ def join_components(
     return graph, first
 
 
+def _paris(adjacency: sparse.spmatrix, weights: np.ndarray | str = "uniform") -> np.ndarray:
+    """Paris's tree of ``adjacency`` with heights ``1 - W(A, B) / (w(A) w(B))``.
+
+    ``weights`` are the node weights (``"uniform"``: 1 each); ``w(A)`` sums them. Columns 0, 1
+    and 3 are Paris's (its size counts nodes, not weights); a merge of two parts without an edge
+    gets height 1 (mean similarity 0).
+    """
+    from sknetwork.hierarchy import Paris
+
+    adjacency = sparse.csr_matrix(adjacency, dtype=np.float64)
+    n = adjacency.shape[0]
+    if adjacency.nnz == 0:  # no edge at all (a community can be so): one chain at height 1
+        nodes = np.concatenate([[0], n + np.arange(n - 2)])
+        return np.column_stack([nodes, np.arange(1, n), np.ones(n - 1), np.arange(2, n + 1)])
+    adjacency.indices = adjacency.indices.astype(np.int32)  # Paris's Cython wants C ints
+    adjacency.indptr = adjacency.indptr.astype(np.int32)
+    total = float(n) if isinstance(weights, str) else float(np.sum(weights))
+    paris = Paris(weights="uniform", reorder=True)
+    paris.weights = weights  # its __init__ takes a name only; fit takes an array too
+    tree = np.array(paris.fit_predict(adjacency), np.float64)
+    # Paris's height is p(A) p(B) / p(A, B) with p(A) = w(A) / total, p(A, B) = W(A, B) / W
+    with np.errstate(divide="ignore"):
+        tree[:, 2] = 1.0 - float(adjacency.sum()) / (total * total * tree[:, 2])
+    return tree
+
+
 def graph_tree(graph: sparse.csr_array) -> np.ndarray:
     """The average-linkage merge tree of a connected similarity graph (Paris, uniform weights).
+
+    Above :data:`TWO_LEVEL_ABOVE` rows this is :func:`two_level_tree` (Paris's own run grows
+    faster than n: 50,000 rows 7.8 s, 100,000 rows 28 s, docs/benchmarks.md).
 
     Parameters
     ----------
@@ -136,23 +179,119 @@ def graph_tree(graph: sparse.csr_array) -> np.ndarray:
     ndarray (n - 1, 4) in the layout of :func:`scipy.cluster.hierarchy.linkage`: the two
     merged nodes, the height ``1 - W(A, B) / (|A| |B|)`` (the mean distance ``1 -
     similarity`` over all pairs, pairs without an edge at similarity 0), and the size; rows in
-    merge order, heights non-decreasing.
+    merge order (up to :data:`TWO_LEVEL_ABOVE` rows, heights non-decreasing).
     """
-    from sknetwork.hierarchy import Paris
+    from scipy.sparse.csgraph import connected_components
 
     n = graph.shape[0]
     if n < 2:
         raise ConfigError(f"a merge tree needs at least 2 rows, got {n}")
-    adjacency = sparse.csr_matrix(graph, dtype=np.float64)
-    adjacency.indices = adjacency.indices.astype(np.int32)  # Paris's Cython wants C ints
-    adjacency.indptr = adjacency.indptr.astype(np.int32)
-    tree = Paris(weights="uniform", reorder=True).fit_predict(adjacency)
-    if not np.isfinite(tree[:, 2]).all():
+    if connected_components(graph, directed=False)[0] > 1:
         raise ConfigError("the graph is not connected; pass it through join_components first")
-    tree = np.array(tree, dtype=np.float64)
-    # Paris's height is p(A) p(B) / p(A, B) with p(A) = |A| / n, p(A, B) = W(A, B) / W
-    tree[:, 2] = 1.0 - float(adjacency.sum()) / (float(n) * n * tree[:, 2])
-    return tree
+    if n > TWO_LEVEL_ABOVE:
+        return two_level_tree(graph)
+    return _paris(graph)
+
+
+def communities(graph: sparse.csr_array, min_communities: int | None = None) -> np.ndarray:
+    """Small communities of a graph: one level of Louvain's local moves (Potts modularity).
+
+    The resolution starts at 1 and is tripled until there are at least ``min(min_communities,
+    n // 2)`` communities (default :data:`MIN_COMMUNITIES`). Deterministic (nodes in row
+    order, no shuffling). On kNN graphs of k = 15 at resolution 1 they hold a few tens of rows
+    (about n / 50 of them at 50,000 rows).
+
+    Returns
+    -------
+    int64 ndarray (n,), community numbers 0..m-1, largest first
+    """
+    from sknetwork.clustering import Louvain
+
+    adjacency = sparse.csr_matrix(graph)
+    want = MIN_COMMUNITIES if min_communities is None else int(min_communities)
+    want = min(want, adjacency.shape[0] // 2)
+    resolution = 1.0
+    for _ in range(12):
+        louvain = Louvain(
+            resolution=resolution,
+            modularity="potts",
+            n_aggregations=1,
+            shuffle_nodes=False,
+            random_state=0,
+            return_probs=False,
+            return_aggregate=False,
+        )
+        labels = np.asarray(louvain.fit_predict(adjacency), dtype=np.int64)
+        if labels.max() + 1 >= want:
+            break
+        resolution *= 3.0
+    return labels
+
+
+def two_level_tree(graph: sparse.csr_array, labels: np.ndarray | None = None) -> np.ndarray:
+    """Paris within each community, then Paris on the graph of communities, as one tree.
+
+    Rows: every merge inside the communities (by height, all communities together), then the
+    merges of the top tree, whose nodes are the communities weighted by their sizes, so its
+    heights are still ``1 - W(A, B) / (|A| |B|)`` over images. Cutting at ``n_clusters <= m`` (m
+    communities) gives unions of communities; above m, splits of them.
+
+    Parameters
+    ----------
+    graph : sparse (n, n), as :func:`graph_tree`
+    labels : int ndarray (n,), optional
+        Community of each row; default :func:`communities` (at least
+        ``min(MIN_COMMUNITIES, n // 2)`` of them).
+
+    Returns
+    -------
+    ndarray (n - 1, 4), as :func:`graph_tree` (heights non-decreasing within each level only)
+    """
+    from .progress import bar
+
+    n = graph.shape[0]
+    labels = communities(graph) if labels is None else np.asarray(labels, np.int64)
+    _, labels = np.unique(labels, return_inverse=True)
+    m = int(labels.max()) + 1
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels, minlength=m)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    g = sparse.csr_matrix(graph)[order][:, order].tocsr()
+    rows, keys, top_rows = [np.empty((0, 4))], [np.empty(0)], np.full(m, -1, np.int64)
+    done = 0  # merges so far, in community order: merge r is node n + r until sorted
+    for c in bar(range(m), desc="trees of communities", disable=m < 1000):
+        a, b = starts[c], starts[c + 1]
+        if b - a > 1:
+            t = _paris(g[a:b, a:b])
+            ids = np.concatenate([order[a:b], n + done + np.arange(b - a - 1)])
+            t[:, :2] = ids[t[:, :2].astype(np.int64)]
+            rows.append(t)
+            keys.append(np.maximum.accumulate(t[:, 2]))  # rounding must not reorder a tree
+            done += b - a - 1
+            top_rows[c] = done - 1
+    # all communities' merges by height (stable: each community's own order is kept), so a
+    # cut above m clusters splits every community alike
+    rows = np.concatenate(rows)
+    rank = np.empty(len(rows), np.int64)
+    rank[np.argsort(np.concatenate(keys), kind="stable")] = np.arange(len(rows))
+    rows[rank] = rows.copy()
+    inner = rows[:, :2] >= n
+    rows[:, :2][inner] = n + rank[rows[:, :2][inner].astype(np.int64) - n]
+    top_ids = np.where(top_rows >= 0, n + np.append(rank, 0)[top_rows], order[starts[:-1]])
+    member = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, m))
+    agg = (member.T @ sparse.csr_matrix(graph) @ member).tocsr()
+    agg.setdiag(0)
+    agg.eliminate_zeros()
+    if m > 1:
+        top = _paris(agg, weights=sizes.astype(np.float64))
+        ids = np.concatenate([top_ids, n + done + np.arange(m - 1)])
+        size = np.concatenate([sizes, np.zeros(m - 1, np.int64)])
+        for j, (x, y) in enumerate(top[:, :2].astype(np.int64)):
+            size[m + j] = size[x] + size[y]
+        top[:, 3] = size[m:]
+        top[:, :2] = ids[top[:, :2].astype(np.int64)]
+        rows = np.concatenate([rows, top])
+    return rows
 
 
 def cut_graph_tree(
