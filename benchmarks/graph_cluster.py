@@ -13,6 +13,9 @@ build at scale, default 20,000 and 100,000; ``--precision int8`` embeds ~3x fast
    perturbation (``benchmarks/scale.py`` ``perturbed``) to n rows; the kNN search
    (:func:`lookalike.neighbors.nearest_neighbors`) and the graph tree are timed separately,
    with the peak RSS and the CPU flags.
+3. **tree only** (``--tree-sizes 100000 1000000``): :func:`lookalike.graph.graph_tree` (the
+   two-level tree above ``TWO_LEVEL_ABOVE``) on tiled synthetic kNN graphs, against Paris
+   alone on the same graph (up to ``--paris-max`` rows) as the baseline.
 """
 
 from __future__ import annotations
@@ -113,6 +116,47 @@ def scale(run: Path, sizes: list[int], gk: int) -> None:
         )
 
 
+def tiled_graph(n: int, base: int, gk: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A kNN graph of n rows: ``base`` clustered unit vectors (n / 50 centres in 10-d, exact
+    kNN by sklearn), tiled n / base times with 1% of the edges sent to the next tile."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(max(base // 50, 2), 10))
+    x = c[rng.integers(0, len(c), base)] + rng.normal(0, 0.35, (base, 10))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    dist, idx = NearestNeighbors(n_neighbors=gk + 1).fit(x).kneighbors(x)
+    reps = -(-n // base)
+    index = np.concatenate([idx[:, 1:] + r * base for r in range(reps)])[:n]
+    index[rng.random(index.shape) < 0.01] += base
+    sim = np.tile(1.0 - dist[:, 1:] ** 2 / 2, (reps, 1))[:n]
+    return index % n, sim, np.tile(x, (reps, 1))[:n]
+
+
+def tree_scale(sizes: list[int], base: int, gk: int, paris_max: int) -> None:
+    """Time graph_tree (two-level above TWO_LEVEL_ABOVE) against Paris alone (baseline, up to
+    ``paris_max`` rows) on :func:`tiled_graph`."""
+    print(f"\n== tree only: tiled kNN graphs (base {base:,} rows, k = {gk})")
+    print("| n | edges | communities | graph_tree (s) | Paris alone (s) | ratio | peak RSS (MiB) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        index, s, x = tiled_graph(n, min(base, n), gk)
+        g, _ = graph.join_components(graph.knn_graph(index, s), x)
+        t0 = time.perf_counter()
+        tree = graph.graph_tree(g)
+        t1 = time.perf_counter() - t0
+        assert len(np.unique(graph.cut_graph_tree(tree, n_clusters=1000))) == 1000
+        m = int(graph.communities(g).max()) + 1 if n > graph.TWO_LEVEL_ABOVE else 0
+        rss = peak_rss_mb()
+        paris = ratio = "-"
+        if n <= paris_max:
+            t0 = time.perf_counter()
+            graph._paris(g)
+            p = time.perf_counter() - t0
+            paris, ratio = f"{p:.1f}", f"{p / t1:.1f}x"
+        print(f"| {n:,} | {g.nnz // 2:,} | {m:,} | {t1:.1f} | {paris} | {ratio} | {rss:.0f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", action="append", type=Path)
@@ -121,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[20_000, 100_000])
     ap.add_argument("--run", type=Path, default=ROOT / "runs" / "demo-logos")
     ap.add_argument("--no-quality", action="store_true", help="only the scale part")
+    ap.add_argument("--tree-sizes", type=int, nargs="*", default=[], help="tree-only sizes")
+    ap.add_argument("--tree-base", type=int, default=100_000)
+    ap.add_argument("--paris-max", type=int, default=200_000)
     a = ap.parse_args(argv)
     print(f"CPU flags: {cpu_flags()}")
     sets = [] if a.no_quality else a.set or [s for s in SETS if (s / "labels.csv").is_file()]
@@ -128,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         quality(folder, a.precision, a.graph_k)
     if a.sizes:
         scale(a.run, a.sizes, graph.GRAPH_K)
+    if a.tree_sizes:
+        tree_scale(a.tree_sizes, a.tree_base, graph.GRAPH_K, a.paris_max)
 
 
 if __name__ == "__main__":
