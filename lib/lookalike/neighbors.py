@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from . import index as _index
 from . import storage
@@ -338,6 +339,7 @@ def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, n
     whole_index = _index.build_index(vectors)
     part_index = None if present is None else _index.build_index(present)
     owner = None if part_row is None else np.nonzero(part_mask)[0]
+    tints = sparse.csr_matrix(colour) if blend else None  # once: a scan of n x c floats
     index = np.empty((len(q), k), dtype=np.int64)
     similarity = np.empty((len(q), k), dtype=np.float32)
     for s in range(0, len(q), QUERY_ROWS):
@@ -350,7 +352,7 @@ def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, n
         scores = np.concatenate([f[0] for f in found], axis=1)
         cand = np.concatenate([f[1] for f in found], axis=1)
         index[s : s + len(qb)], similarity[s : s + len(qb)] = _best_found(
-            cand, scores, qb, k, feats
+            cand, scores, qb, k, feats, tints
         )
     return index, similarity
 
@@ -367,15 +369,13 @@ def _part_searches(
     return sc.reshape(len(rows), -1), ids.reshape(len(rows), -1)
 
 
-def _colour_dot(colour: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``colour[i[p]] . colour[j[p]]`` for every pair p: float32 (p,).
+def _colour_dot(sparse, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``colour[i[p]] . colour[j[p]]`` for every pair p: float32 (p,), from ``sparse``, the
+    colour signatures as a scipy CSR matrix.
 
     Colour signatures are histograms with few filled bins, so the pairs are scored as sparse
     rows, :data:`QUERY_ROWS` pairs at a time (dense rows would move c floats per pair).
     """
-    from scipy.sparse import csr_matrix
-
-    sparse = csr_matrix(colour)
     out = np.empty(len(i), dtype=np.float32)
     for s in range(0, len(i), QUERY_ROWS):
         a, b = sparse[i[s : s + QUERY_ROWS]], sparse[j[s : s + QUERY_ROWS]]
@@ -384,10 +384,11 @@ def _colour_dot(colour: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def _best_found(
-    cand: np.ndarray, scores: np.ndarray, qb: np.ndarray, k: int, feats: tuple
+    cand: np.ndarray, scores: np.ndarray, qb: np.ndarray, k: int, feats: tuple, tints
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidate rows ``cand`` (b, L; -1 = none) of queries ``qb``, from their
-    best found ``scores``; a query with fewer than k candidates is answered exactly."""
+    best found ``scores`` (blended with colour from ``tints``, the CSR colour signatures, if
+    not None); a query with fewer than k candidates is answered exactly."""
     vectors, parts, part_mask, colour, weight = feats
     cand = np.where(cand == qb[:, None], -1, cand)  # not its own neighbour
     scores = np.where(cand >= 0, scores, -np.inf).astype(np.float32)
@@ -397,10 +398,10 @@ def _best_found(
     again = np.zeros(cand.shape, dtype=bool)
     again[:, 1:] = cand[:, 1:] == cand[:, :-1]
     cand[again], scores[again] = -1, -np.inf
-    if colour is not None and weight > 0:
+    if tints is not None:
         valid = cand >= 0
         pairs_i = np.broadcast_to(qb[:, None], cand.shape)[valid]
-        tint = _colour_dot(colour, pairs_i, cand[valid])
+        tint = _colour_dot(tints, pairs_i, cand[valid])
         scores[valid] = (1.0 - weight) * scores[valid] + weight * tint
     order = np.lexsort((cand, -scores), axis=1)[:, :k]  # by score, ties: lower row first
     index = np.take_along_axis(cand, order, axis=1)
