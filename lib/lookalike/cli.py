@@ -1,4 +1,4 @@
-"""Command line: ``lookalike run | weights | kernel | demo-server | params``.
+"""Command line: ``lookalike run | find | weights | kernel | demo-server | params``.
 
 The CLI only parses options and calls the library (the papermill ``cli.py`` habit). Bad
 input never ends in a traceback: it is one line (or one line per parameter) naming the
@@ -37,6 +37,32 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-html", action="store_true", help="skip the HTML reports")
     run.add_argument("--no-progress", action="store_true", help="no progress bars at the terminal")
 
+    find = sub.add_parser(
+        "find", help="the look-alikes in a run of image files, folders, URLs or domains"
+    )
+    find.add_argument("run_dir", metavar="RUN", help="a run folder that has been through 03")
+    find.add_argument(
+        "queries", nargs="+", metavar="QUERY", help="image file, folder, URL or domain"
+    )
+    find.add_argument(
+        "--name",
+        default="find",
+        help="names the results and their folder in the run (default: find)",
+    )
+    find.add_argument("--top", type=int, default=10, help="hits per query image (default: 10)")
+    find.add_argument("--min-similarity", type=float, help="drop hits below this similarity")
+    find.add_argument("--csv", action="store_true", help="also write the results as CSV")
+    find.add_argument("--labels", help="CSV of image,group: adds the precision at each hit")
+    find.add_argument("--pairs", help="CSV of known look-alike pairs: adds the precision")
+    find.add_argument("--no-sheets", action="store_true", help="no contact sheets")
+    find.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of the logo/URL fetch (as in 02: providers, proxy, timeout_s...)",
+    )
     sub.add_parser(
         "weights",
         help="make sure the real VGG16 ImageNet weights are available "
@@ -75,6 +101,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _find(args: argparse.Namespace) -> int:
+    from .find import find
+    from .run import parse_overrides
+
+    table = find(
+        args.run_dir,
+        args.queries,
+        name=args.name,
+        top=args.top,
+        min_similarity=args.min_similarity,
+        csv=args.csv,
+        labels=args.labels,
+        pairs=args.pairs,
+        sheets=not args.no_sheets,
+        fetch_options=parse_overrides(args.param),
+    )
+    shown = table[table["rank"] <= 3][["query", "rank", "label", "similarity", "share", "match"]]
+    if len(shown):
+        print(shown.to_string(index=False, max_colwidth=48))
+    return 0
+
+
 def _params(args: argparse.Namespace) -> int:
     from . import paramdocs
 
@@ -98,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "find":
+            return _find(args)
         if args.command == "kernel":
             from .run import ensure_kernel
 

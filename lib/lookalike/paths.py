@@ -194,6 +194,53 @@ class RunLayout:
         """``clusters/``: optional per-cluster folders of links or copies."""
         return self.root / "clusters"
 
+    # -- the run's similarity space (stage 04 and find) -----------------------------------
+    @property
+    def index_dir(self) -> Path:
+        """``index/``: the run's similarity space, kept for queries and added images."""
+        return self.root / "index"
+
+    @property
+    def whitening(self) -> Path:
+        """``index/whitening.npz``: the PCA whitening of the fused similarity."""
+        return self.index_dir / "whitening.npz"
+
+    def index_file(self, kind: str) -> Path:
+        """``index/<kind>.faiss``: a faiss index (``wholes``, ``parts``)."""
+        return self.index_dir / f"{kind}.faiss"
+
+    @property
+    def calibration(self) -> Path:
+        """``index/calibration.npy``: sorted similarities of random pairs of the run's images."""
+        return self.index_dir / "calibration.npy"
+
+    @property
+    def index_state(self) -> Path:
+        """``index/state.json``: what the files of ``index/`` were made from."""
+        return self.index_dir / "state.json"
+
+    # -- find (lookalike find) -------------------------------------------------------------
+    @property
+    def find_dir(self) -> Path:
+        """``find/``: the results of ``lookalike find``, one table per search name."""
+        return self.root / "find"
+
+    def find_results(self, name: str) -> Path:
+        """``find/<name>.parquet``: one row per query and hit."""
+        return self.find_dir / f"{name}.parquet"
+
+    def find_csv(self, name: str) -> Path:
+        """``find/<name>.csv``: the same rows as CSV, on request."""
+        return self.find_dir / f"{name}.csv"
+
+    def find_queries(self, name: str) -> Path:
+        """``find/<name>/``: the query images' own run folder (manifest and embeddings)."""
+        return self.find_dir / name
+
+    def find_sheets_dir(self, name: str) -> Path:
+        """``figures/find/<name>/``: one contact sheet per query."""
+        return self.figures_dir / "find" / name
+
     # -- stage 05 and the runner -----------------------------------------------------------
     @property
     def figures_dir(self) -> Path:

@@ -28,6 +28,7 @@ compared by cosine and clustered with KMeans: no logo-specific step touches prod
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -194,14 +195,21 @@ def load_features(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Any]
     return out
 
 
-def fused_inputs(features: dict[str, Any], *, random_state: int | None = 0) -> dict[str, Any]:
+def fused_inputs(
+    features: dict[str, Any],
+    *,
+    random_state: int | None = 0,
+    whitener: Whitener | None = None,
+) -> dict[str, Any]:
     """Whitened vectors and parts plus colour: ``similarity_matrix(**fused_inputs(f))``.
 
     The keys are the arguments of :func:`similarity_matrix` and
     :func:`lookalike.neighbors.nearest_neighbors` (with ``normalize=False``).
 
     Parts of a different width than the wholes (another ``part_size`` at a flatten pooling)
-    cannot be compared and are dropped.
+    cannot be compared and are dropped. ``whitener`` (from :func:`fit_whitener` on a run's
+    own features) puts other images, such as the queries of :mod:`lookalike.find`, in that
+    run's space; by default the whitening is fitted on ``features``.
     """
     s = features["settings"]
     vectors, parts, mask = features["vectors"], features["parts"], features["part_mask"]
@@ -210,9 +218,11 @@ def fused_inputs(features: dict[str, Any], *, random_state: int | None = 0) -> d
     if parts is not None and not mask.any():
         parts, mask = None, None
     if int(s.get("whiten", 0)) > 0:
-        vectors, parts = whiten(
-            vectors, parts, mask, n_components=int(s["whiten"]), random_state=random_state
-        )
+        if whitener is None:
+            whitener = fit_whitener(
+                vectors, parts, mask, n_components=int(s["whiten"]), random_state=random_state
+            )
+        vectors, parts = whitener.transform(vectors, parts, mask)
     else:
         vectors = l2_normalize(vectors)
     weight = float(s.get("colour_weight", 0.0))
@@ -226,7 +236,108 @@ def fused_inputs(features: dict[str, Any], *, random_state: int | None = 0) -> d
     }
 
 
+def fused_whitener(features: dict[str, Any], *, random_state: int | None = 0) -> Whitener | None:
+    """The whitening :func:`fused_inputs` fits on ``features``, or None when the run's
+    settings turn whitening off."""
+    s = features["settings"]
+    if int(s.get("whiten", 0)) <= 0:
+        return None
+    vectors, parts, mask = features["vectors"], features["parts"], features["part_mask"]
+    if parts is not None and (parts.shape[-1] != vectors.shape[1] or not mask.any()):
+        parts, mask = None, None
+    return fit_whitener(
+        vectors, parts, mask, n_components=int(s["whiten"]), random_state=random_state
+    )
+
+
 # -- similarity ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Whitener:
+    """A fitted PCA whitening: ``unit((x - mean) @ components.T * scale)``.
+
+    Attributes
+    ----------
+    mean : ndarray (d,)
+    components : ndarray (k, d)
+    scale : ndarray (k,), one over the square root of each component's variance.
+        All three are None for fewer than 2 components: then it only L2-normalises.
+    """
+
+    mean: np.ndarray | None
+    components: np.ndarray | None
+    scale: np.ndarray | None
+
+    def transform(
+        self,
+        vectors: np.ndarray,
+        parts: np.ndarray | None = None,
+        part_mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Whitened unit wholes (n, k) and parts (n, m, k) (absent parts stay zero)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.components is None:
+            return l2_normalize(vectors), parts
+
+        def t(x: np.ndarray) -> np.ndarray:
+            return l2_normalize((x - self.mean) @ self.components.T * self.scale)
+
+        w_parts = None
+        if parts is not None:
+            k = self.components.shape[0]
+            w_parts = np.zeros((*parts.shape[:2], k), dtype=np.float32)
+            if part_mask is not None and part_mask.any():
+                w_parts[part_mask] = t(parts[part_mask])
+        return t(vectors), w_parts
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whitening to ``path`` (``.npz``), atomically."""
+        arrays = {} if self.components is None else {
+            "mean": self.mean, "components": self.components, "scale": self.scale
+        }  # fmt: skip
+        with storage.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Whitener:
+        """The whitening :meth:`save` wrote."""
+        with np.load(path) as z:
+            if "components" not in z:
+                return cls(None, None, None)
+            return cls(z["mean"], z["components"], z["scale"])
+
+
+def fit_whitener(
+    vectors: np.ndarray,
+    parts: np.ndarray | None = None,
+    part_mask: np.ndarray | None = None,
+    *,
+    n_components: int = 128,
+    random_state: int | None = 0,
+) -> Whitener:
+    """Fit the PCA whitening of :func:`whiten` on wholes and present parts together.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d)
+    parts : ndarray (n, m, d), optional
+    part_mask : ndarray (n, m) bool, optional
+    n_components : int, default 128
+        Clipped to the number of vectors minus one and to ``d``.
+    """
+    from sklearn.decomposition import PCA
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    fit_on = vectors
+    if parts is not None and part_mask is not None and part_mask.any():
+        fit_on = np.concatenate([vectors, parts[part_mask]])
+    k = int(min(n_components, fit_on.shape[0] - 1, fit_on.shape[1]))
+    if k < 2:
+        return Whitener(None, None, None)
+    pca = PCA(n_components=k, random_state=random_state).fit(fit_on)
+    scale = 1.0 / np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
+    return Whitener(pca.mean_, pca.components_, scale)  # sklearn's dtypes: the same bits
 
 
 def whiten(
@@ -241,6 +352,7 @@ def whiten(
 
     Whitening on the run's own images gives every direction of variation equal weight, so
     features every logo shares (white space, black text strokes) stop dominating the cosine.
+    :func:`fit_whitener`, then :meth:`Whitener.transform`.
 
     Parameters
     ----------
@@ -255,27 +367,10 @@ def whiten(
     vectors : ndarray (n, k) float32
     parts : ndarray (n, m, k) float32, or None (absent parts stay zero)
     """
-    from sklearn.decomposition import PCA
-
-    vectors = np.asarray(vectors, dtype=np.float32)
-    fit_on = vectors
-    if parts is not None and part_mask is not None and part_mask.any():
-        fit_on = np.concatenate([vectors, parts[part_mask]])
-    k = int(min(n_components, fit_on.shape[0] - 1, fit_on.shape[1]))
-    if k < 2:
-        return l2_normalize(vectors), parts
-    pca = PCA(n_components=k, random_state=random_state).fit(fit_on)
-    scale = 1.0 / np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
-
-    def t(x: np.ndarray) -> np.ndarray:
-        return l2_normalize((x - pca.mean_) @ pca.components_.T * scale)
-
-    w_parts = None
-    if parts is not None:
-        w_parts = np.zeros((*parts.shape[:2], k), dtype=np.float32)
-        if part_mask is not None and part_mask.any():
-            w_parts[part_mask] = t(parts[part_mask])
-    return t(vectors), w_parts
+    w = fit_whitener(
+        vectors, parts, part_mask, n_components=n_components, random_state=random_state
+    )
+    return w.transform(vectors, parts, part_mask)
 
 
 def similarity_matrix(
