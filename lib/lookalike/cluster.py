@@ -36,10 +36,12 @@ from .exceptions import ConfigError
 from .export import (  # noqa: F401 (image_paths, export_folder: re-exported for callers)
     CLUSTERS_COLUMNS,
     EXPORT_MODES,
+    assignments_table,
     export_cluster_folders,
     export_folder,
     image_paths,
 )
+from .extend import can_extend, extend_run
 from .graph import GRAPH_K, cut_graph_tree, knn_tree
 from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place)
     ALGORITHMS,
@@ -62,6 +64,7 @@ from .paths import RunLayout
 from .progress import summary as print_summary
 from .reduce import fit_pca, write_pca  # noqa: F401 (fit_pca re-exported)
 from .similarity import fused_inputs, load_features, similarity_matrix
+from .space import run_whitener
 
 #: Largest number of images clustered with the exact dense tree (n (n - 1) / 2 float64
 #: distances: 1.6 GB at 20,000 images); above it both trees come from the kNN graph
@@ -365,57 +368,6 @@ def similarity_clusters(
 # -- tables and the stage ------------------------------------------------------------------
 
 
-def assignments_table(
-    image_ids: Iterable[str],
-    labels: Labels,
-    *,
-    method: str = "kmeans",
-) -> pd.DataFrame:
-    """Long table of cluster assignments: one row per (image, k).
-
-    Returns
-    -------
-    DataFrame with columns :data:`CLUSTERS_COLUMNS`: ``image_id``, ``method``, ``k``,
-    ``cluster``, ``distance`` (to the cluster centre, in PCA space) and ``rank`` (0 = nearest
-    the centre within its cluster; ties by row order).
-    """
-    ids = np.asarray(list(image_ids), dtype=object)
-    parts = []
-    for k, (lab, dist) in sorted(labels.items()):
-        df = pd.DataFrame(
-            {
-                "image_id": ids,
-                "method": method,
-                "k": np.int64(k),
-                "cluster": lab.astype(np.int64),
-                "distance": dist.astype(np.float32),
-            }
-        )
-        df["rank"] = (
-            df.sort_values(["cluster", "distance"], kind="stable")
-            .groupby("cluster")
-            .cumcount()
-            .reindex(df.index)
-            .astype(np.int64)
-        )
-        parts.append(df)
-    if not parts:
-        return pd.DataFrame(
-            {
-                "image_id": pd.Series(dtype="string"),
-                "method": pd.Series(dtype="string"),
-                "k": pd.Series(dtype="int64"),
-                "cluster": pd.Series(dtype="int64"),
-                "distance": pd.Series(dtype="float32"),
-                "rank": pd.Series(dtype="int64"),
-            }
-        )
-    out = pd.concat(parts, ignore_index=True)
-    out["image_id"] = out["image_id"].astype("string")
-    out["method"] = out["method"].astype("string")
-    return out[CLUSTERS_COLUMNS]
-
-
 #: What ``None`` means for the options of :func:`cluster_run` (the one place for each).
 CLUSTER_DEFAULTS: dict[str, Any] = {
     "whiten": False,
@@ -429,6 +381,7 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "similarity": True,
     "neighbors_k": NEIGHBORS_K,
     "export_folders": "none",
+    "refit": False,
 }
 
 
@@ -538,7 +491,8 @@ def _cluster(
         all_metrics.append(ag_metrics)
         tables.append(assignments_table(image_ids, ag_labels, method="agglomerative"))
     t_sim = time.perf_counter()
-    inputs = fused_inputs(features, random_state=seed)
+    whitener = run_whitener(run, features, random_state=seed, keep=False)
+    inputs = fused_inputs(features, random_state=seed, whitener=whitener)
     nk = params["neighbors_k"]
     sim_graph = bool(params["similarity"]) and graph_k is not None
     found = nearest_neighbors(**inputs, k=max(nk, graph_k) if sim_graph else nk, normalize=False)
@@ -591,6 +545,7 @@ def cluster_run(
     similarity: bool | None = None,
     neighbors_k: int | None = None,
     export_folders: str | None = None,
+    refit: bool | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -632,8 +587,13 @@ def cluster_run(
         preset (fused for ``logos``, cosine for ``photos``).
     export_folders : {"none", "symlink", "copy"}, default "none"
         Also write ``RUN/clusters/`` with :func:`lookalike.export.export_cluster_folders`.
+    refit : bool, default False
+        When images were added to a clustered run (same parameters otherwise), False keeps
+        the old images' PCA, whitening and clusters and places only the new ones
+        (:func:`lookalike.extend.extend_run`); True re-clusters every image.
     force : bool, default False
-        Recompute even if the outputs are current for the same embeddings and parameters.
+        Recompute even if the outputs are current for the same embeddings and parameters
+        (everything is re-clustered, as with ``refit``).
 
     Returns
     -------
@@ -662,6 +622,7 @@ def cluster_run(
         similarity=similarity,
         neighbors_k=neighbors_k,
         export_folders=export_folders,
+        refit=refit,
     )
     run = RunLayout(run_dir)
     ids, vectors = storage.read_embeddings(run)
@@ -686,13 +647,21 @@ def cluster_run(
         export_cluster_folders(run, mode=o["export_folders"])
         return metrics
 
+    image_ids = ids["image_id"].astype(str).tolist()
+    why = "force" if force else can_extend(run, params, image_ids)
     storage.clear_stamp(run.cluster_state)
     X = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())
         raise ConfigError(f"{run.vectors} has {bad} rows with NaN/inf; re-run 03_embed_vgg16")
+    if why is None and not o["refit"]:
+        metrics = extend_run(run, X, image_ids, features, params)
+        storage.write_stamp(run.cluster_state, params)
+        export_cluster_folders(run, mode=o["export_folders"])
+        return metrics
+    if why is None or why not in ("force", "no complete earlier clustering", "no new images"):
+        print(f"cluster: every image is clustered again: {why or 'refit: true'}")
     Z, pca = fit_pca(X, n_components=pca_components, whiten=o["whiten"], random_state=random_state)
-    image_ids = ids["image_id"].astype(str).tolist()
     metrics, table = _cluster(
         run,
         Z,

@@ -8,6 +8,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from . import storage
 from .exceptions import ConfigError
 from .paths import RunLayout
@@ -16,6 +19,57 @@ EXPORT_MODES = ("none", "symlink", "copy")
 
 #: Columns of ``RUN/clusters.parquet`` (written by :func:`lookalike.cluster.cluster_run`).
 CLUSTERS_COLUMNS = ["image_id", "method", "k", "cluster", "distance", "rank"]
+
+
+def assignments_table(
+    image_ids: Iterable[str],
+    labels: dict[int, tuple[np.ndarray, np.ndarray]],
+    *,
+    method: str = "kmeans",
+) -> pd.DataFrame:
+    """Long table of cluster assignments: one row per (image, k).
+
+    Returns
+    -------
+    DataFrame with columns :data:`CLUSTERS_COLUMNS`: ``image_id``, ``method``, ``k``,
+    ``cluster``, ``distance`` (to the cluster centre, in PCA space) and ``rank`` (0 = nearest
+    the centre within its cluster; ties by row order).
+    """
+    ids = np.asarray(list(image_ids), dtype=object)
+    parts = []
+    for k, (lab, dist) in sorted(labels.items()):
+        df = pd.DataFrame(
+            {
+                "image_id": ids,
+                "method": method,
+                "k": np.int64(k),
+                "cluster": lab.astype(np.int64),
+                "distance": dist.astype(np.float32),
+            }
+        )
+        df["rank"] = (
+            df.sort_values(["cluster", "distance"], kind="stable")
+            .groupby("cluster")
+            .cumcount()
+            .reindex(df.index)
+            .astype(np.int64)
+        )
+        parts.append(df)
+    if not parts:
+        return pd.DataFrame(
+            {
+                "image_id": pd.Series(dtype="string"),
+                "method": pd.Series(dtype="string"),
+                "k": pd.Series(dtype="int64"),
+                "cluster": pd.Series(dtype="int64"),
+                "distance": pd.Series(dtype="float32"),
+                "rank": pd.Series(dtype="int64"),
+            }
+        )
+    out = pd.concat(parts, ignore_index=True)
+    out["image_id"] = out["image_id"].astype("string")
+    out["method"] = out["method"].astype("string")
+    return out[CLUSTERS_COLUMNS]
 
 
 def image_paths(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Path]:

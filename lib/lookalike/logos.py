@@ -552,4 +552,4 @@ def to_image_manifest(logos_df: pd.DataFrame) -> pd.DataFrame:
             "error": logos_df["reason"],
         }
     )
-    return out.astype(storage.MANIFEST_COLUMNS)
+    return storage.coerce_manifest(out)

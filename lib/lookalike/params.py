@@ -275,6 +275,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("agglomerative_max", "int", 20000, _N4, "exact dense trees (memory n squared) up to this many images; above, trees from the kNN graph (memory n k)", low=2),  # noqa: E501
     _p("similarity", "bool", True, _N4, "with the logos preset of 03, also cluster on its fused similarity"),  # noqa: E501
     _p("neighbors_k", "int", 10, _N4, "neighbours kept per image in the run's neighbour table (for 05 and queries)", low=1),  # noqa: E501
+    _p("refit", "bool", False, _N4, "images added to a clustered run: false places only the new ones in the kept clusters, true re-clusters all"),  # noqa: E501
     _p("export_folders", "choice", "none", _N4, "none, symlink or copy: also write RUN/clusters/k_K/cluster_C folders", choices=EXPORT_MODES),  # noqa: E501
     # -- 05_elbow_and_inspect ------------------------------------------------------------
     _p("k", "int", None, _N5, "number of clusters to inspect; null: the recommended k", low=2),

@@ -190,6 +190,11 @@ class RunLayout:
         return self.root / "neighbors.parquet"
 
     @property
+    def additions(self) -> Path:
+        """``additions.csv``: how many new images joined each cluster, last time 04 added some."""
+        return self.root / "additions.csv"
+
+    @property
     def export_dir(self) -> Path:
         """``clusters/``: optional per-cluster folders of links or copies."""
         return self.root / "clusters"
@@ -204,6 +209,11 @@ class RunLayout:
     def whitening(self) -> Path:
         """``index/whitening.npz``: the PCA whitening of the fused similarity."""
         return self.index_dir / "whitening.npz"
+
+    @property
+    def whitening_state(self) -> Path:
+        """``index/whitening.json``: what the whitening was fitted with (stage 04 writes it)."""
+        return self.index_dir / "whitening.json"
 
     def index_file(self, kind: str) -> Path:
         """``index/<kind>.faiss``: a faiss index (``wholes``, ``parts``)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -74,25 +74,41 @@ def write_pca(
     run_dir: str | os.PathLike[str] | RunLayout,
     image_ids: Sequence[str],
     Z: np.ndarray,
-    pca: PCA,
+    pca: PCA | Mapping[str, np.ndarray],
 ) -> None:
     """Write ``RUN/pca.npz``.
 
     It holds ``image_id`` (n,), ``explained_variance_ratio`` (n_components,), ``coords2d``
-    (n, 2), the first two components for scatter plots (zero-padded), and ``Z``
-    (n, n_components).
+    (n, 2), the first two components for scatter plots (zero-padded), ``Z``
+    (n, n_components), and the PCA itself (``mean`` (d,), ``components`` (n_components, d),
+    ``explained_variance`` (n_components,), ``whiten`` ()), so that images added to the run
+    later are projected by the same PCA (:func:`project`). ``pca`` is the fitted PCA, or
+    those arrays as :func:`read_pca` returns them.
     """
+    if not isinstance(pca, Mapping):
+        pca = {
+            "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float64),
+            "mean": pca.mean_,
+            "components": pca.components_,
+            "explained_variance": pca.explained_variance_,
+            "whiten": np.asarray(bool(pca.whiten)),
+        }
     coords2d = np.zeros((len(Z), 2), dtype=np.float32)
     coords2d[:, : min(2, Z.shape[1])] = Z[:, :2]
     buf = io.BytesIO()
-    np.savez(
-        buf,
-        image_id=np.asarray(image_ids, dtype=str),
-        explained_variance_ratio=pca.explained_variance_ratio_.astype(np.float64),
-        coords2d=coords2d,
-        Z=Z,
-    )
+    np.savez(buf, image_id=np.asarray(image_ids, dtype=str), coords2d=coords2d, Z=Z, **pca)
     storage.atomic_write_bytes(RunLayout(run_dir).pca, buf.getvalue())
+
+
+def read_pca(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, np.ndarray] | None:
+    """The PCA stored in ``RUN/pca.npz`` (see :func:`write_pca`), or None when the file is
+    missing or predates it."""
+    path = RunLayout(run_dir).pca
+    if not path.exists():
+        return None
+    keys = ("explained_variance_ratio", "mean", "components", "explained_variance", "whiten")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in keys} if "components" in f else None
 
 
 def read_reduced(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[np.ndarray, np.ndarray]:
@@ -102,3 +118,15 @@ def read_reduced(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[np.ndarra
         raise ConfigError(f"{path} not found; run 04_pca_kmeans (cluster_run) first")
     with np.load(path, allow_pickle=False) as f:
         return f["image_id"].astype(str), np.asarray(f["Z"], dtype=np.float32)
+
+
+def project(run_dir: str | os.PathLike[str] | RunLayout, X: np.ndarray) -> np.ndarray | None:
+    """``X`` (m, d) projected by the PCA of ``RUN/pca.npz``: (m, n_components) float32, as
+    ``PCA.transform`` would; None when the file predates the stored PCA (re-run 04)."""
+    f = read_pca(run_dir)
+    if f is None:
+        return None
+    Z = (np.asarray(X, dtype=np.float32) - f["mean"]) @ f["components"].T
+    if bool(f["whiten"]):
+        Z = Z / np.sqrt(np.maximum(f["explained_variance"], 1e-12))
+    return Z.astype(np.float32)

@@ -719,4 +719,4 @@ def to_image_manifest(scrape_df: pd.DataFrame) -> pd.DataFrame:
             "error": scrape_df["reason"],
         }
     )
-    return out.astype(storage.MANIFEST_COLUMNS)
+    return storage.coerce_manifest(out)

@@ -6,7 +6,8 @@ need that space again after stage 04 is done: the queries of :mod:`lookalike.fin
 scores must be on the run's own scale, and images added to a run later, which must not move
 the old ones. :func:`open_space` gives it back, built once and kept on disk:
 
-- ``whitening.npz``: the fitted whitening (:class:`lookalike.similarity.Whitener`);
+- ``whitening.npz``: the fitted whitening (:class:`lookalike.similarity.Whitener`), written
+  by stage 04 (:func:`run_whitener`) and kept when images are added to the run;
 - ``wholes.faiss`` and ``parts.faiss``: the indexes of :func:`lookalike.index.build_index`
   over the whitened wholes and the present parts (only above
   :data:`lookalike.index.EXACT_MAX` images; below it every search is exact);
@@ -99,6 +100,7 @@ def _key(run: RunLayout, random_state: int | None) -> dict[str, Any]:
         "ids_sha256": storage.sha256_file(run.ids),
         "extras_sha256": [storage.sha256_file(p) for p in extras if p.is_file()],
         "settings": storage.read_stamp(run.similarity_state),
+        "whitening": storage.read_stamp(run.whitening_state),
         "random_state": random_state,
         "exact_max": _index.EXACT_MAX,
         "calibration_pairs": CALIBRATION_PAIRS,
@@ -129,8 +131,6 @@ def calibration_sample(inputs: dict[str, Any], *, pairs: int = CALIBRATION_PAIRS
 
 def _build(run: RunLayout, space: Space) -> None:
     """Fill ``space``'s indexes (above EXACT_MAX) and write ``RUN/index/``."""
-    if space.whitener is not None:
-        space.whitener.save(run.whitening)
     with storage.atomic_path(run.calibration) as tmp, open(tmp, "wb") as fh:
         np.save(fh, space.calibration)
     if space.n > _index.EXACT_MAX:
@@ -162,6 +162,42 @@ def _random_state(run: RunLayout) -> int | None:
     return stamp.get("key", stamp).get("random_state", 0)
 
 
+def run_whitener(
+    run_dir: str | os.PathLike[str] | RunLayout,
+    features: dict[str, Any],
+    *,
+    random_state: int | None = 0,
+    keep: bool = True,
+) -> Whitener | None:
+    """The run's whitening: kept in ``RUN/index/whitening.npz`` by stage 04.
+
+    With ``keep`` and a stored whitening fitted with the same settings and seed, that one
+    (images added to the run later do not move it); otherwise it is fitted on ``features``
+    (:func:`lookalike.similarity.fused_whitener`) and stored. None when the preset does not
+    whiten.
+    """
+    run = RunLayout(run_dir)
+    if int(features["settings"].get("whiten", 0)) <= 0:
+        return None
+    key = {"settings": features["settings"], "random_state": random_state}
+    if keep and storage.is_current(run.whitening_state, key, outputs=[run.whitening]):
+        return Whitener.load(run.whitening)
+    storage.clear_stamp(run.whitening_state)
+    whitener = fused_whitener(features, random_state=random_state)
+    whitener.save(run.whitening)
+    storage.write_stamp(run.whitening_state, key)
+    return whitener
+
+
+def _whitener(run: RunLayout, features: dict[str, Any], seed: int | None) -> Whitener | None:
+    """Stage 04's whitening when 04 is current with these embeddings, else a fresh fit."""
+    stamp = storage.read_stamp(run.cluster_state) or {}
+    done = stamp.get("key", {}).get("vectors_sha256") == storage.sha256_file(run.vectors)
+    if done:
+        return run_whitener(run, features, random_state=seed, keep=True)
+    return fused_whitener(features, random_state=seed)
+
+
 def open_space(run_dir: str | os.PathLike[str] | RunLayout, *, verbose: bool = True) -> Space:
     """The similarity space of a run, from ``RUN/index/`` when it is current, else built
     (and written there) from ``RUN/embeddings/``.
@@ -182,13 +218,9 @@ def open_space(run_dir: str | os.PathLike[str] | RunLayout, *, verbose: bool = T
     files = [run.calibration] + ([run.index_file("wholes")] if len(ids) > _index.EXACT_MAX else [])
     current = storage.is_current(run.index_state, key, outputs=files)
     whiten_on = int(features["settings"].get("whiten", 0)) > 0
-    if current and whiten_on and not run.whitening.is_file():
-        current = False
-    if current:
-        whitener = Whitener.load(run.whitening) if whiten_on else None
-    else:
+    whitener = _whitener(run, features, seed) if whiten_on else None
+    if not current:
         storage.clear_stamp(run.index_state)
-        whitener = fused_whitener(features, random_state=seed)
     inputs = fused_inputs(features, whitener=whitener or _NO_WHITENING)
     calibration = np.load(run.calibration) if current else calibration_sample(inputs)
     space = Space(ids, features["settings"], inputs, whitener, calibration)

@@ -30,7 +30,9 @@ import pandas as pd
 from .exceptions import ManifestError
 from .paths import RunLayout
 
-#: Columns of ``RUN/images.parquet``, the one manifest that stages 03 to 05 read.
+#: Columns of ``RUN/images.parquet``, the one manifest that stages 03 to 05 read. It holds
+#: one row per origin: two domains (or two product URLs) that serve the same bytes are two
+#: rows with one ``image_id``.
 MANIFEST_COLUMNS: dict[str, str] = {
     "image_id": "string",  # sha256 of the image bytes (hex); empty when the item failed
     "path": "string",  # where the bytes are: relative to the run dir, or absolute
@@ -40,7 +42,10 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "height": "Int64",  # decoded height in pixels
     "status": "string",  # ok | failed | skipped
     "error": "string",  # short reason when status != ok
+    "added": "datetime64[ns, UTC]",  # when the row first entered the manifest (UTC)
 }
+#: Columns a manifest written before they existed may lack (filled with missing values).
+OPTIONAL_MANIFEST_COLUMNS = ("added",)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -172,7 +177,8 @@ def read_manifest(
     -------
     DataFrame with the columns of :data:`MANIFEST_COLUMNS`.
     """
-    df = read_table(manifest_path(run_dir), required=MANIFEST_COLUMNS, what="image manifest")
+    required = [c for c in MANIFEST_COLUMNS if c not in OPTIONAL_MANIFEST_COLUMNS]
+    df = read_table(manifest_path(run_dir), required=required, what="image manifest")
     df = coerce_manifest(df)
     if ok_only:
         df = df[df["status"] == "ok"].drop_duplicates("image_id").reset_index(drop=True)
@@ -183,13 +189,20 @@ def merge_manifest(run_dir: str | os.PathLike[str] | RunLayout, rows: pd.DataFra
     """Upsert ``rows`` into ``RUN/images.parquet`` and return the whole manifest.
 
     A row is identified by ``(source, origin)``: a newer row for the same origin replaces
-    the older one, so re-running a stage never duplicates rows.
+    the older one, so re-running a stage never duplicates rows. ``added`` keeps the time the
+    origin first entered the manifest; rows new to it get the current time.
     """
     new = coerce_manifest(rows)
     path = manifest_path(run_dir)
     old = read_manifest(run_dir) if path.exists() else empty_manifest()
+    key = ["source", "origin"]
+    since = old.dropna(subset=["added"]).drop_duplicates(key).set_index(key)["added"]
+    first = pd.MultiIndex.from_frame(new[key].astype(object)).map(since.to_dict().get)
+    new["added"] = pd.Series(first, index=new.index, dtype="datetime64[ns, UTC]").fillna(
+        new["added"].fillna(pd.Timestamp.now(tz="UTC"))
+    )
     merged = pd.concat([old, new], ignore_index=True) if len(old) else new
-    merged = merged.drop_duplicates(["source", "origin"], keep="last").reset_index(drop=True)
+    merged = merged.drop_duplicates(key, keep="last").reset_index(drop=True)
     write_table(merged, path)
     return merged
 
