@@ -123,7 +123,8 @@ def test_run_layout_names_every_run_file():
 
 
 # Folder names that are also ordinary words (a source called "logos", a unit "images/s",
-# the module "images", the command "find", an "index") count only as a segment of a path to a file ("logos/*.png").
+# the module "images", the command "find", an "index") count only as a segment of a path to
+# a file ("logos/*.png").
 AMBIGUOUS = {"images", "logos", "clusters", "report", "notebooks", "find", "index"}
 
 
