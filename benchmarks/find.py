@@ -11,7 +11,8 @@ labelled sets' int8 vectors are in the cache).
    is the share of queries with an image of their group among the first k hits. Beside it,
    the P@1 of the run's own neighbours (``RUN/neighbors.parquet``: the share of the run's
    images, among those whose group has another image in the run, whose nearest neighbour is of
-   their group): the same similarity, so recall@1 should reach it.
+   their group), for the run without the queries and for a run of every image of the set:
+   the same similarity, so recall@1 should reach it.
 2. **speed**: a run of ``--n-speed`` (100,000) images built from the real stage-03 features of
    ``runs/demo-logos``, resampled with the seeded perturbation of ``benchmarks/scale.py``
    (written as the run's embeddings, with the run's ``logos`` settings). Times: building the
@@ -81,15 +82,23 @@ def recall(folder: Path, precision: str, tmp: Path) -> dict:
     for k in (1, 5, 10):
         top = hits[hits["rank"] <= k].groupby("query")["same"].any()
         out[f"recall@{k}"] = float(top.reindex(queries, fill_value=False).mean())
+    out["run P@1"] = _p_at_1(run, group_of, kept["group"])
+    whole = RunLayout(tmp / f"all-{folder.name}")
+    _folder_run(whole, list(df["path"]), precision)
+    out["all-images P@1"] = _p_at_1(whole, group_of, df["group"])
+    out["find s/query"] = dt / len(held)
+    return out
+
+
+def _p_at_1(run: RunLayout, group_of: dict, groups: pd.Series) -> float:
+    """P@1 of ``RUN/neighbors.parquet`` over the images whose group has another image."""
     nb = pd.read_parquet(run.neighbors)
     nb = nb[nb["rank"] == 1]
     origin = storage.read_manifest(run, ok_only=True).set_index("image_id")["origin"]
     g_img = nb["image_id"].map(origin).map(group_of)
     g_nb = nb["neighbor_id"].map(origin).map(group_of)
-    has_mate = g_img.map(kept["group"].value_counts()) >= 2
-    out["run P@1"] = float((g_img == g_nb)[has_mate].mean())
-    out["find s/query"] = dt / len(held)
-    return out
+    has_mate = g_img.map(groups.value_counts()) >= 2
+    return float((g_img == g_nb)[has_mate].mean())
 
 
 def _synthetic_run(run: RunLayout, n: int) -> None:
@@ -194,8 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="find-bench-"))
     try:
         if "recall" in a.parts:
-            rows = [recall(s, a.precision, tmp) for s in (a.set or SETS) if s.is_dir()]
-            print("\n" + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
+            rows = []
+            for s in a.set or SETS:
+                if s.is_dir():
+                    rows.append(recall(s, a.precision, tmp))
+                    print(rows[-1], flush=True)
+            print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+            for r in rows:
+                cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()]
+                print("| " + " | ".join(cells) + " |", flush=True)
         if "speed" in a.parts:
             speed(a.n_speed, a.queries, tmp)
         if "grow" in a.parts:

@@ -162,6 +162,34 @@ def test_rerun_resumes_without_redoing_work(logo_run):
     np.testing.assert_array_equal(np.load(logo_run / "embeddings" / "vectors.npy"), vectors_before)
 
 
+def test_more_domains_join_the_run_without_embedding_the_others(logo_run, tmp_path):
+    import shutil
+
+    run = RunLayout(tmp_path / "grown")
+    shutil.copytree(logo_run, run.root, symlinks=True)
+    before = pd.read_parquet(run.clusters)
+    _lookalike(
+        "run", "configs/demo-logos.yaml", "--run-dir", str(run.root), "--to", "04",
+        "-p", "max_domains=48", "-p", f"k_values={K_VALUES}",
+    )  # fmt: skip
+    after = pd.read_parquet(run.clusters)
+    old, new = set(before["image_id"]), set(after["image_id"]) - set(before["image_id"])
+    assert new
+    nb = nbformat.read(run.executed_notebook("03_embed_vgg16"), as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert f"computed {len(new)}, cached {len(old)}" in text, text[-2000:]  # only the new ones
+    kept = before.merge(after, on=["image_id", "method", "k"], suffixes=("", "_after"))
+    assert len(kept) == len(before) and (kept["cluster"] == kept["cluster_after"]).all()
+    added = pd.read_csv(run.additions)
+    assert set(added["n_new"]) == {len(new)} and set(added["n_before"]) == {len(old)}
+    manifest = storage.read_manifest(run)
+    assert manifest["added"].notna().all() and manifest["added"].nunique() >= 2
+    nb4 = nbformat.read(run.executed_notebook("04_pca_kmeans"), as_version=4)
+    assert f"{len(new)} new images joined the {len(old)} already clustered" in json.dumps(
+        [c.get("outputs", []) for c in nb4.cells]
+    )
+
+
 def test_plain_papermill_runs_one_notebook(logo_run, tmp_path):
     out = tmp_path / "04.ipynb"
     proc = subprocess.run(

@@ -661,6 +661,7 @@ def cluster_run(
         return metrics
     if why is None or why not in ("force", "no complete earlier clustering", "no new images"):
         print(f"cluster: every image is clustered again: {why or 'refit: true'}")
+    run.additions.unlink(missing_ok=True)  # it describes an extension these outputs replace
     Z, pca = fit_pca(X, n_components=pca_components, whiten=o["whiten"], random_state=random_state)
     metrics, table = _cluster(
         run,
