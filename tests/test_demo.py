@@ -98,6 +98,57 @@ def test_demo_data_is_small():
     assert total < 8_000_000, f"data/demo is {total / 1e6:.1f} MB"
 
 
+def test_demo_queries_are_rebuilt_byte_for_byte(tmp_path):
+    import subprocess
+    import sys
+
+    from lookalike.paths import PROJECT_ROOT
+
+    committed = sorted(p.relative_to(demo.QUERIES_DIR) for p in demo.QUERIES_DIR.rglob("*.*"))
+    assert [str(p) for p in committed] == [
+        "catalog/broom-flipped.jpg",
+        "catalog/keyboard-cropped.jpg",
+        "logos/iris-icon.png",
+        "logos/kicad-icon-recoloured.png",
+        "logos/kicad-icon.png",
+        "logos/scrumalliance-icon.png",
+    ]
+    script = PROJECT_ROOT / "scripts" / "build_demo_queries.py"
+    subprocess.run([sys.executable, script, "--out", tmp_path], check=True, capture_output=True)
+    for rel in committed:
+        assert (tmp_path / rel).read_bytes() == (demo.QUERIES_DIR / rel).read_bytes(), rel
+    with Image.open(demo.QUERIES_DIR / "logos" / "kicad-icon.png") as icon:
+        logo = Image.open(DEMO_DIR / "logos" / "kicad.png").convert("RGBA")
+        bbox = logo.getchannel("A").getbbox()
+        assert icon.size == (bbox[3] - bbox[1],) * 2  # the left square of the trimmed logo
+
+
+def test_demo_queries_only_for_a_run_of_the_demo(tmp_path):
+    import pandas as pd
+
+    from lookalike import storage
+
+    def run(name, source, origins):
+        rows = pd.DataFrame(
+            {
+                "image_id": [f"{name}{i}" for i in range(len(origins))],
+                "path": [f"x{i}.png" for i in range(len(origins))],
+                "source": source,
+                "origin": origins,
+                "status": "ok",
+            }
+        )
+        storage.merge_manifest(tmp_path / name, rows)
+        return demo.demo_queries(tmp_path / name)
+
+    assert run("logos", "logos", ["kicad.test", "iris.test"]) == demo.QUERIES_DIR / "logos"
+    assert run("own", "logos", ["kicad.test", "example.com"]) is None
+    shop = ["http://shop.test/img/broom.jpg", "http://shop.test/img/axe.jpg"]
+    assert run("shop", "catalog", shop) == demo.QUERIES_DIR / "catalog"
+    assert run("other-shop", "catalog", ["https://shop.example/a.jpg"]) is None
+    assert run("folder", "folder", ["/photos/a.jpg"]) is None
+
+
 # -- shop.test --------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from io import BytesIO
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
@@ -21,12 +22,46 @@ from lookalike import storage
 from lookalike.duplicates import find_near_duplicates
 from lookalike.elbow import choose_k
 from lookalike.exceptions import ConfigError
+from lookalike.find import FIND_COLUMNS
 from lookalike.gallery import write_gallery
+from lookalike.paths import RunLayout
+
+#: The colour of the query images of :func:`add_find_results` (no run image has it).
+QUERY_COLOUR = (255, 140, 0)
 
 
 @pytest.fixture
 def clustered_run(tmp_path):
     return make_run(tmp_path)
+
+
+def add_find_results(run: Path, name: str = "find", n_queries: int = 2, top: int = 3):
+    """A search as :func:`lookalike.find.find` leaves it, without the model: orange query
+    images in their own run folder ``RUN/find/<name>/`` and a results table of run images."""
+    layout = RunLayout(run)
+    qrun = RunLayout(layout.find_queries(name))
+    images = storage.read_manifest(run, ok_only=True).sort_values(
+        "origin", key=lambda o: o.astype(int)
+    )
+    rows, hits = [], []
+    for q in range(n_queries):
+        path = qrun.images_dir / f"query {q}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40 + 10 * q, 40), QUERY_COLOUR).save(path)
+        qid = storage.sha256_file(path)
+        rows.append({"image_id": qid, "path": qrun.relative(path), "source": "folder",
+                     "origin": str(path), "status": "ok"})  # fmt: skip
+        for r in range(top):
+            hit = images.iloc[(q + 3 * r) % len(images)]
+            hits.append({"query": str(path), "query_id": qid, "rank": r + 1,
+                         "image_id": hit["image_id"], "label": f"logo {hit['origin']}",
+                         "origin": hit["origin"], "n_origins": 1, "similarity": 0.9 - 0.1 * r,
+                         "share": [0.0, 2e-4, 0.25][r % 3], "precision": np.nan,
+                         "match": "whole~whole", "colour": 0.0})  # fmt: skip
+    storage.merge_manifest(qrun, pd.DataFrame(rows))
+    table = pd.DataFrame(hits).astype(FIND_COLUMNS)
+    storage.write_table(table, layout.find_results(name))
+    return table
 
 
 def _gallery_data(html_path: Path) -> tuple[BeautifulSoup, dict]:
@@ -87,6 +122,58 @@ def test_gallery_is_self_contained(clustered_run, inline, capsys):
         assert nb is not None and len(nb) == 5
         assert all(0 <= j < len(data["images"]) and j != i for j, _ in nb)
     assert len(data["duplicates"]["groups"]) == 1 and data["duplicates"]["threshold"] == 0.99
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_gallery_find_section_lists_each_search(clustered_run, inline, capsys):
+    """Each search of RUN/find/: the query's own thumbnail, then its hits in rank order
+    with label, similarity and share; hits have neighbours, queries need none."""
+    _, data = _gallery_data(write_gallery(clustered_run, inline=inline))
+    assert data["finds"] is None  # no searches yet: no section
+    first = add_find_results(clustered_run, "find", n_queries=2, top=3)
+    add_find_results(clustered_run, "logos-b", n_queries=1, top=2)
+    out = write_gallery(clustered_run, inline=inline, n_neighbours=4, page_size=2)
+    assert "3 find queries" in capsys.readouterr().out
+    _, data = _gallery_data(out)
+    _check_gallery_images(out, dict(data, images=[im for im in data["images"] if im]))
+    assert [(s["search"], s["n_queries"]) for s in data["finds"]] == [("find", 2), ("logos-b", 1)]
+    ids = storage.read_manifest(clustered_run).set_index("image_id")["path"]
+    for q, (_, rows) in zip(data["finds"][0]["queries"], first.groupby("query_id", sort=False),
+                              strict=True):  # fmt: skip
+        assert q["query"] == rows["query"].iloc[0]
+        assert [h["label"] for h in q["hits"]] == rows["label"].tolist()
+        assert [h["similarity"] for h in q["hits"]] == [0.9, 0.8, 0.7]
+        assert [h["share"] for h in q["hits"]] == [0.0, 0.0002, 0.25]
+        assert all(h["precision"] is None for h in q["hits"])  # NaN is not JSON: null
+        for h, image_id in zip(q["hits"], rows["image_id"], strict=True):
+            assert data["images"][h["i"]]["name"] == Path(ids[image_id]).name
+            assert data["neighbours"][h["i"]] is not None  # a click shows its neighbours
+        assert data["images"][q["q"]]["name"].startswith("query ")
+        assert data["neighbours"][q["q"]] is None
+        src = data["images"][q["q"]]["src"]
+        raw = base64.b64decode(src.split(",", 1)[1]) if inline else (out.parent / src).read_bytes()
+        with Image.open(BytesIO(raw)) as pic:  # the query's own picture: orange on white
+            rgb = np.asarray(pic.convert("RGB"), dtype=float)
+        centre = rgb[rgb.shape[0] // 2, rgb.shape[1] // 2]
+        assert np.abs(centre - QUERY_COLOUR).max() < 30
+    # a search whose query images are gone still lists its hits (a crossed tile for the query)
+    import shutil
+
+    shutil.rmtree(RunLayout(clustered_run).find_queries("find"))
+    _, data = _gallery_data(write_gallery(clustered_run, inline=inline))
+    assert [len(q["hits"]) for q in data["finds"][0]["queries"]] == [3, 3]
+
+
+def test_gallery_find_section_is_bounded(clustered_run, monkeypatch):
+    from lookalike import gallery
+
+    monkeypatch.setattr(gallery, "GALLERY_FIND_MAX", 3)
+    add_find_results(clustered_run, "a", n_queries=2, top=2)
+    add_find_results(clustered_run, "b", n_queries=4, top=2)
+    _, data = _gallery_data(write_gallery(clustered_run))
+    assert [(s["search"], len(s["queries"]), s["n_queries"]) for s in data["finds"]] == [
+        ("a", 2, 2), ("b", 1, 4)
+    ]  # fmt: skip
 
 
 def test_gallery_escapes_names(clustered_run):
@@ -174,6 +261,7 @@ def test_notebooks_04_05_run_and_stay_small(tmp_path):
     assert len(sheets) == 3 and len(images) == 8 + 2 < len(figures)
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "recommended k" in text and "gallery" in text
+    assert "find: no queries" in text  # find_queries: auto, and this is not a demo run
     for name in ("elbow.png", "scores.png", "pca_variance.png", "near_duplicates.png"):
         assert (run / "figures" / name).exists(), name
     assert list((run / "figures").glob("map_tsne_k*.png"))

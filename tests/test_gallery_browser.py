@@ -19,6 +19,7 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 from synthetic_run import COLORS, make_run
+from test_gallery import QUERY_COLOUR, add_find_results
 
 from lookalike.duplicates import find_near_duplicates
 from lookalike.elbow import choose_k
@@ -202,3 +203,73 @@ def test_gallery_page_files_load_from_file_urls(gallery_run, tmp_path):
     assert found is not None, f"the pages did not load:\n{proc.stderr[-3000:]}"
     result = json.loads(found.string)
     assert result["views"] == 8 and result["members"] == result["kept"] > 8 * 3 * 2
+
+
+FIND_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  // The Find section as the browser drew it: its cards, their images and captions.
+  const bad = (im) => !im.complete || im.naturalWidth === 0;
+  const cards = [...document.querySelectorAll("#find section.card")];
+  const out = {
+    link: !document.getElementById("find-link").hidden,
+    cards: cards.map((c) => ({
+      query: c.getAttribute("data-query"),
+      images: c.querySelectorAll("img").length,
+      broken: [...c.querySelectorAll("img")].filter(bad).length,
+      captions: [...c.querySelectorAll("figure.hit")].map((f) => f.textContent),
+    })),
+  };
+  const first = cards[0].querySelector("figure.hit img");
+  first.click();  // a hit shows its neighbours in the panel
+  out.panel = [...document.querySelectorAll("#panel figure img")].filter((im) => !bad(im)).length;
+  const pre = document.createElement("pre");
+  pre.id = "check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_gallery_find_section_shows_the_hits(tmp_path, inline):
+    run = make_run(tmp_path, n_per=4)
+    table = add_find_results(run, "find", n_queries=2, top=3)
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", inline=inline, n_neighbours=4)
+    page = out.with_name("find_check.html")
+    page.write_text(out.read_text(encoding="utf-8").replace("</body>", FIND_CHECK + "</body>"))
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    found = BeautifulSoup(proc.stdout, "html.parser").find("pre", id="check")
+    assert found is not None, f"the check did not run:\n{proc.stderr[-3000:]}"
+    result = json.loads(found.string)
+    assert result["link"] and [c["query"] for c in result["cards"]] == list(
+        dict.fromkeys(table["query"])
+    )
+    for card, (_, rows) in zip(result["cards"], table.groupby("query", sort=False), strict=True):
+        assert card["images"] == 1 + 3 and card["broken"] == 0  # the query and its hits
+        for caption, (_, hit) in zip(card["captions"], rows.iterrows(), strict=True):
+            assert f"{hit['similarity']:.3f}" in caption and hit["label"] in caption
+            assert "share" in caption
+    assert result["panel"] == 1 + 4  # the clicked hit and its neighbours
+
+
+def test_gallery_find_section_screenshot(tmp_path):
+    run = make_run(tmp_path, n_per=4)
+    add_find_results(run, "find", n_queries=2, top=3)
+    out = write_gallery(run, inline=False)
+    shot = run / "report" / "gallery-find.png"  # kept with the run for a person to look at
+    proc = _chromium(
+        tmp_path,
+        "--window-size=1280,1600",
+        "--virtual-time-budget=10000",
+        f"--screenshot={shot}",
+        out.as_uri(),
+    )
+    assert shot.exists(), proc.stderr[-3000:]
+    with Image.open(shot) as im:
+        arr = np.asarray(im.convert("RGB")).astype(int)
+    # below the clusters, the Find section: the orange query thumbnails are on screen
+    close = np.abs(arr - np.array(QUERY_COLOUR)).max(axis=2) < 40
+    assert close.sum() > 2 * 400, close.sum()
+    print(f"screenshot: {shot}")

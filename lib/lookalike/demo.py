@@ -64,11 +64,17 @@ __all__ = [
     "DemoServer",
     "ICON_MECHANISMS",
     "PAGE_SIZE",
+    "QUERIES_DIR",
     "SHOP_HOST",
+    "demo_queries",
     "main",
     "serve",
     "serving",
 ]
+
+#: The demo's query images for ``lookalike find`` (notebook 05), one folder per demo:
+#: ``logos/`` and ``catalog/`` (made by ``scripts/build_demo_queries.py``).
+QUERIES_DIR = DEMO_DIR / "queries"
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,6 +438,34 @@ def serving(enabled: bool = True, **kwargs) -> Iterator[DemoServer | None]:
         yield server
     finally:
         server.stop()
+
+
+def demo_queries(run_dir) -> Path | None:
+    """The demo's own query folder when ``run_dir`` is a run of the demo, else None.
+
+    A run is the logo demo's when every image came from notebook 02 and every domain is one
+    of ``data/demo/domains.csv`` (``QUERIES_DIR / "logos"``), the catalog demo's when every
+    image came from notebook 01 on the demo shop ``http://shop.test/``
+    (``QUERIES_DIR / "catalog"``). Notebook 05's ``find_queries: auto`` uses it.
+    """
+    from . import storage
+    from .domains import read_domains
+    from .params import DEMO_DOMAINS
+
+    manifest = storage.read_manifest(run_dir, ok_only=True)
+    if not len(manifest):
+        return None
+    sources = set(manifest["source"].astype(str))
+    origins = manifest["origin"].astype(str)
+    if sources == {"logos"}:
+        demo_domains = set(read_domains(DEMO_DOMAINS)["domain"].dropna().astype(str))
+        is_demo = set(origins) <= demo_domains
+    elif sources == {"catalog"}:
+        is_demo = all(urlsplit(o).hostname == SHOP_HOST for o in origins)
+    else:
+        return None
+    kind = "logos" if sources == {"logos"} else "catalog"
+    return QUERIES_DIR / kind if is_demo and (QUERIES_DIR / kind).is_dir() else None
 
 
 def main(argv: list[str] | None = None) -> int:

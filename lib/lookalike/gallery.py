@@ -1,8 +1,9 @@
 """A self-contained HTML gallery of a run's clusters, to open in any browser and share.
 
 :func:`write_gallery` fills the page ``lookalike/templates/gallery.html`` (package data) with
-the run's clusterings, each shown image's neighbours and the near-duplicate groups, as one
-JSON blob; thumbnails are JPEG data URIs inside the page or files beside it.
+the run's clusterings, each shown image's neighbours, the near-duplicate groups and the
+searches of ``lookalike find`` (:func:`lookalike.find.read_find`), as one JSON blob;
+thumbnails are JPEG data URIs inside the page or files beside it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from .cluster import image_paths
 from .duplicates import N_NEIGHBOURS, run_neighbours
 from .elbow import KChoice
 from .exceptions import ConfigError
+from .find import read_find
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
 from .sheets import read_clusterings, thumbs
 
-__all__ = ["GALLERY_INLINE_MAX", "GALLERY_PAGE_SIZE", "write_gallery"]
+__all__ = ["GALLERY_FIND_MAX", "GALLERY_INLINE_MAX", "GALLERY_PAGE_SIZE", "write_gallery"]
 
 #: ``write_gallery(inline=None)`` inlines thumbnails as data URIs up to this many images.
 GALLERY_INLINE_MAX = 1000
@@ -39,6 +41,9 @@ GALLERY_INLINE_MAX = 1000
 #: ``max_per_cluster``) are in one page file per clustering, loaded on "show more". So the
 #: HTML holds at most (clusters shown) x this many images, whatever the run's size.
 GALLERY_PAGE_SIZE = 24
+#: Query images of ``lookalike find`` shown in the page's Find section, all searches together
+#: (the first of each search's table, searches in name order); each brings its hits.
+GALLERY_FIND_MAX = 50
 
 
 def _template() -> str:
@@ -201,6 +206,72 @@ def _duplicate_groups(
     return {"threshold": threshold, "groups": groups}
 
 
+def _number(x: Any, places: int) -> float | None:
+    """``x`` rounded for the page; None for NaN (JSON has no NaN)."""
+    x = float(x)
+    return round(x, places) if np.isfinite(x) else None
+
+
+def _query_paths(run: RunLayout, name: str) -> dict[str, Path]:
+    """Each query image of search ``name`` by id, from its own run folder (RUN/find/<name>/)."""
+    qrun = RunLayout(run.find_queries(name))
+    if not qrun.manifest.is_file():
+        return {}
+    qm = storage.read_manifest(qrun, ok_only=True)
+    return {
+        str(i): qrun.image_path(p)
+        for i, p in zip(qm["image_id"], qm["path"], strict=True)
+        if isinstance(p, str)
+    }
+
+
+def _find_searches(
+    run: RunLayout, page: _PageImages, paths: dict[str, Path]
+) -> list[dict[str, Any]] | None:
+    """The page's Find section: for each search of ``RUN/find/`` (at most
+    :data:`GALLERY_FIND_MAX` query images in all) each query's number and its hits' numbers,
+    labels, similarity and share. The query images join ``paths`` under their own keys;
+    hits no longer in the run are left out. None when the run has no searches."""
+    table = read_find(run)
+    if table is None or not len(table):
+        return None
+    searches, left = [], GALLERY_FIND_MAX
+    for name, rows in table.groupby("search", sort=True):
+        qpaths, queries = _query_paths(run, str(name)), []
+        for qid, hits in rows.groupby("query_id", sort=False):
+            if len(queries) >= left:
+                break
+            key = f"find:{name}:{qid}"  # a query image is not an image of the run
+            paths[key] = qpaths.get(str(qid))
+            hits = hits[hits["image_id"].isin(paths.keys())].sort_values("rank")
+            queries.append(
+                {
+                    "query": str(hits["query"].iloc[0]) if len(hits) else str(qid),
+                    "q": page(key),
+                    "hits": [
+                        {
+                            "i": page(str(h["image_id"])),
+                            "label": str(h["label"]),
+                            "similarity": _number(h["similarity"], 3),
+                            "share": _number(h["share"], 6),
+                            "precision": _number(h["precision"], 3),
+                            "match": str(h["match"]),
+                        }
+                        for _, h in hits.iterrows()
+                    ],
+                }
+            )
+        left -= len(queries)
+        n = int(rows["query_id"].nunique())
+        searches.append({"search": str(name), "n_queries": n, "queries": queries})
+    return searches
+
+
+def _hit_numbers(query: dict[str, Any]) -> list[int]:
+    """The page numbers of one query's hits."""
+    return [h["i"] for h in query["hits"]]
+
+
 def _thumbnails(
     order: list[str], paths: dict[str, Path], thumb: int, inline: bool, files_dir: Path
 ) -> list[dict[str, str]]:
@@ -228,6 +299,7 @@ def _split_pages(
     neighbours: dict[int, list[list[float]]],
     dups: dict[str, Any] | None,
     pages_dir: Path,
+    found: set[int] | None = None,
 ) -> tuple[list[dict[str, str] | None], list[list[list[float]] | None]]:
     """Move each cluster's images past the first page into its clustering's page file.
 
@@ -235,8 +307,9 @@ def _split_pages(
     members of every cluster, their thumbnails and neighbours) for each clustering with
     more, records its path in the clustering's ``page``, and returns the page's own
     ``images`` and ``neighbours`` lists: None for the images only page files show.
+    ``found`` (the Find section's images) stay in the page with their neighbours.
     """
-    inline = {i for g in clusterings for cl in g["clusters"] for i in cl["m"]}
+    inline = {i for g in clusterings for cl in g["clusters"] for i in cl["m"]} | set(found or ())
     main = inline | {j for i in inline for j, _ in neighbours.get(i, [])}
     main |= {i for grp in (dups or {}).get("groups", []) for i in grp["m"]}
     if pages_dir.is_dir():
@@ -308,9 +381,12 @@ def write_gallery(
 
     A page with a clustering picker (every method and k chosen), one card per cluster (its
     images nearest the centre first, size and cohesion in the heading) and, on a click, an
-    image's nearest neighbours with their cosine distances; near-duplicate groups at the end.
-    It needs no Jupyter and no network: thumbnails are JPEG data URIs inside the page, or files
-    in ``gallery_files/`` beside it (then share the folder).
+    image's nearest neighbours with their cosine distances; near-duplicate groups at the end,
+    and the searches of ``lookalike find`` in ``RUN/find/`` when there are any (a Find
+    section: each query image and its hits with their label, similarity and share; at most
+    :data:`GALLERY_FIND_MAX` queries). It needs no Jupyter and no network: thumbnails are
+    JPEG data URIs inside the page, or files in ``gallery_files/`` beside it (then share the
+    folder).
 
     Parameters
     ----------
@@ -376,6 +452,7 @@ def write_gallery(
         max_images=max_images,
         page_size=page_size,
     )
+    finds = _find_searches(run, page, paths)  # before the neighbours: hits get theirs
     n_neighbours = N_NEIGHBOURS if n_neighbours is None else n_neighbours
     neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours)
     dups = _duplicate_groups(duplicates, dup_threshold, page)
@@ -383,7 +460,8 @@ def write_gallery(
     files_dir = out.parent / run.gallery_files.name
     images = _thumbnails(page.order, paths, thumb, inline, files_dir)
     pages_dir = out.parent / run.gallery_pages.name
-    images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir)
+    found = {n for s in finds or [] for q in s["queries"] for n in [q["q"], *_hit_numbers(q)]}
+    images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir, found)
     page_data = {
         "title": title or f"lookalike gallery: {run.root.name}",
         "summary": _summary(len(ids), len(clusterings), max_per_cluster, max_images, skipped),
@@ -395,6 +473,7 @@ def write_gallery(
         "clusterings": clusterings,
         "neighbours": neighbour_lists,
         "duplicates": dups,
+        "finds": finds,
     }
     _readable(storage.atomic_write_bytes(out, _render(page_data).encode("utf-8")))
     size = out.stat().st_size / 2**20
@@ -402,6 +481,8 @@ def write_gallery(
     left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""
     n_pages = sum("page" in g for g in clusterings)
     left += f"; {n_pages} page files in {pages_dir}" if n_pages else ""
+    n_found = sum(len(s["queries"]) for s in finds or [])
+    left += f"; {n_found} find queries" if n_found else ""
     print(
         f"gallery: {out} ({size:.1f} MiB), {len(clusterings)} clusterings, {len(page.order)} "
         f"thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"

@@ -91,8 +91,8 @@ class Param:
         As in the ``parameters`` cell and the config.
     kind : str
         ``bool``, ``int``, ``float``, ``str``, ``choice``, ``path``, ``url``, ``template``,
-        ``list_int``, ``list_choice``, ``components`` (int >= 1 or a share in (0, 1)) or
-        ``demo`` (``auto``, true or false).
+        ``list_int``, ``list_choice``, ``components`` (int >= 1 or a share in (0, 1)),
+        ``demo`` (``auto``, true or false) or ``queries`` (``auto`` or a list of texts).
     default : object
         The notebooks' default; ``defaults`` overrides it per notebook.
     notebooks : tuple of str
@@ -167,6 +167,7 @@ _KIND_WORDS = {
     "list_choice": lambda p: f"a list of {_choices(p)} (one name means [it])",
     "components": lambda p: "an integer >= 1, or a share of variance in (0, 1)",
     "demo": lambda p: "auto, true or false",
+    "queries": lambda p: "auto, or a list of files, folders, URLs or domains (one means [it])",
 }
 
 
@@ -288,6 +289,9 @@ _PARAMS: tuple[Param, ...] = (
     _p("n_neighbours", "int", 8, _N5, "nearest neighbours listed per image in the browser and the gallery", low=1),  # noqa: E501
     _p("gallery_page_size", "int", 24, _N5, "images per cluster inside the gallery page; the rest are in page files beside it", low=1),  # noqa: E501
     _p("gallery_k_values", "list_int", None, _N5, "k values in the HTML gallery; null: every k of every method", low=2),  # noqa: E501
+    _p("find_queries", "queries", "auto", _N5, "images to find look-alikes of in the run: files, folders, URLs or domains; auto: the demo's queries in a demo run",  # noqa: E501
+       doc="image files, folders of images, http(s) image URLs and domains (their logo through the provider chain of 02, with its defaults), in any mix; the first 3 hits of each query are shown, all of them kept in the run and shown in the gallery's Find section, with a contact sheet per query (`lookalike find RUN QUERY...` does the same at the command line); `auto`: in a run of the demo, its own query images in `data/demo/queries`, else none; `null` or `[]`: none"),  # noqa: E501
+    _p("find_top", "int", 10, _N5, "hits per query image in the Find section", low=1),
 )
 # fmt: on
 
@@ -363,6 +367,15 @@ def _list_value(p: Param, v: Any) -> tuple[Any, str, str]:
     return items, "", ""
 
 
+def _queries_value(v: Any) -> tuple[Any, bool]:
+    """``auto``, or the queries as a list of texts (one text means a list of one)."""
+    if v == "auto":
+        return v, True
+    items = list(v) if isinstance(v, list | tuple) else [v]
+    ok = all(isinstance(x, str | os.PathLike) and str(x).strip() for x in items)
+    return ([str(x) for x in items] if ok else v), ok
+
+
 def check_value(p: Param, v: Any) -> tuple[Any, str | None]:
     """Normalise and check one value: ``(value, None)`` or ``(value, problem line)``."""
     if v is None:
@@ -390,6 +403,8 @@ def check_value(p: Param, v: Any) -> tuple[Any, str | None]:
         close = "" if ok else suggest(v, p.choices)
     elif p.kind in ("url", "template"):
         ok = _check_url(v, p.needs)
+    elif p.kind == "queries":
+        v, ok = _queries_value(v)
     elif p.kind == "components":
         ok = (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1)
     if ok:
