@@ -272,7 +272,7 @@ def test_url_queries_and_bad_answers_are_recorded(logo_run, serve, capsys):
 @pytest.mark.parametrize(
     "query, message",
     [
-        ("missing", "is not an image file, a folder, an http(s) URL or a domain"),
+        ("missing", "no such image file"),
         ("not a domain", "has_space"),
         ("-bad-.test", "is not an image file, a folder, an http(s) URL or a domain"),
         ("notes.txt", "is not an image file"),
@@ -302,3 +302,12 @@ def test_find_checks_its_arguments(logo_run, tmp_path):
         find(run, [str(queries)], top=0, progress=False)
     with pytest.raises(ConfigError, match="name="):
         find(run, [str(queries)], name="../x", progress=False)
+
+
+def test_a_missing_image_file_is_not_taken_for_a_domain(tmp_path):
+    from lookalike.exceptions import ConfigError
+    from lookalike.find import query_kind
+
+    with pytest.raises(ConfigError, match="no such image file"):
+        query_kind(str(tmp_path / "logo.png"))
+    assert query_kind("example.test") == "domain"

@@ -42,7 +42,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     find.add_argument("run_dir", metavar="RUN", help="a run folder that has been through 03")
     find.add_argument(
-        "queries", nargs="+", metavar="QUERY", help="image file, folder, URL or domain"
+        "queries",
+        nargs="+",
+        metavar="QUERY",
+        help="image file, folder, URL or domain (after --, a query may start with -)",
     )
     find.add_argument(
         "--name",

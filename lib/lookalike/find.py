@@ -83,6 +83,8 @@ def query_kind(query: str) -> str:
         return "file"
     if re.match(r"^https?://", text, re.I):
         return "url"
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise ConfigError(f"query {text!r}: no such image file ({path})")
     try:
         normalize_domain(text)
     except ValueError as exc:
@@ -356,7 +358,8 @@ def _pair_groups(pairs, ref: Mapping[str, str]) -> dict[str, str]:
 
 def precision_at(run: RunLayout, groups: pd.Series | None, similarity: np.ndarray) -> np.ndarray:
     """Precision of the run's neighbour pairs (``RUN/neighbors.parquet``) at least as similar
-    as each value: the share whose two images have the same group; NaN without labels."""
+    as each value: the share whose two images have the same group. NaN without labels, and
+    for a value above every labelled pair of the run (nothing to measure it on)."""
     s = np.asarray(similarity, dtype=np.float64)
     nb = read_neighbors(run) if groups is not None else None
     if nb is None:
@@ -514,6 +517,9 @@ def find_sheets(run: RunLayout, name: str, table: pd.DataFrame) -> list[Path]:
     qpath = qm[qm["status"] == "ok"].drop_duplicates("image_id").set_index("image_id")["path"]
     info = image_info(run)
     out = []
+    folder = run.find_sheets_dir(name)
+    for stale in folder.glob("*.png") if folder.is_dir() else []:
+        stale.unlink()  # an earlier search of this name
     for i, (qid, hits) in enumerate(table.groupby("query_id", sort=False)):
         paths = [qrun.image_path(qpath[qid])] + [
             run.image_path(info.loc[h, "path"]) for h in hits["image_id"]
@@ -521,7 +527,9 @@ def find_sheets(run: RunLayout, name: str, table: pd.DataFrame) -> list[Path]:
         caps = ["query"] + [
             f"{s:.2f} {lab}" for s, lab in zip(hits["similarity"], hits["label"], strict=True)
         ]
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(hits["query"].iloc[0])).name)[:40]
+        q = Path(str(hits["query"].iloc[0]))
+        stem = q.stem if q.suffix.lower() in IMAGE_EXTENSIONS else q.name
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:40]
         path = run.find_sheets_dir(name) / f"{i + 1:03d}-{slug}.png"
         title = f"find {name}: {hits['query'].iloc[0]} (top {len(hits)})"
         out.append(contact_sheet(paths, path, title=title, captions=caps, thumb=112))
