@@ -212,11 +212,7 @@ def fused_inputs(
     run's space; by default the whitening is fitted on ``features``.
     """
     s = features["settings"]
-    vectors, parts, mask = features["vectors"], features["parts"], features["part_mask"]
-    if parts is not None and parts.shape[-1] != vectors.shape[1]:
-        parts, mask = None, None
-    if parts is not None and not mask.any():
-        parts, mask = None, None
+    vectors, parts, mask = _comparable(features)
     if int(s.get("whiten", 0)) > 0:
         if whitener is None:
             whitener = fit_whitener(
@@ -236,15 +232,21 @@ def fused_inputs(
     }
 
 
+def _comparable(features: dict[str, Any]) -> tuple[np.ndarray, Any, Any]:
+    """Wholes, and the parts with their mask (None when absent or of another width)."""
+    vectors, parts, mask = features["vectors"], features["parts"], features["part_mask"]
+    if parts is not None and (parts.shape[-1] != vectors.shape[1] or not mask.any()):
+        parts, mask = None, None
+    return vectors, parts, mask
+
+
 def fused_whitener(features: dict[str, Any], *, random_state: int | None = 0) -> Whitener | None:
     """The whitening :func:`fused_inputs` fits on ``features``, or None when the run's
     settings turn whitening off."""
     s = features["settings"]
     if int(s.get("whiten", 0)) <= 0:
         return None
-    vectors, parts, mask = features["vectors"], features["parts"], features["part_mask"]
-    if parts is not None and (parts.shape[-1] != vectors.shape[1] or not mask.any()):
-        parts, mask = None, None
+    vectors, parts, mask = _comparable(features)
     return fit_whitener(
         vectors, parts, mask, n_components=int(s["whiten"]), random_state=random_state
     )
