@@ -399,13 +399,15 @@ def _table(run, space, qfeats, hits, groups, min_similarity) -> pd.DataFrame:
                     "n_origins": meta["n_origins"].fillna(1).to_numpy(),
                     "similarity": h["similarity"],
                     "share": space.share(h["similarity"]),
-                    "precision": precision_at(run, groups, h["similarity"]),
+                    "precision": np.nan,  # below, for every row at once
                     "match": [MATCHES[c] for c in h["match"]],
                     "colour": h["colour"],
                 }
             )
         )
     t = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FIND_COLUMNS))
+    if len(t):
+        t["precision"] = precision_at(run, groups, t["similarity"].to_numpy())
     if min_similarity is not None:
         t = t[t["similarity"] >= float(min_similarity)].reset_index(drop=True)
     return t.astype(FIND_COLUMNS)[list(FIND_COLUMNS)]
