@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from _common import peak_rss_mb
 
+from lookalike.cpu import describe
 from lookalike.neighbors import (
     _cosine_rows,
     block_rows,
@@ -53,7 +54,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOISE = 0.3
 QUERIES = 2000
 K = 10
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "avx512_bf16")
 
 
 def all_pairs(vectors, queries=None, *, k=10, parts=None, part_mask=None, colour=None,
@@ -87,13 +87,8 @@ def all_pairs(vectors, queries=None, *, k=10, parts=None, part_mask=None, colour
 
 
 def cpu_flags() -> str:
-    """The instruction-set flags of :data:`FLAGS` this CPU has, from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    have = set(text.split("flags", 1)[1].split("\n", 1)[0].split()) if "flags" in text else set()
-    return " ".join(f"{f}={'yes' if f in have else 'no'}" for f in FLAGS)
+    """The instruction-set flags of this CPU (:func:`lookalike.cpu.describe`)."""
+    return describe()
 
 
 def real_inputs(run_dir: Path) -> dict:

@@ -18,12 +18,14 @@ import hashlib
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .cpu import precision_warning
 from .exceptions import ConfigError, WeightsError
 from .paths import DEMO_DIR, vector_cache_dir
 from .preprocess import check_choice, load_for_embedding
@@ -561,6 +563,9 @@ def load_extractor(
     """
     check_choice("precision", precision, PRECISIONS)
     feature_map_shape(layer, max(int(image_size), 32))  # validates the layer name
+    unfit = precision_warning(precision)
+    if unfit:
+        warnings.warn(unfit, RuntimeWarning, stacklevel=2)
     default = "onnxruntime" if precision == "int8" else "keras"
     backend = backend or default
     check_choice("backend", backend, ("keras", "onnxruntime"))
