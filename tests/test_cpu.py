@@ -24,3 +24,17 @@ def test_bf16_warns_only_without_bf16_hardware():
     assert cpu.precision_warning("bf16", SAPPHIRE) is None
     assert cpu.precision_warning("fp32", AVX2_ONLY) is None
     assert cpu.precision_warning("int8", AVX2_ONLY) is None
+
+
+def test_auto_precision_takes_int8_only_with_int8_instructions():
+    assert cpu.auto_precision(AVX2_ONLY)[0] == "fp32"
+    assert "precision: int8" in cpu.auto_precision(AVX2_ONLY)[1]
+    assert cpu.auto_precision(SAPPHIRE)[0] == "int8"
+    assert cpu.auto_precision("flags\t: avx2 avx_vnni\n")[0] == "int8"
+
+
+def test_auto_is_a_precision_parameter():
+    from lookalike import params
+
+    assert not params.validate({"precision": "auto"})[1]
+    assert params.validate({"precision": "int16"})[1]

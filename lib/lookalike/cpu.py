@@ -64,3 +64,20 @@ def precision_warning(precision: str, cpuinfo: str | None = None) -> str | None:
             "is emulated and slower than fp32; use fp32, or int8 for speed"
         )
     return None
+
+
+def auto_precision(cpuinfo: str | None = None) -> tuple[str, str]:
+    """``precision: auto``: int8 where the CPU has int8 dot-product instructions (VNNI, AMX),
+    fp32 elsewhere, and the reason in words.
+
+    int8 is taken only because it was shown to group as well as fp32: on logos-dev, Devicon
+    and emoji, P@1 and ARI within 0.01 of fp32 (docs/benchmarks.md, "Precision").
+    """
+    flags = instruction_sets(cpuinfo)
+    if any(flags[f] for f in INT8_FLAGS):
+        found = ", ".join(f for f in INT8_FLAGS if flags[f])
+        return "int8", f"this CPU has int8 instructions ({found}); int8 groups as well as fp32"
+    return "fp32", (
+        "this CPU has no VNNI or AMX; int8 still ran about 2.2x faster than fp32 on such a "
+        "CPU with the same quality (docs/benchmarks.md): set precision: int8 to take it"
+    )

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import storage
+from .cpu import auto_precision
 from .distributed import RayOptions, check_engine, embed_batches, import_ray, ray_options
 from .exceptions import ConfigError, ImageError, ManifestError
 from .extras import embed_extras
@@ -651,7 +652,9 @@ def embed_run(
     preset : {"auto", "logos", "photos"}, default DEFAULT_PRESET
         ``None`` means :data:`DEFAULT_PRESET` (``"auto"``).
     batch_size, normalize, precision, workers, force
-        As in :func:`embed_images`; ``None`` means its default.
+        As in :func:`embed_images`; ``None`` means its default. ``precision="auto"`` is
+        resolved here by :func:`lookalike.cpu.auto_precision` (int8 on CPUs with VNNI or
+        AMX, else fp32) and the choice is printed.
     cache_dir : str or Path, optional
         Root of the vector cache (default :func:`lookalike.model.vector_cache_root`).
     progress : bool, default True
@@ -673,6 +676,9 @@ def embed_run(
     :func:`embed_images`) and ``extras`` (that of :func:`lookalike.extras.embed_extras`).
     """
     run = RunLayout(run_dir)
+    if precision == "auto":
+        precision, why = auto_precision()
+        print(f"embed: precision auto -> {precision}: {why}")
     name = DEFAULT_PRESET if preset is None else preset
     settings = resolve_preset(name, run_dir=run, **overrides)
     common = _given(batch_size=batch_size, precision=precision, workers=workers, engine=engine)

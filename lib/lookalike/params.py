@@ -252,7 +252,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("parts", "bool", None, _N3, "also embed the end squares of wide lockups; null means the preset (logos only)",  # noqa: E501
        doc="also embed the two end squares of a wide or tall logo lockup (aspect >= 1.5), at 160 px; `null`: the preset's (logos only)"),  # noqa: E501
     _p("colour_weight", "float", None, _N3, "share of the colour signature in the similarity, 0 to 1; null means the preset", low=0, high=1),  # noqa: E501
-    _p("precision", "choice", "fp32", _N3, "fp32 exact, int8 fast path on ONNX Runtime, or bf16", choices=PRECISIONS),  # noqa: E501
+    _p("precision", "choice", "fp32", _N3, "fp32 exact, int8 fast path on ONNX Runtime, bf16, or auto (int8 on CPUs with VNNI/AMX, else fp32)", choices=(*PRECISIONS, "auto")),  # noqa: E501
     _p("workers", "int", 2, _N3, "decoding threads that run ahead of the model (engine ray: decoding tasks per model actor)", low=0),  # noqa: E501
     _p("force", "bool", False, _N3, "rebuild RUN/embeddings even when it is current; the cache still serves"),  # noqa: E501
     _p("cache_dir", "path", None, _N3, "vector cache; null: embeddings under LOOKALIKE_CACHE or ~/.cache/lookalike"),  # noqa: E501
