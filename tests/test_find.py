@@ -311,3 +311,13 @@ def test_a_missing_image_file_is_not_taken_for_a_domain(tmp_path):
     with pytest.raises(ConfigError, match="no such image file"):
         query_kind(str(tmp_path / "logo.png"))
     assert query_kind("example.test") == "domain"
+
+
+def test_a_missing_run_or_labels_file_is_one_clear_line(logo_run, tmp_path, capsys):
+    q = str(tmp_path / "nothing-needed.png")
+    assert cli.main(["find", str(tmp_path / "no-such-run"), q]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    run = str(logo_run[0])
+    assert cli.main(["find", run, "--labels", str(tmp_path / "none.csv"), q]) == 2
+    err = capsys.readouterr().err
+    assert "labels=" in err and "no such file" in err and "Traceback" not in err

@@ -55,8 +55,14 @@ def _build_parser() -> argparse.ArgumentParser:
     find.add_argument("--top", type=int, default=10, help="hits per query image (default: 10)")
     find.add_argument("--min-similarity", type=float, help="drop hits below this similarity")
     find.add_argument("--csv", action="store_true", help="also write the results as CSV")
-    find.add_argument("--labels", help="CSV of image,group: adds the precision at each hit")
-    find.add_argument("--pairs", help="CSV of known look-alike pairs: adds the precision")
+    find.add_argument(
+        "--labels",
+        help="CSV with a column image_id, origin, path or file, and group: adds the precision",
+    )
+    find.add_argument(
+        "--pairs",
+        help="CSV whose first two columns name two images that look alike: adds the precision",
+    )
     find.add_argument("--no-sheets", action="store_true", help="no contact sheets")
     find.add_argument(
         "-p",
@@ -122,7 +128,9 @@ def _find(args: argparse.Namespace) -> int:
     )
     shown = table[table["rank"] <= 3][["query", "rank", "label", "similarity", "share", "match"]]
     if len(shown):
-        print(shown.to_string(index=False, max_colwidth=48))
+        shown = shown.assign(query=[q.rsplit("/", 1)[-1] for q in shown["query"]])
+        print(shown.to_string(index=False, max_colwidth=40))
+        print(f"(the first 3 hits of each query; all {len(table)} in the results table)")
     return 0
 
 

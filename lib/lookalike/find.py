@@ -333,6 +333,7 @@ def read_labels(
                 groups[key] = g
     if pairs is not None:
         groups.update(_pair_groups(pairs, ref))
+    print(f"find: labels for {len(groups)} of the run's {len(info)} images")
     return pd.Series(groups, dtype="string") if groups else None
 
 
@@ -469,8 +470,13 @@ def find(
     queries = [queries] if isinstance(queries, str | os.PathLike) else [str(q) for q in queries]
     if not queries:
         raise ConfigError("no queries: give image files, folders, URLs or domains")
+    if not run.root.is_dir():
+        raise ConfigError(f"no such run folder: {run.root}")
     if not run.vectors.is_file():
         raise ConfigError(f"{run.root} has no embeddings: run stage 03 on it first")
+    for what, path in (("labels", labels), ("pairs", pairs)):
+        if path is not None and not isinstance(path, pd.DataFrame) and not Path(path).is_file():
+            raise ConfigError(f"{what}={str(path)!r}: no such file")
     qrun = RunLayout(run.find_queries(name))
     manifest = query_manifest(qrun, queries, fetch_options=fetch_options, progress=progress)
     groups = read_labels(run, labels, pairs)
@@ -533,6 +539,6 @@ def find_sheets(run: RunLayout, name: str, table: pd.DataFrame) -> list[Path]:
         stem = q.stem if q.suffix.lower() in IMAGE_EXTENSIONS else q.name
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:40]
         path = run.find_sheets_dir(name) / f"{i + 1:03d}-{slug}.png"
-        title = f"find {name}: {hits['query'].iloc[0]} (top {len(hits)})"
+        title = f"{hits['query'].iloc[0]}: top {len(hits)} (search {name!r})"
         out.append(contact_sheet(paths, path, title=title, captions=caps, thumb=112))
     return out
