@@ -115,6 +115,18 @@ def gallery_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("inline", [False, True])
+def _screenshot(tmp_path, page, shot, size: str) -> None:
+    """Chromium's screenshot of ``page`` at ``size`` ("W,H") into ``shot``."""
+    proc = _chromium(
+        tmp_path,
+        f"--window-size={size}",
+        "--virtual-time-budget=10000",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    )
+    assert shot.exists(), proc.stderr[-3000:]
+
+
 def test_gallery_images_load_in_chromium(gallery_run, tmp_path, inline):
     run, dups, choice = gallery_run
     out = write_gallery(
@@ -148,14 +160,7 @@ def test_gallery_screenshot(gallery_run, tmp_path):
         run, choice=choice, duplicates=dups, dup_threshold=0.99, inline=False, n_neighbours=6
     )
     shot = run / "report" / "gallery.png"  # kept with the run for a person to look at
-    proc = _chromium(
-        tmp_path,
-        "--window-size=1280,900",
-        "--virtual-time-budget=10000",
-        f"--screenshot={shot}",
-        out.as_uri(),
-    )
-    assert shot.exists(), proc.stderr[-3000:]
+    _screenshot(tmp_path, out, shot, "1280,900")
     with Image.open(shot) as im:
         assert im.size == (1280, 900)
         arr = np.asarray(im.convert("RGB")).astype(int)
@@ -259,14 +264,7 @@ def test_gallery_find_section_screenshot(tmp_path):
     add_find_results(run, "find", n_queries=2, top=3)
     out = write_gallery(run, inline=False)
     shot = run / "report" / "gallery-find.png"  # kept with the run for a person to look at
-    proc = _chromium(
-        tmp_path,
-        "--window-size=1280,1600",
-        "--virtual-time-budget=10000",
-        f"--screenshot={shot}",
-        out.as_uri(),
-    )
-    assert shot.exists(), proc.stderr[-3000:]
+    _screenshot(tmp_path, out, shot, "1280,1600")
     with Image.open(shot) as im:
         arr = np.asarray(im.convert("RGB")).astype(int)
     # below the clusters, the Find section: the orange query thumbnails are on screen
