@@ -379,8 +379,7 @@ def precision_at(run: RunLayout, groups: pd.Series | None, similarity: np.ndarra
 # -- the whole search --------------------------------------------------------------------------
 
 
-def _table(run, space, qfeats, hits, groups, min_similarity) -> pd.DataFrame:
-    info = image_info(run)
+def _table(run, space, qfeats, hits, groups, min_similarity, info) -> pd.DataFrame:
     qids = qfeats["ids"]["image_id"].astype(str).tolist()
     qm = storage.read_manifest(qfeats["run"], ok_only=False)
     query_of = qm[qm["status"] == "ok"].drop_duplicates("image_id").set_index("image_id")
@@ -487,13 +486,14 @@ def find(
         hits = search(space, space.transform(qfeats), int(top))
     else:
         qfeats, hits = {"ids": pd.DataFrame({"image_id": []}), "run": qrun}, []
-    table = _table(run, space, qfeats, hits, groups, min_similarity)
+    info = image_info(run)  # once: the table and the sheets both name the hits
+    table = _table(run, space, qfeats, hits, groups, min_similarity, info)
     storage.write_table(table, run.find_results(name))
     if csv:
         with storage.atomic_path(run.find_csv(name)) as tmp:
             table.to_csv(tmp, index=False)
     if sheets:
-        find_sheets(run, name, table)
+        find_sheets(run, name, table, info=info)
     failed = manifest[manifest["status"] != "ok"]
     for _, row in failed.iterrows():
         print(f"find: query {row['origin']}: {row['status']} ({row['error']})")
@@ -515,7 +515,9 @@ def read_find(run_dir: str | os.PathLike[str] | RunLayout, name: str | None = No
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def find_sheets(run: RunLayout, name: str, table: pd.DataFrame) -> list[Path]:
+def find_sheets(
+    run: RunLayout, name: str, table: pd.DataFrame, *, info: pd.DataFrame | None = None
+) -> list[Path]:
     """One contact sheet per query image: the query first, then its hits with their
     similarity and label. Returns the PNG paths (``RUN/figures/find/<name>/``)."""
     from .sheets import contact_sheet
@@ -523,7 +525,7 @@ def find_sheets(run: RunLayout, name: str, table: pd.DataFrame) -> list[Path]:
     qrun = RunLayout(run.find_queries(name))
     qm = storage.read_manifest(qrun)
     qpath = qm[qm["status"] == "ok"].drop_duplicates("image_id").set_index("image_id")["path"]
-    info = image_info(run)
+    info = image_info(run) if info is None else info
     out = []
     folder = run.find_sheets_dir(name)
     for stale in folder.glob("*.png") if folder.is_dir() else []:
