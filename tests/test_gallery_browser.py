@@ -114,7 +114,6 @@ def gallery_run(tmp_path_factory):
     return run, dups, choice
 
 
-@pytest.mark.parametrize("inline", [False, True])
 def _screenshot(tmp_path, page, shot, size: str) -> None:
     """Chromium's screenshot of ``page`` at ``size`` ("W,H") into ``shot``."""
     proc = _chromium(
@@ -127,6 +126,7 @@ def _screenshot(tmp_path, page, shot, size: str) -> None:
     assert shot.exists(), proc.stderr[-3000:]
 
 
+@pytest.mark.parametrize("inline", [False, True])
 def test_gallery_images_load_in_chromium(gallery_run, tmp_path, inline):
     run, dups, choice = gallery_run
     out = write_gallery(
