@@ -75,6 +75,23 @@ def test_cluster_scores_distances_and_undefined_scores():
     assert one["inertia"] > 0
 
 
+@pytest.mark.parametrize("empty_label", [False, True])
+def test_dispersion_scores_equal_sklearns(empty_label):
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    rng = np.random.default_rng(3)
+    Z = (rng.normal(size=(700, 12)) + rng.integers(0, 4, size=(700, 1)) * 3).astype(np.float32)
+    labels = rng.integers(0, 9, size=700)
+    if empty_label:  # KMeans can leave a centroid without rows
+        labels[labels == 4] = 5
+    scores, _ = cluster_scores(Z, labels)
+    assert scores["n_clusters"] == (8 if empty_label else 9)
+    assert scores["davies_bouldin"] == pytest.approx(davies_bouldin_score(Z, labels), rel=1e-5)
+    assert scores["calinski_harabasz"] == pytest.approx(
+        calinski_harabasz_score(Z, labels), rel=1e-5
+    )
+
+
 def test_silhouette_sampling_is_seeded():
     X, _ = _blobs(n_per=40)
     a, _ = kmeans_sweep(X, [4], silhouette_sample=50, random_state=1, progress=False)

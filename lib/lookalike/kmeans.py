@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from scipy import sparse
+from sklearn.metrics import silhouette_score
 
 from .exceptions import ConfigError
 
@@ -122,6 +123,86 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return new_of_old[inverse.ravel()]
 
 
+#: Rows per block of the dispersion scores' passes (bounds their float64 temporaries).
+SCORE_BLOCK = 65_536
+
+
+def cluster_means(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of each cluster and its size, summed in float64 a block of rows at a time.
+
+    Parameters
+    ----------
+    Z : array (n_samples, n_features)
+    labels : int array (n_samples,), 0..m-1
+
+    Returns
+    -------
+    means : float64 (m, n_features), 0 for an empty label
+    counts : int64 (m,)
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    m = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=m)
+    sums = np.zeros((m, Z.shape[1]), dtype=np.float64)
+    for s in range(0, len(Z), SCORE_BLOCK):
+        lab = labels[s : s + SCORE_BLOCK]
+        onehot = sparse.csr_matrix(
+            (np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(m, len(lab))
+        )
+        sums += onehot @ np.asarray(Z[s : s + SCORE_BLOCK], dtype=np.float64)
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def _distances_to(Z: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each row of ``Z`` to ``centers[labels]``: float64 (n,)."""
+    out = np.empty(len(Z), dtype=np.float64)
+    for s in range(0, len(Z), SCORE_BLOCK):
+        diff = np.asarray(Z[s : s + SCORE_BLOCK], np.float64) - centers[labels[s : s + SCORE_BLOCK]]
+        out[s : s + SCORE_BLOCK] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return out
+
+
+def dispersion_scores(
+    Z: np.ndarray, labels: np.ndarray, means: np.ndarray, counts: np.ndarray, to_mean: np.ndarray
+) -> tuple[float, float]:
+    """Davies-Bouldin and Calinski-Harabasz of a clustering, from its cluster means.
+
+    The formulas of :func:`sklearn.metrics.davies_bouldin_score` and
+    :func:`sklearn.metrics.calinski_harabasz_score` (equal to them within float rounding;
+    tests/test_kmeans.py), in O(n d + m^2 d) instead of one pass over the rows per cluster:
+    at 1,000,000 rows and k = 1,000 that is seconds instead of minutes.
+
+    Parameters
+    ----------
+    Z : array (n, d); labels : int (n,), 0..m-1, at least 2 non-empty and fewer than n
+    means, counts : from :func:`cluster_means`
+    to_mean : float (n,), each row's Euclidean distance to its cluster's mean
+
+    Returns
+    -------
+    (davies_bouldin, calinski_harabasz)
+    """
+    n = len(labels)
+    full = counts > 0
+    means, counts = means[full], counts[full]
+    k = len(counts)
+    # Calinski-Harabasz: between- over within-cluster dispersion, each per degree of freedom
+    centre = (means * counts[:, None]).sum(axis=0) / n
+    extra = float((counts * ((means - centre) ** 2).sum(axis=1)).sum())
+    intra = float(np.sum(to_mean**2))
+    ch = 1.0 if intra == 0.0 else extra * (n - k) / (intra * (k - 1))
+    # Davies-Bouldin: mean over clusters of the worst (s_i + s_j) / d(c_i, c_j)
+    spread = np.bincount(labels, weights=to_mean, minlength=len(full))[full] / counts
+    sq = (means**2).sum(axis=1)
+    between = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * means @ means.T, 0.0))
+    np.fill_diagonal(between, 0.0)
+    if np.allclose(spread, 0) or np.allclose(between, 0):
+        return 0.0, ch
+    between[between == 0] = np.inf
+    db = float(np.max((spread[:, None] + spread[None, :]) / between, axis=1).mean())
+    return db, ch
+
+
 def cluster_scores(
     Z: np.ndarray,
     labels: np.ndarray,
@@ -148,7 +229,8 @@ def cluster_scores(
     scores : dict
         ``inertia`` (sum of squared Euclidean distances to the centres), ``silhouette``
         (-1..1, higher is better), ``davies_bouldin`` (>= 0, lower is better),
-        ``calinski_harabasz`` (higher is better), ``n_clusters`` (non-empty clusters) and
+        ``calinski_harabasz`` (higher is better), all three on every sample but silhouette
+        (:func:`dispersion_scores`), ``n_clusters`` (non-empty clusters) and
         ``silhouette_n`` (samples silhouette was computed on). A score that is undefined (one
         cluster, or one sample per cluster) is NaN.
     distances : float32 array of shape (n_samples,)
@@ -157,19 +239,14 @@ def cluster_scores(
     Z = np.asarray(Z, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     n = len(Z)
-    if centers is None:
-        m = int(labels.max()) + 1
-        sums = np.zeros((m, Z.shape[1]), dtype=np.float64)
-        np.add.at(sums, labels, Z)
-        counts = np.bincount(labels, minlength=m)
-        centers = sums / np.maximum(counts, 1)[:, None]
-    dist = np.sqrt(((Z - np.asarray(centers, dtype=np.float32)[labels]) ** 2).sum(axis=1))
-    n_clusters = len(np.unique(labels))
+    means, counts = cluster_means(Z, labels)
+    to_mean = _distances_to(Z, means, labels)
+    dist = to_mean if centers is None else _distances_to(Z, np.asarray(centers, np.float64), labels)
+    n_clusters = int((counts > 0).sum())
     nan = float("nan")
     sil = db = ch = nan
     if 2 <= n_clusters <= n - 1:
-        db = float(davies_bouldin_score(Z, labels))
-        ch = float(calinski_harabasz_score(Z, labels))
+        db, ch = dispersion_scores(Z, labels, means, counts, to_mean)
     idx = np.arange(n)
     if n > silhouette_sample:  # the same draw as sklearn's silhouette_score(sample_size=...)
         seed = 0 if random_state is None else random_state
@@ -177,7 +254,7 @@ def cluster_scores(
     if 2 <= len(np.unique(labels[idx])) <= len(idx) - 1:
         sil = float(silhouette_score(Z[idx], labels[idx]))
     scores = {
-        "inertia": float(np.sum(dist.astype(np.float64) ** 2)),
+        "inertia": float(np.sum(dist**2)),
         "silhouette": sil,
         "davies_bouldin": db,
         "calinski_harabasz": ch,
