@@ -70,9 +70,9 @@ def test_overview_sheet_one_row_per_cluster(clustered_run):
     out = overview_sheet(clustered_run, 3, per_cluster=4, thumb=32)
     assert out == clustered_run / "figures" / "overview_k3.png"
     arr = assert_png(out)
-    assert arr.shape[0] == 26 + 3 * (32 + 4) + 4  # one row per cluster
+    assert arr.shape[0] == 26 + 3 * (32 + 13 + 4) + 4  # one row per cluster, labels under
     capped = overview_sheet(clustered_run, 5, clustered_run / "o.png", thumb=32, max_clusters=2)
-    assert assert_png(capped).shape[0] == 26 + 2 * (32 + 4) + 4
+    assert assert_png(capped).shape[0] == 26 + 2 * (32 + 13 + 4) + 4
 
 
 def test_unknown_k_names_the_available_ones(clustered_run):
