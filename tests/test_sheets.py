@@ -10,6 +10,7 @@ from synthetic_run import assert_png, make_run
 
 from lookalike import storage
 from lookalike.exceptions import ConfigError
+from lookalike.paths import RunLayout
 from lookalike.sheets import cluster_contact_sheets, contact_sheet, overview_sheet
 
 
@@ -37,6 +38,8 @@ def test_contact_sheet_grid_and_transparent_logo_on_white(tmp_path):
     # captions add a text line under every tile
     cap = contact_sheet(paths[:3], tmp_path / "cap.png", title="t", thumb=40, captions=["a"] * 3)
     assert Image.open(cap).height == header + (40 + 14 + gap) + gap
+    two = contact_sheet(paths[:3], tmp_path / "two.png", title="t", thumb=40, captions=["a\nb"])
+    assert Image.open(two).height == header + (40 + 27 + gap) + gap  # a line per "\n"
 
 
 def _colour_of(run):
@@ -64,6 +67,20 @@ def test_cluster_contact_sheets_nearest_first(clustered_run):
         np.testing.assert_allclose(first_tile_centre, colour_of[nearest], atol=3)
     agg = cluster_contact_sheets(clustered_run, 3, method="agglomerative")
     assert agg[0].name == "agglomerative_k3_cluster0.png"
+
+
+def test_cluster_sheets_name_each_image_by_its_label(clustered_run):
+    from lookalike.sheets import cluster_assignments
+
+    m = storage.read_manifest(clustered_run)
+    first = m.iloc[0]
+    copy = dict(first, origin="http://shop.test/img/x.jpg", source="catalog", label="Red shoe")
+    storage.merge_manifest(clustered_run, pd.DataFrame([copy]))  # the same bytes elsewhere
+    sel = cluster_assignments(RunLayout(clustered_run), 3, "kmeans").set_index("image_id")
+    assert sel.loc[first["image_id"], "caption"] == f"{first['label']} (+1 more)"
+    assert sel.loc[m.iloc[1]["image_id"], "label"] == m.iloc[1]["label"] == m.iloc[1]["origin"]
+    [sheet] = cluster_contact_sheets(clustered_run, 3, max_images=4, max_sheets=1)
+    assert Image.open(sheet).height == 24 + (96 + 14 + 4) + 4  # a label line under the row
 
 
 def test_overview_sheet_one_row_per_cluster(clustered_run):
