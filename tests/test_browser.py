@@ -45,7 +45,7 @@ def test_browser_callbacks_without_a_browser(clustered_run):
     assert b.cluster == 4 and b.grid_png != first
     n_members = len(b.members(5, 4))
     w, h = _png_size(b.grid_png)
-    assert h == 22 + ((n_members + 7) // 8) * (40 + 4) + 4
+    assert h == 22 + ((n_members + 7) // 8) * (40 + 14 + 4) + 4  # a label under each
 
     dup = (
         storage.read_manifest(clustered_run).set_index("path").loc["images/logo 18.png", "image_id"]
@@ -54,6 +54,8 @@ def test_browser_callbacks_without_a_browser(clustered_run):
     nb = b.neighbours_table
     assert len(nb) == 4 and dup not in set(nb["image_id"])
     assert Path(nb["path"].iloc[0]).name == "logo 0.png"  # its near-duplicate comes first
+    assert nb["label"].iloc[0] == "0" and nb["n_origins"].iloc[0] == 1  # the origin's name
+    assert "0 |" not in nb["origins"].iloc[0]
     assert nb["distance"].is_monotonic_increasing and nb["distance"].iloc[0] < 0.01
     np.testing.assert_allclose(nb["similarity"], 1 - nb["distance"])
     assert _png_size(b.neighbours_png)[0] >= 5 * 44

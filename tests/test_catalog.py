@@ -212,6 +212,10 @@ def test_json_listing_urls_from_strings_and_objects():
     data = {"items": [{"img": "/a.jpg"}, {"img": {"src": "/b.jpg"}}, {"img": None}, {"img": 3}]}
     refs = catalog.parse_json_listing(data, "http://s.test/api", image_json_path="items[*].img")
     assert [r.url for r in refs] == ["http://s.test/a.jpg", "http://s.test/b.jpg"]
+    assert [r.alt for r in refs] == ["", ""]
+    titled = {"items": [{"img": {"url": "/c.jpg", "title": " Melon,  pack of 3 "}}]}
+    refs = catalog.parse_json_listing(titled, "http://s.test/api", image_json_path="items[*].img")
+    assert [(r.url, r.alt) for r in refs] == [("http://s.test/c.jpg", "Melon, pack of 3")]
 
 
 @pytest.mark.parametrize(

@@ -107,3 +107,18 @@ def test_input_rows_count_blank_lines_like_a_spreadsheet(tmp_path):
     assert len(df) == 3  # blank lines are counted, but are not inputs
     lines = path.read_text().splitlines()
     assert lines[3 + 1].startswith("beta.test")  # spreadsheet row 5 = file line 5 (1-based)
+
+
+def test_domain_labels_from_another_column(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "domain,company\n"
+        "https://www.Acme.test/,\n"  # no name here, but on the next spelling of it
+        "acme.test,Acme Inc.\n"
+        "beta.test,  Beta  \n"
+        "not a domain,Nobody\n"
+        "gamma.test,\n"
+    )
+    assert domains.domain_labels(path, "company") == {"acme.test": "Acme Inc.", "beta.test": "Beta"}
+    with pytest.raises(ConfigError, match="no column 'name'.*label_column="):
+        domains.domain_labels(path, "name")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from synthetic_run import assert_png, make_run
 
+from lookalike import storage
 from lookalike.duplicates import (
     DUP_THRESHOLD,
     NEAR_DUPLICATES_COLUMNS,
@@ -40,16 +41,41 @@ def test_near_duplicate_groups_threshold_and_chains():
 
 def test_find_near_duplicates_lists_and_shows_them(clustered_run, capsys):
     table = find_near_duplicates(clustered_run, threshold=0.99)
-    assert "near-duplicates: 1 groups, 2 of 19 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 images with several origins" in out and "1 near-duplicate groups, 2 of 19" in out
     on_disk = pd.read_csv(clustered_run / "near_duplicates.csv")
     assert list(on_disk.columns) == NEAR_DUPLICATES_COLUMNS
     assert sorted(Path(p).name for p in on_disk["path"]) == ["logo 0.png", "logo 18.png"]
     assert (on_disk["group_size"] == 2).all() and (on_disk["max_similarity"] > 0.99).all()
+    assert (on_disk["kind"] == "near").all() and sorted(on_disk["label"]) == [0, 18]
     sheet = near_duplicates_sheet(table, clustered_run / "figures" / "dups.png", thumb=32)
-    assert assert_png(sheet).shape[0] == 26 + (32 + 4) + 4  # one group, one row
+    assert assert_png(sheet).shape[0] == 26 + (32 + 13 + 4) + 4  # one group, one row
     none = find_near_duplicates(clustered_run, threshold=1.0, out_path=clustered_run / "n.csv")
     assert none.empty and list(pd.read_csv(clustered_run / "n.csv").columns) == list(none)
     assert_png(near_duplicates_sheet(none, clustered_run / "none.png"))
+
+
+def test_exact_duplicates_come_first_with_all_their_origins(clustered_run, capsys):
+    """Two more origins of image 5's bytes (another URL, another domain): one exact group,
+    a row per origin with its label, before the near-duplicates."""
+    m = storage.read_manifest(clustered_run)
+    five = m[m["origin"] == "5"].iloc[0]
+    extra = [
+        dict(five, origin="http://shop.test/img/five-sale.jpg", source="catalog", label="Five"),
+        dict(five, origin="five.test", source="logos", label=None),
+    ]
+    storage.merge_manifest(clustered_run, pd.DataFrame(extra))
+    table = find_near_duplicates(clustered_run, threshold=0.99)
+    assert "1 images with several origins (exact duplicates, 3 origins)" in capsys.readouterr().out
+    exact = table[table["group"] == 0]
+    assert (exact["kind"] == "exact").all() and (exact["image_id"] == five["image_id"]).all()
+    assert exact["origin"].tolist() == ["5", "http://shop.test/img/five-sale.jpg", "five.test"]
+    assert exact["label"].tolist() == ["5", "Five", "five.test"]
+    assert (exact["group_size"] == 3).all() and (exact["max_similarity"] == 1.0).all()
+    near = table[table["group"] == 1]
+    assert (near["kind"] == "near").all() and len(near) == 2 and table["group"].max() == 1
+    sheet = near_duplicates_sheet(table, clustered_run / "figures" / "dups.png", thumb=32)
+    assert assert_png(sheet).shape[0] == 26 + 2 * (32 + 13 + 4) + 4  # exact row, then near
 
 
 def test_find_near_duplicates_default_threshold_and_records_it(clustered_run):

@@ -56,6 +56,7 @@ def test_a_file_name_that_is_not_utf8_is_recorded_and_the_others_indexed(tmp_pat
     storage.merge_manifest(tmp_path / "run", rows)  # parquet must accept every row
     by_status = rows.set_index("status")
     assert by_status.loc["ok", "path"].endswith("good.png")
+    assert by_status.loc["ok", "label"] == "good.png"  # a file is named by its file name
     assert by_status.loc["skipped", "error"].startswith("file_name_not_utf8")
     assert "\\xff\\xfe" in by_status.loc["skipped", "path"]
 

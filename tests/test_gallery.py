@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
 from io import BytesIO
 from pathlib import Path
 
@@ -191,6 +192,28 @@ def test_gallery_escapes_names(clustered_run):
     assert _check_gallery_images(out, data) == 19
 
 
+def test_gallery_labels_and_links_each_image_to_its_source(clustered_run, tmp_path):
+    """A folder's file by a path relative to the page, a logo by its homepage; labels in
+    the data; never an absolute path of this machine."""
+    manifest = storage.read_manifest(clustered_run)
+    manifest["origin"] = [str(clustered_run / p) for p in manifest["path"]]
+    manifest["label"] = [Path(p).name for p in manifest["path"]]
+    logo = manifest["path"] == "images/logo 3.png"
+    manifest.loc[logo, ["source", "origin", "label"]] = ["logos", "acme.test", "acme.test"]
+    storage.write_table(manifest, storage.manifest_path(clustered_run))
+    out = write_gallery(clustered_run, tmp_path / "shared" / "gallery.html", inline=False)
+    text = out.read_text(encoding="utf-8")
+    assert str(clustered_run) not in text and str(tmp_path) not in text
+    _, data = _gallery_data(out)
+    by_name = {im["name"]: im for im in data["images"] if im}
+    assert by_name["logo 3.png"]["origins"] == [["acme.test", "https://acme.test"]]
+    five = by_name["logo 5.png"]
+    assert five["label"] == "logo 5.png" and five["n"] == 1
+    [[text, href]] = five["origins"]
+    assert text == "logo 5.png" and not href.startswith(("/", "file:"))
+    assert (out.parent / urllib.parse.unquote(href)).resolve() == clustered_run / "images" / text
+
+
 def test_gallery_bounds_clusters(clustered_run):
     out = write_gallery(clustered_run, k_values=[2], methods=["kmeans"], max_per_cluster=3)
     _, data = _gallery_data(out)
@@ -312,3 +335,65 @@ def test_gallery_pages_keep_the_html_bounded(clustered_run, inline):
     # a second gallery without pages removes the stale page files
     write_gallery(clustered_run, page_size=60, inline=inline)
     assert list((out.parent / "gallery_pages").glob("*.js")) == []
+
+
+# -- the demo shop's duplicated product ---------------------------------------------------------
+
+
+def make_demo_shop_run(root: Path) -> Path:
+    """The demo shop scraped over real HTTP (stage 01), then clustered on random vectors in
+    place of VGG16's (the labels and origins do not depend on them)."""
+    from lookalike import demo, scrape
+    from lookalike.cluster import cluster_run
+
+    run = root / "shop"
+    with demo.serving() as web:
+        scraped = scrape.scrape_catalog(web.catalog_url, run, **web.client_options)
+    storage.merge_manifest(run, scrape.to_image_manifest(scraped))
+    ok = storage.read_manifest(run, ok_only=True)
+    vec_path, ids_path = storage.embeddings_paths(run)
+    vec_path.parent.mkdir(parents=True)
+    vectors = np.random.default_rng(0).normal(size=(len(ok), 16)).astype(np.float32)
+    np.save(vec_path, vectors)
+    storage.write_table(ok[["image_id", "path"]], ids_path)
+    cluster_run(run, pca_components=8, k_values=[3, 4], progress=False)
+    return run
+
+
+DEMO_DUPLICATE = {
+    "http://shop.test/img/melon-pack.jpg": "Melon, pack of 3",
+    "http://shop.test/img/melon-pack-sale.jpg": "Melon, pack of 3 (sale)",
+}
+
+
+@pytest.fixture(scope="module")
+def demo_shop_run(tmp_path_factory):
+    return make_demo_shop_run(tmp_path_factory.mktemp("demo-shop"))
+
+
+def test_the_demo_shops_duplicate_product_shows_both_urls(demo_shop_run):
+    """The demo shop lists one product twice, under two URLs with the same bytes: the
+    manifest keeps a row (and a label) per URL, and every view knows both."""
+    manifest = storage.read_manifest(demo_shop_run)
+    rows = manifest[manifest["origin"].isin(DEMO_DUPLICATE)]
+    assert dict(zip(rows["origin"], rows["label"], strict=True)) == DEMO_DUPLICATE
+    assert rows["image_id"].nunique() == 1 and (rows["status"] == "ok").all()
+    image_id = rows["image_id"].iloc[0]
+    info = storage.image_info(demo_shop_run)
+    assert info["n_origins"].max() == 2 and (info["n_origins"] == 2).sum() == 1
+    assert info.loc[image_id, "origins"] == list(DEMO_DUPLICATE)
+    assert info.loc[image_id, "caption"] == "Melon, pack of 3 (+1 more)"
+
+    dups = find_near_duplicates(demo_shop_run)
+    exact = dups[dups["kind"] == "exact"]
+    assert exact["group"].tolist() == [0, 0] and exact["origin"].tolist() == list(DEMO_DUPLICATE)
+    out = write_gallery(demo_shop_run, duplicates=dups, inline=False)
+    text = out.read_text(encoding="utf-8")
+    assert all(url in text for url in DEMO_DUPLICATE)
+    _, data = _gallery_data(out)
+    first = data["duplicates"]["groups"][0]
+    assert first["kind"] == "exact" and first["size"] == 2
+    entry = data["images"][first["m"][0]]
+    assert entry["label"] == "Melon, pack of 3" and entry["n"] == 2
+    assert entry["origins"] == [[url, url] for url in DEMO_DUPLICATE]  # linked to the source
+    assert str(demo_shop_run.parent) not in text  # no absolute path of this machine

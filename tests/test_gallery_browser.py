@@ -19,7 +19,7 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 from synthetic_run import COLORS, make_run
-from test_gallery import QUERY_COLOUR, add_find_results
+from test_gallery import DEMO_DUPLICATE, QUERY_COLOUR, add_find_results, make_demo_shop_run
 
 from lookalike.duplicates import find_near_duplicates
 from lookalike.elbow import choose_k
@@ -271,3 +271,24 @@ def test_gallery_find_section_screenshot(tmp_path):
     close = np.abs(arr - np.array(QUERY_COLOUR)).max(axis=2) < 40
     assert close.sum() > 2 * 400, close.sum()
     print(f"screenshot: {shot}")
+
+
+def test_gallery_shows_the_demo_shops_duplicate_with_both_links(tmp_path):
+    """As drawn by the browser: the exact duplicates come first in the duplicates section,
+    the demo shop's product with a link to each of its two URLs, and every thumbnail of a
+    cluster has its label under it."""
+    run = make_demo_shop_run(tmp_path)
+    dups = find_near_duplicates(run)
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", duplicates=dups, inline=False)
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", out.as_uri())
+    dom = BeautifulSoup(proc.stdout, "html.parser")
+    cards = dom.select("#dups section.card")
+    assert cards and "exact-group" in cards[0]["class"]
+    links = {a["href"]: a.get_text() for a in cards[0].select("ul.origins a")}
+    assert links == {url: url for url in DEMO_DUPLICATE}
+    assert cards[0].h2.get_text().startswith("Melon, pack of 3")
+    tiles = dom.select("#clusters figure.tile")
+    assert tiles and all(t.select_one("figcaption.label").get_text() for t in tiles)
+    caption = cards[0].select_one("figure.tile figcaption.label")
+    assert caption.get_text() == "Melon, pack of 3 (+1 more)"
+    assert caption.a["href"] in DEMO_DUPLICATE and "origins:" in caption["title"]

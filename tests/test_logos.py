@@ -461,6 +461,10 @@ def test_manifest_rows(fetched):
         assert storage.sha256_file(run / row.path) == row.image_id
     assert set(m["status"]) == {"ok", "failed", "skipped"}
     assert "not a domain" in m.loc[m["status"] == "skipped", "origin"].tolist()
+    assert (m["label"] == m["origin"]).all()  # a logo is named by its domain
+    one = ok["origin"].iloc[0]
+    named = logos.to_image_manifest(df, {one: "Acme Inc."}).set_index("origin")["label"]
+    assert named[one] == "Acme Inc." and (named.drop(one) == named.drop(one).index).all()
 
 
 def test_resume_skips_domains_already_done(fetched, web, capsys, tmp_path):

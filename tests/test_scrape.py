@@ -373,6 +373,13 @@ def test_catalog_site_every_case(shop, tmp_path, capsys):
     merged = storage.merge_manifest(run, scrape.to_image_manifest(df))
     assert len(merged) == len(df) and set(merged["source"]) == {"catalog"}
     assert merged.set_index("origin").loc[u + "/img/bomb.png", "error"] == "decompression_bomb"
+    # each row's label: its alt text, else the file name of the URL
+    labels = merged.set_index("origin")["label"]
+    assert labels[u + "/img/red.png"] == "Red shoe"
+    alts = df.set_index("url")["alt"].fillna("")
+    assert (
+        labels[alts[alts == ""].index] == [x.rsplit("/", 1)[-1] for x in alts[alts == ""].index]
+    ).all()
 
     # JSON mode on the same site: URLs at a [*] path, next page from the body, then from a
     # Link header

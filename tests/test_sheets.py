@@ -10,6 +10,7 @@ from synthetic_run import assert_png, make_run
 
 from lookalike import storage
 from lookalike.exceptions import ConfigError
+from lookalike.paths import RunLayout
 from lookalike.sheets import cluster_contact_sheets, contact_sheet, overview_sheet
 
 
@@ -37,6 +38,8 @@ def test_contact_sheet_grid_and_transparent_logo_on_white(tmp_path):
     # captions add a text line under every tile
     cap = contact_sheet(paths[:3], tmp_path / "cap.png", title="t", thumb=40, captions=["a"] * 3)
     assert Image.open(cap).height == header + (40 + 14 + gap) + gap
+    two = contact_sheet(paths[:3], tmp_path / "two.png", title="t", thumb=40, captions=["a\nb"])
+    assert Image.open(two).height == header + (40 + 27 + gap) + gap  # a line per "\n"
 
 
 def _colour_of(run):
@@ -66,13 +69,27 @@ def test_cluster_contact_sheets_nearest_first(clustered_run):
     assert agg[0].name == "agglomerative_k3_cluster0.png"
 
 
+def test_cluster_sheets_name_each_image_by_its_label(clustered_run):
+    from lookalike.sheets import cluster_assignments
+
+    m = storage.read_manifest(clustered_run)
+    first = m.iloc[0]
+    copy = dict(first, origin="http://shop.test/img/x.jpg", source="catalog", label="Red shoe")
+    storage.merge_manifest(clustered_run, pd.DataFrame([copy]))  # the same bytes elsewhere
+    sel = cluster_assignments(RunLayout(clustered_run), 3, "kmeans").set_index("image_id")
+    assert sel.loc[first["image_id"], "caption"] == f"{first['label']} (+1 more)"
+    assert sel.loc[m.iloc[1]["image_id"], "label"] == m.iloc[1]["label"] == m.iloc[1]["origin"]
+    [sheet] = cluster_contact_sheets(clustered_run, 3, max_images=4, max_sheets=1)
+    assert Image.open(sheet).height == 24 + (96 + 14 + 4) + 4  # a label line under the row
+
+
 def test_overview_sheet_one_row_per_cluster(clustered_run):
     out = overview_sheet(clustered_run, 3, per_cluster=4, thumb=32)
     assert out == clustered_run / "figures" / "overview_k3.png"
     arr = assert_png(out)
-    assert arr.shape[0] == 26 + 3 * (32 + 4) + 4  # one row per cluster
+    assert arr.shape[0] == 26 + 3 * (32 + 13 + 4) + 4  # one row per cluster, labels under
     capped = overview_sheet(clustered_run, 5, clustered_run / "o.png", thumb=32, max_clusters=2)
-    assert assert_png(capped).shape[0] == 26 + 2 * (32 + 4) + 4
+    assert assert_png(capped).shape[0] == 26 + 2 * (32 + 13 + 4) + 4
 
 
 def test_unknown_k_names_the_available_ones(clustered_run):

@@ -56,6 +56,58 @@ def test_missing_manifest_and_missing_column_are_clear(tmp_path):
         storage.read_manifest(tmp_path)
 
 
+def test_labels_by_source_and_their_fallbacks():
+    rows = pd.DataFrame(
+        {
+            "source": ["catalog", "catalog", "catalog", "logos", "folder", "folder"],
+            "origin": [
+                "https://shop.example/img/red-shoe.jpg?w=200#x",
+                "https://shop.example/p/42/",
+                "https://shop.example/img/alt.png",
+                "github.test",
+                "/photos/2024/a#1.jpg",
+                r"C:\photos\b.png",
+            ],
+            "label": [None, "", "  Melon,   pack of 3 ", None, None, None],
+        }
+    )
+    got = storage.coerce_manifest(rows)["label"].tolist()
+    assert got == ["red-shoe.jpg", "42", "Melon, pack of 3", "github.test", "a#1.jpg", "b.png"]
+
+
+def test_short_label_cuts_and_counts_the_other_origins():
+    assert storage.short_label("Melon, pack of 3", 2) == "Melon, pack of 3 (+1 more)"
+    assert storage.short_label("Melon, pack of 3", 1) == "Melon, pack of 3"
+    long = storage.short_label("a very long product title indeed", width=10)
+    assert long == "a very lo\u2026" and len(long) == 10
+    assert storage.short_label(None) == "" and storage.short_label(pd.NA, 3) == " (+2 more)"
+
+
+def test_image_info_knows_every_origin_of_the_same_bytes(tmp_path):
+    rows = [_row("u1"), _row("u2", "b" * 64), _row("u3"), _row("u4", "c" * 64, status="failed")]
+    rows[0]["label"], rows[2]["label"] = "Melon, pack of 3", "Melon, pack of 3 (sale)"
+    storage.merge_manifest(tmp_path, pd.DataFrame(rows))
+    info = storage.image_info(tmp_path)
+    assert info.index.tolist() == ["a" * 64, "b" * 64]  # ok images only, once each
+    a = info.loc["a" * 64]
+    assert a["origins"] == ["u1", "u3"] and a["n_origins"] == 2 and a["origin"] == "u1"
+    assert a["labels"] == ["Melon, pack of 3", "Melon, pack of 3 (sale)"]
+    assert a["caption"] == "Melon, pack of 3 (+1 more)" and a["path"] == "images/u1.png"
+    b = info.loc["b" * 64]
+    assert b["origins"] == ["u2"] and b["labels"] == ["u2"] and b["caption"] == "u2"
+
+
+def test_a_manifest_without_labels_gets_them_from_the_scrape_table(tmp_path):
+    """Written before the label column: catalog rows get their alt text, the others the
+    name of their origin."""
+    old = pd.DataFrame([_row("https://s.example/img/a.jpg"), _row("https://s.example/b.jpg")])
+    old["source"] = ["catalog", "catalog"]
+    old.to_parquet(tmp_path / "images.parquet")
+    scrape = pd.DataFrame({"url": ["https://s.example/img/a.jpg"], "alt": ["Red shoe"]})
+    scrape.to_parquet(tmp_path / "scrape.parquet")
+    assert storage.read_manifest(tmp_path)["label"].tolist() == ["Red shoe", "b.jpg"]
+
+
 def test_read_embeddings_checks_row_count(tmp_path):
     vec_path, ids_path = storage.embeddings_paths(tmp_path)
     vec_path.parent.mkdir(parents=True)

@@ -25,6 +25,14 @@ from .sheets import contact_sheet_image
 __all__ = ["ClusterBrowser"]
 
 
+def _origins_text(row) -> str:
+    """Every origin of an image of :func:`lookalike.storage.image_info`, joined; a folder's
+    files by their names (the table is shown in reports: no path of this machine)."""
+    if not isinstance(row.origins, list):
+        return ""
+    return " | ".join(row.labels if row.source == "folder" else row.origins)
+
+
 class ClusterBrowser:
     """Browse clusters and neighbours of a run; the notebook's ipywidgets front end.
 
@@ -68,6 +76,7 @@ class ClusterBrowser:
             raise ConfigError(f"no {method} clusterings in {self.layout.clusters}")
         self.method = method
         self.paths = image_paths(self.layout)
+        self.info = storage.image_info(self.layout)  # label, origins... by image_id
         self.ids, self.Z = read_reduced(self.layout)
         self._row = {i: r for r, i in enumerate(self.ids)}
         self.n_neighbours = N_NEIGHBOURS if n_neighbours is None else int(n_neighbours)
@@ -100,26 +109,37 @@ class ClusterBrowser:
         ]
 
     def members(self, k: int, cluster: int) -> pd.DataFrame:
-        """The images of one cluster, nearest the centre first: image_id, path, distance, rank."""
+        """The images of one cluster, nearest the centre first: image_id, path, caption
+        (label and other origins), distance, rank."""
         sel = self.table[(self.table["k"] == int(k)) & (self.table["cluster"] == int(cluster))]
         sel = sel.sort_values("rank")[["image_id", "distance", "rank"]].reset_index(drop=True)
         sel.insert(1, "path", [str(self.paths.get(i, "")) for i in sel["image_id"]])
+        sel.insert(2, "caption", self.info["caption"].reindex(sel["image_id"]).fillna("").values)
         return sel
+
+    def caption(self, image_id: str) -> str:
+        """The image's label and the count of its other origins ("Melon (+1 more)")."""
+        return str(self.info["caption"].get(image_id, image_id[:12]))
 
     def neighbours(self, image_id: str, n: int | None = None) -> pd.DataFrame:
         """Nearest images to ``image_id`` under the run's similarity
-        (:func:`lookalike.duplicates.run_neighbours`): image_id, path, distance, similarity,
-        and its cluster at the current k."""
+        (:func:`lookalike.duplicates.run_neighbours`): image_id, path, label, n_origins,
+        origins (all of them, joined by " | "; file names for a folder), distance,
+        similarity, and its cluster at the current k."""
         if image_id not in self._row:
             raise ConfigError(f"image_id {image_id!r} is not in {self.layout.pca}")
         n = self.n_neighbours if n is None else int(n)
         idx, dist = run_neighbours(self.layout, self.ids, self.Z, [self._row[image_id]], n)
         nid = self.ids[idx[0]]
         at_k = self.table[self.table["k"] == self.k].set_index("image_id")["cluster"]
+        meta = self.info.reindex(nid)
         return pd.DataFrame(
             {
                 "image_id": nid,
                 "path": [str(self.paths.get(i, "")) for i in nid],
+                "label": meta["label"].fillna("").to_numpy(),
+                "n_origins": meta["n_origins"].fillna(1).astype("int64").to_numpy(),
+                "origins": [_origins_text(r) for r in meta.itertuples()],
                 "distance": dist[0],
                 "similarity": 1.0 - dist[0],
                 "cluster": at_k.reindex(nid).to_numpy(),
@@ -135,17 +155,24 @@ class ClusterBrowser:
             f"{m['distance'].mean():.3f}"
         )
         paths = [p or None for p in m["path"]]
-        img = contact_sheet_image(paths, title=title, max_images=self.max_images, thumb=self.thumb)
+        img = contact_sheet_image(
+            paths,
+            title=title,
+            captions=m["caption"].tolist(),
+            max_images=self.max_images,
+            thumb=self.thumb,
+        )
         return png_bytes(img)
 
     def neighbours_png_for(self, image_id: str) -> tuple[bytes, pd.DataFrame]:
         """PNG bytes of the image followed by its neighbours, distances as captions."""
         nb = self.neighbours(image_id)
         paths = [self.paths.get(image_id)] + [p or None for p in nb["path"]]
-        captions = ["query"] + [
-            f"d {d:.3f} (c{c})" for d, c in zip(nb["distance"], nb["cluster"], strict=True)
+        captions = [f"query\n{self.caption(image_id)}"] + [
+            f"d {d:.3f} (c{c})\n{self.caption(i)}"
+            for i, d, c in zip(nb["image_id"], nb["distance"], nb["cluster"], strict=True)
         ]
-        name = Path(str(self.paths.get(image_id, image_id))).name
+        name = self.caption(image_id)
         img = contact_sheet_image(
             paths,
             title=f"{name} and its {len(nb)} nearest neighbours (1 - similarity, cluster)",
@@ -177,8 +204,8 @@ class ClusterBrowser:
         self._set_widget("grid", "value", self.grid_png)
         m = self.members(self.k, self.cluster)
         opts = [
-            (f"rank {r}: {Path(p).name}  (d {d:.3f})", i)
-            for i, p, d, r in m.head(200)[["image_id", "path", "distance", "rank"]].itertuples(
+            (f"rank {r}: {cap}  (d {d:.3f})", i)
+            for i, cap, d, r in m.head(200)[["image_id", "caption", "distance", "rank"]].itertuples(
                 index=False
             )
         ]
@@ -195,8 +222,8 @@ class ClusterBrowser:
         self.neighbours_png, self.neighbours_table = self.neighbours_png_for(self.image_id)
         self._set_widget("neighbours", "value", self.neighbours_png)
         if "table" in self._w:
-            t = self.neighbours_table[["path", "distance", "similarity", "cluster"]].copy()
-            t["path"] = [Path(p).name for p in t["path"]]
+            cols = ["label", "n_origins", "origins", "distance", "similarity", "cluster"]
+            t = self.neighbours_table[cols]
             self._w["table"].value = t.to_html(index=False, float_format="%.3f")
 
     def _set_widget(self, name: str, attr: str, value: Any) -> None:

@@ -511,14 +511,23 @@ def _json_url(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _json_alt(value) -> str:
+    """The ``alt``, ``title`` or ``name`` of an image object (a product title), or ""."""
+    if not isinstance(value, dict):
+        return ""
+    text = next((v for k in ("alt", "title", "name") if isinstance(v := value.get(k), str)), "")
+    return " ".join(text.split())
+
+
 def parse_json_listing(data, page_url: str, *, image_json_path: str) -> list[ImageRef]:
-    """Image URLs of a JSON listing at ``image_json_path`` (strings, or objects with a url)."""
+    """Image URLs of a JSON listing at ``image_json_path`` (strings, or objects with a url
+    and maybe an ``alt``, ``title`` or ``name``: the image's label)."""
     refs, seen = [], set()
     for value in json_path_values(data, image_json_path):
         url = absolute_url(_json_url(value), page_url)
         if url and url not in seen:
             seen.add(url)
-            refs.append(ImageRef(url))
+            refs.append(ImageRef(url, _json_alt(value)))
     return refs
 
 

@@ -1,7 +1,8 @@
 """The domain list of stage 02: user spellings reduced to bare ASCII domains, deduplicated.
 
 :func:`read_domains` reads a CSV or parquet list; :func:`normalize_domains` does the same for
-values in memory; :func:`domain_rows` accepts any of the inputs of
+values in memory; :func:`domain_labels` reads a name per domain from another column;
+:func:`domain_rows` accepts any of the inputs of
 :func:`lookalike.logos.fetch_logos`.
 """
 
@@ -161,27 +162,53 @@ def read_domains(path, *, domain_column: str = "domain", allow_ip: bool = False)
     LogoFetchError
         The file cannot be parsed.
     """
+    df = _read_list(path, domain_column, "domain_column")
+    column = df[domain_column]
+    return normalize_domains(column.tolist(), allow_ip=allow_ip, rows=column.index.tolist())
+
+
+def _read_list(path, column: str, what: str) -> pd.DataFrame:
+    """The domain list as read, indexed by data-row number (see :func:`read_domains`)."""
     path = resolve(path)
     if not path.exists():
         raise ConfigError(f"domain list not found: {path}; pass the path of a CSV or parquet")
     try:
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path).reset_index(drop=True)
         else:
             sep = "\t" if path.suffix == ".tsv" else ","
             df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
             df.index = _data_row_numbers(path, sep, len(df))
     except Exception as exc:
         raise LogoFetchError(f"cannot read domain list {path}: {exc}") from exc
-    if domain_column not in df.columns:
+    if column not in df.columns:
         raise ConfigError(
-            f"{path} has no column {domain_column!r}; its columns are {list(df.columns)}. "
-            "Pass domain_column= with the right name."
+            f"{path} has no column {column!r}; its columns are {list(df.columns)}. "
+            f"Pass {what}= with the right name."
         )
-    if path.suffix == ".parquet":
-        df = df.reset_index(drop=True)
-    column = df[domain_column]
-    return normalize_domains(column.tolist(), allow_ip=allow_ip, rows=column.index.tolist())
+    return df
+
+
+def domain_labels(
+    path, label_column: str, *, domain_column: str = "domain", allow_ip: bool = False
+) -> dict[str, str]:
+    """A name for each domain of a list, from another of its columns (a company name...).
+
+    Returns ``{normalized domain: name}``: the first non-empty ``label_column`` value among
+    the rows that spell the domain (see :func:`read_domains`); domains without one are left
+    out (their label stays the domain).
+    """
+    table = _read_list(path, label_column, "label_column")
+    names = table[label_column].astype("string").str.strip()
+    out: dict[str, str] = {}
+    for rec in read_domains(path, domain_column=domain_column, allow_ip=allow_ip).itertuples():
+        if rec.status != "ok":
+            continue
+        given = [names.get(i) for i in rec.input_rows]
+        first = next((str(n) for n in given if n is not None and not pd.isna(n) and n), None)
+        if first is not None:
+            out[str(rec.domain)] = first
+    return out
 
 
 def domain_rows(domains, *, domain_column: str = "domain", allow_ip: bool = False) -> list[dict]:

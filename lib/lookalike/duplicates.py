@@ -3,7 +3,9 @@
 * :func:`run_neighbours` (the run's own similarity, ``RUN/neighbors.parquet``, with the
   cosine of the PCA vectors as the fallback): "more like this";
 * :func:`near_duplicate_groups` and :func:`find_near_duplicates`: groups of images whose
-  cosine similarity is at least a threshold, written to ``RUN/near_duplicates.csv``.
+  cosine similarity is at least a threshold, written to ``RUN/near_duplicates.csv`` after
+  the exact duplicates (one image whose bytes came from several origins: URLs, domains,
+  files).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from . import storage
-from .cluster import image_paths
 from .exceptions import ConfigError
 from .index import EXACT_MAX, build_index, range_pairs, search
 from .neighbors import NEIGHBORS_COLUMNS, l2_normalize, nearest_neighbors
@@ -34,7 +35,17 @@ __all__ = [
     "run_neighbours",
 ]
 
-NEAR_DUPLICATES_COLUMNS = ["group", "image_id", "path", "group_size", "max_similarity"]
+NEAR_DUPLICATES_COLUMNS = [
+    "group",  # 0, 1, ...: the exact duplicates first (most origins first), then the near ones
+    "kind",  # exact (one image, a row per origin) | near (a row per image)
+    "image_id",
+    "label",  # the origin's label (exact), the image's first label (near)
+    "origin",  # the origin (exact), the image's first origin (near)
+    "n_origins",  # origins of the image
+    "path",  # absolute path of the image
+    "group_size",  # origins (exact) or images (near) in the group
+    "max_similarity",  # 1 for exact; near: the image's best cosine similarity in its group
+]
 #: Cosine similarity at or above which two images are near-duplicates, by default.
 DUP_THRESHOLD = 0.97
 #: Neighbours listed per image by default (the notebook's browser and the HTML gallery).
@@ -225,11 +236,13 @@ def find_near_duplicates(
 
     Returns
     -------
-    DataFrame with :data:`NEAR_DUPLICATES_COLUMNS`: ``group`` (0 = largest), ``image_id``,
-    ``path`` (absolute), ``group_size`` and ``max_similarity`` (the image's highest cosine
-    similarity to another member of its group; above :data:`lookalike.index.EXACT_MAX`
-    images, the highest among its :data:`DUP_MAX_LINKS` nearest).
-    Empty (with the columns) when none.
+    DataFrame with :data:`NEAR_DUPLICATES_COLUMNS`. First the exact duplicates: each image
+    of the run with more than one origin (two product URLs, two domains with the same
+    bytes) is a group of ``kind`` "exact" with a row per origin and its label, most origins
+    first. Then the near-duplicate groups (``kind`` "near", largest first), a row per image:
+    ``max_similarity`` is the image's highest cosine similarity to another member of its
+    group (above :data:`lookalike.index.EXACT_MAX` images, the highest among its
+    :data:`DUP_MAX_LINKS` nearest). ``path`` is absolute. Empty (with the columns) when none.
     ``table.attrs["threshold"]`` is the threshold used (:func:`lookalike.gallery.write_gallery`
     states it).
     """
@@ -237,25 +250,64 @@ def find_near_duplicates(
     threshold = DUP_THRESHOLD if threshold is None else threshold
     run = RunLayout(run_dir)
     ids, Z = read_reduced(run)
-    paths = image_paths(run)
+    info = storage.image_info(run)
     groups, best = _near_duplicates(Z, threshold)
+    exact = _exact_duplicates(run, info, ids)
     members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    table = pd.DataFrame(
+    near_ids = ids[members].astype(str)
+    meta = info.reindex(near_ids)
+    near = pd.DataFrame(
         {
-            "group": np.repeat(np.arange(len(groups)), sizes),
-            "image_id": ids[members],
-            "path": [str(paths.get(i, "")) for i in ids[members]],
+            "group": exact["group"].nunique() + np.repeat(np.arange(len(groups)), sizes),
+            "kind": "near",
+            "image_id": near_ids,
+            "label": meta["label"].fillna("").to_numpy(),
+            "origin": meta["origin"].fillna("").to_numpy(),
+            "n_origins": meta["n_origins"].fillna(1).to_numpy(),
+            "path": [_abspath(run, p) for p in meta["path"]],
             "group_size": np.repeat(sizes, sizes),
             "max_similarity": best[members].astype(np.float64),
         },
         columns=NEAR_DUPLICATES_COLUMNS,
     )
-    table = table.astype({"group": "int64", "group_size": "int64", "max_similarity": "float64"})
+    table = pd.concat([exact, near], ignore_index=True) if len(exact) else near
+    table = table.astype(
+        {"group": "int64", "n_origins": "int64", "group_size": "int64", "max_similarity": "float64"}
+    )[NEAR_DUPLICATES_COLUMNS]
     storage.write_table(table, resolve(out_path) if out_path else run.near_duplicates)
     table.attrs["threshold"] = threshold  # after writing: parquet would store attrs
+    n_exact = int(exact["group"].nunique())
     print(
-        f"near-duplicates: {len(groups)} groups, {len(table)} of {len(ids)} images at cosine "
-        f">= {threshold}; {time.perf_counter() - t0:.1f} s"
+        f"near-duplicates: {n_exact} images with several origins (exact duplicates, "
+        f"{len(exact)} origins); {len(groups)} near-duplicate groups, {len(members)} of "
+        f"{len(ids)} images at cosine >= {threshold}; {time.perf_counter() - t0:.1f} s"
     )
     return table
+
+
+def _abspath(run: RunLayout, path: object) -> str:
+    return str(run.image_path(path)) if isinstance(path, str) and path else ""
+
+
+def _exact_duplicates(run: RunLayout, info: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """The rows of the exact duplicates: each image of ``ids`` with several origins, most
+    origins first (then in the order of ``ids``), a row per origin."""
+    many = info.reindex(pd.Index(ids).astype(str))
+    many = many[many["n_origins"].fillna(1) > 1]
+    many = many.iloc[np.argsort(-many["n_origins"].to_numpy(), kind="stable")]
+    sizes = many["n_origins"].to_numpy(np.int64)
+    return pd.DataFrame(
+        {
+            "group": np.repeat(np.arange(len(many)), sizes),
+            "kind": "exact",
+            "image_id": np.repeat(many.index.to_numpy(str), sizes),
+            "label": [lab for labs in many["labels"] for lab in labs],
+            "origin": [o for origins in many["origins"] for o in origins],
+            "n_origins": np.repeat(sizes, sizes),
+            "path": np.repeat([_abspath(run, p) for p in many["path"]], sizes),
+            "group_size": np.repeat(sizes, sizes),
+            "max_similarity": 1.0,
+        },
+        columns=NEAR_DUPLICATES_COLUMNS,
+    )

@@ -269,35 +269,7 @@ def search(space: Space, q: dict[str, Any], k: int = DEFAULT_TOP) -> list[dict[s
     return out
 
 
-# -- labels, names and calibration ------------------------------------------------------------
-
-
-def image_info(run: RunLayout) -> pd.DataFrame:
-    """One row per image of the run: ``label``, ``origin`` (the first), ``n_origins``, ``path``.
-
-    ``label`` is the domain for logos, the product's alt text for catalog images (else the
-    file name of the URL) and the file name for folders. Indexed by ``image_id``.
-    """
-    m = storage.read_manifest(run)
-    m = m[m["status"] == "ok"].copy()
-    origin = m["origin"].astype(str)
-    label = origin.str.rsplit("/", n=1).str[-1]
-    label = label.where(m["source"] != "logos", origin)
-    if run.scrape.is_file() and (m["source"] == "catalog").any():
-        alt = pd.read_parquet(run.scrape, columns=["url", "alt"]).dropna().drop_duplicates("url")
-        alt_of = alt.set_index("url")["alt"].astype(str)
-        named = origin.map(alt_of)
-        label = named.where(named.notna() & (m["source"] == "catalog"), label)
-    m["label"] = label.astype(str)
-    g = m.groupby("image_id", sort=False)
-    return pd.DataFrame(
-        {
-            "label": g["label"].first(),
-            "origin": g["origin"].first().astype(str),
-            "n_origins": g["origin"].nunique(),
-            "path": g["path"].first().astype(str),
-        }
-    )
+# -- labels and calibration ------------------------------------------------------------
 
 
 def read_labels(
@@ -313,7 +285,7 @@ def read_labels(
     """
     if labels is None and pairs is None:
         return None
-    info = image_info(run)
+    info = storage.image_info(run)
     ref = {}
     for image_id, row in info.iterrows():
         for key in (image_id, row["origin"], Path(row["origin"]).name, Path(row["path"]).name):
@@ -486,7 +458,7 @@ def find(
         hits = search(space, space.transform(qfeats), int(top))
     else:
         qfeats, hits = {"ids": pd.DataFrame({"image_id": []}), "run": qrun}, []
-    info = image_info(run)  # once: the table and the sheets both name the hits
+    info = storage.image_info(run)  # once: the table and the sheets both name the hits
     table = _table(run, space, qfeats, hits, groups, min_similarity, info)
     storage.write_table(table, run.find_results(name))
     if csv:
@@ -525,7 +497,7 @@ def find_sheets(
     qrun = RunLayout(run.find_queries(name))
     qm = storage.read_manifest(qrun)
     qpath = qm[qm["status"] == "ok"].drop_duplicates("image_id").set_index("image_id")["path"]
-    info = image_info(run) if info is None else info
+    info = storage.image_info(run) if info is None else info
     out = []
     folder = run.find_sheets_dir(name)
     for stale in folder.glob("*.png") if folder.is_dir() else []:
@@ -535,7 +507,8 @@ def find_sheets(
             run.image_path(info.loc[h, "path"]) for h in hits["image_id"]
         ]
         caps = ["query"] + [
-            f"{s:.2f} {lab}" for s, lab in zip(hits["similarity"], hits["label"], strict=True)
+            f"{s:.2f}\n{info.loc[h, 'caption']}"
+            for s, h in zip(hits["similarity"], hits["image_id"], strict=True)
         ]
         q = Path(str(hits["query"].iloc[0]))
         stem = q.stem if q.suffix.lower() in IMAGE_EXTENSIONS else q.name

@@ -13,6 +13,7 @@ import html
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Sequence
 from importlib import resources
 from io import BytesIO
@@ -193,14 +194,19 @@ def _neighbour_lists(
 def _duplicate_groups(
     duplicates: pd.DataFrame | None, threshold: float | None, page: _PageImages
 ) -> dict[str, Any] | None:
-    """At most 50 near-duplicate groups of 12 images, for the page's last section."""
+    """The page's last section: at most 50 exact duplicates (one image, its origins are in
+    its own entry), then at most 50 near-duplicate groups of 12 images."""
     if duplicates is None or not len(duplicates):
         return None
-    shown = duplicates[duplicates["group"] < 50]  # numbered largest first
-    groups = [
-        {"size": int(g["group_size"].iloc[0]), "m": [page(i) for i in g["image_id"].head(12)]}
-        for _, g in shown.groupby("group", sort=True)
-    ]
+    if "kind" not in duplicates.columns:  # a table of an older version: near groups only
+        duplicates = duplicates.assign(kind="near")
+    groups = []
+    for kind in ("exact", "near"):
+        sel = duplicates[duplicates["kind"] == kind]
+        first = sel["group"].drop_duplicates().head(50)  # numbered exact first, then largest
+        for _, g in sel[sel["group"].isin(first)].groupby("group", sort=True):
+            m = [page(i) for i in g["image_id"].drop_duplicates().head(12)]
+            groups.append({"kind": kind, "size": int(g["group_size"].iloc[0]), "m": m})
     if threshold is None:
         threshold = duplicates.attrs.get("threshold")
     return {"threshold": threshold, "groups": groups}
@@ -272,10 +278,56 @@ def _hit_numbers(query: dict[str, Any]) -> list[int]:
     return [h["i"] for h in query["hits"]]
 
 
+_WEB = ("http://", "https://")
+
+
+def _origin_links(run: RunLayout, row: Any, out_dir: Path) -> list[list[str | None]]:
+    """``[text, href]`` of each origin of an image (a row of
+    :func:`lookalike.storage.image_info`): a catalog image's URL, a logo's homepage
+    (``https://<domain>``), a folder's file by its name and its path relative to the page
+    (never an absolute path of this machine). ``href`` is None when there is no link."""
+    links: list[list[str | None]] = []
+    for origin, label in zip(row.origins, row.labels, strict=True):
+        origin = str(origin)
+        if row.source == "logos":
+            links.append([origin, f"https://{origin}"])
+        elif row.source == "folder":
+            file = Path(origin) if Path(origin).is_absolute() else run.image_path(row.path)
+            try:
+                rel = os.path.relpath(file, out_dir)
+            except ValueError:  # another drive (Windows): no relative path
+                rel = None
+            links.append([str(label), urllib.parse.quote(Path(rel).as_posix()) if rel else None])
+        else:
+            links.append([origin, origin if origin.lower().startswith(_WEB) else None])
+    return links
+
+
+def _image_meta(run: RunLayout, info: pd.DataFrame, order: list[str], out_dir: Path):
+    """The label, origin count and origin links of each image in ``order`` (by position);
+    a query image of ``lookalike find`` (not in ``info``) has none."""
+    known = info.reindex([i for i in order if i in info.index])
+    meta = {
+        image_id: {
+            "label": str(row.label),
+            "n": int(row.n_origins),
+            "origins": _origin_links(run, row, out_dir),
+        }
+        for image_id, row in zip(known.index, known.itertuples(), strict=True)
+    }
+    return [meta.get(i, {}) for i in order]
+
+
 def _thumbnails(
-    order: list[str], paths: dict[str, Path], thumb: int, inline: bool, files_dir: Path
-) -> list[dict[str, str]]:
-    """``{"src", "name"}`` of each image in ``order``: a data URI, or a JPEG in ``files_dir``."""
+    order: list[str],
+    paths: dict[str, Path],
+    thumb: int,
+    inline: bool,
+    files_dir: Path,
+    meta: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``{"src", "name"}`` and ``meta`` (label, origins) of each image in ``order``; ``src``
+    is a data URI, or a JPEG in ``files_dir``."""
     images = []
     for s in range(0, len(order), 256):  # bounded memory: thumbnails in chunks
         chunk = order[s : s + 256]
@@ -289,7 +341,8 @@ def _thumbnails(
                 _readable(storage.atomic_write_bytes(files_dir / name, data))
                 src = f"{files_dir.name}/{name}"
             p = paths.get(image_id)
-            images.append({"src": src, "name": Path(p).name if p else image_id[:12]})
+            name = Path(p).name if p else image_id[:12]
+            images.append({"src": src, "name": name, **meta[len(images)]})  # its position
     return images
 
 
@@ -380,10 +433,12 @@ def write_gallery(
     """A self-contained HTML gallery of the clusters, to open in any browser and share.
 
     A page with a clustering picker (every method and k chosen), one card per cluster (its
-    images nearest the centre first, size and cohesion in the heading) and, on a click, an
-    image's nearest neighbours with their cosine distances; near-duplicate groups at the end,
-    and the searches of ``lookalike find`` in ``RUN/find/`` when there are any (a Find
-    section: each query image and its hits with their label, similarity and share; at most
+    images nearest the centre first, each with its label linked to its source, size and
+    cohesion in the heading) and, on a click, an image's every origin and its nearest
+    neighbours with their cosine distances; exact duplicates (one image, several origins)
+    and near-duplicate groups at the end, and the searches of ``lookalike find`` in
+    ``RUN/find/`` when there are any (a Find section: each query image and its hits with
+    their label, similarity and share; at most
     :data:`GALLERY_FIND_MAX` queries). It needs no Jupyter and no network: thumbnails are
     JPEG data URIs inside the page, or files in ``gallery_files/`` beside it (then share the
     folder).
@@ -439,6 +494,7 @@ def write_gallery(
     table, stats = _read_clusterings(run, methods, k_values, max_per_cluster)
     metrics = pd.read_csv(run.metrics).set_index(["method", "k"]) if run.metrics.exists() else None
     paths = image_paths(run)
+    info = storage.image_info(run)
     ids, Z = read_reduced(run)
     page = _PageImages()
     chosen_key = (choice.method, choice.k) if choice is not None else None
@@ -458,7 +514,8 @@ def write_gallery(
     dups = _duplicate_groups(duplicates, dup_threshold, page)
     inline = len(page.order) <= GALLERY_INLINE_MAX if inline is None else bool(inline)
     files_dir = out.parent / run.gallery_files.name
-    images = _thumbnails(page.order, paths, thumb, inline, files_dir)
+    meta = _image_meta(run, info, page.order, out.parent)
+    images = _thumbnails(page.order, paths, thumb, inline, files_dir, meta)
     pages_dir = out.parent / run.gallery_pages.name
     found = {n for s in finds or [] for q in s["queries"] for n in [q["q"], *_hit_numbers(q)]}
     images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir, found)

@@ -50,7 +50,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from io import BytesIO
 from pathlib import Path
@@ -527,10 +527,14 @@ def _print_summary_line(
     )
 
 
-def to_image_manifest(logos_df: pd.DataFrame) -> pd.DataFrame:
+def to_image_manifest(
+    logos_df: pd.DataFrame, labels: Mapping[str, str] | pd.Series | None = None
+) -> pd.DataFrame:
     """Rows for :func:`lookalike.storage.merge_manifest`: source ``"logos"``, origin = domain.
 
-    Invalid inputs become ``skipped`` rows whose origin is the raw spelling.
+    Invalid inputs become ``skipped`` rows whose origin is the raw spelling. ``label`` is
+    the domain, or its entry in ``labels`` (domain -> name, e.g. a company name:
+    :func:`lookalike.domains.domain_labels`) when it has one.
     """
     ok = logos_df["status"] == "ok"
     origin = logos_df["domain"].astype("string").fillna(logos_df["raw"].astype("string"))
@@ -550,6 +554,7 @@ def to_image_manifest(logos_df: pd.DataFrame) -> pd.DataFrame:
             "height": logos_df["height"],
             "status": status,
             "error": logos_df["reason"],
+            "label": origin.map(dict(labels)) if labels is not None else pd.NA,
         }
     )
     return storage.coerce_manifest(out)

@@ -220,6 +220,8 @@ _PARAMS: tuple[Param, ...] = (
     # -- 02_fetch_logos ------------------------------------------------------------------
     _p("domains_path", "path", "data/demo/domains.csv", _N2, "CSV or parquet file with one domain per row", nullable=False),  # noqa: E501
     _p("domain_column", "str", "domain", _N2, "name of the column that holds the domains"),
+    _p("label_column", "str", None, _N2, "column of the domain list with a name for each domain, e.g. a company name (null: the domain)",  # noqa: E501
+       doc="a column of the domain list whose value names each domain in every figure, gallery card and neighbour list (the demo list has `company`); `null`: the domain itself"),  # noqa: E501
     _p("allow_ip", "bool", False, _N2, "accept bare IP addresses as domains (otherwise invalid, reason ip_not_allowed)"),  # noqa: E501
     _p("providers", "list_choice", ["site", "logodev", "brandfetch", "duckduckgo", "google"], _N2, "logo sources, tried in this order", choices=PROVIDERS,  # noqa: E501
        doc="tried in this order until one gives a logo of at least `prefer_side` pixels; `logodev` and `brandfetch` only run with a credential; `clearbit` shut down on 1 December 2025 (kept for old runs)"),  # noqa: E501

@@ -245,7 +245,8 @@ def plot_map(
         See :func:`embedding_2d`.
     max_thumbnails : int, default 150
         At most this many thumbnails, placed only where they do not overlap another: the
-        image nearest each centre first (largest clusters first), then the others.
+        image nearest each centre first (largest clusters first), then the others. Each has
+        its label under it (cut to fit, "(+n more)" when other origins share the image).
     thumb : int, default 36
         Thumbnail side in pixels.
     max_points, random_state :
@@ -256,7 +257,7 @@ def plot_map(
     Path of the PNG (default ``RUN/figures/map_{projection}_k{K}.png``).
     """
     from matplotlib.figure import Figure
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage, TextArea, VPacker
 
     run = RunLayout(run_dir)
     sel = cluster_assignments(run, k, method)
@@ -274,11 +275,22 @@ def plot_map(
     # Central images first (rank 0 of every cluster, largest clusters first), then the rest.
     order = np.lexsort((labels, info["rank"].fillna(np.inf).to_numpy()))
     # Axes of a 10 x 8 inch figure at 100 dpi are about 775 x 615 pixels (less the margins).
-    box = ((thumb + 10) / (775 / 1.16), (thumb + 10) / (615 / 1.16))
+    box = ((thumb + 10) / (775 / 1.16), (thumb + 20) / (615 / 1.16))  # a label line below
     picked = _spread_out(xy, order, max(0, int(max_thumbnails)), box)
     tiles = thumbs([info["abspath"].iloc[i] for i in picked], thumb)
     for i, tile in zip(picked, tiles, strict=True):
-        box = OffsetImage(np.asarray(tile), zoom=1.0)
+        label = storage.short_label(
+            info["label"].iloc[i], info["n_origins"].iloc[i], width=max(4, thumb // 4)
+        )
+        box = VPacker(
+            children=[
+                OffsetImage(np.asarray(tile), zoom=1.0),
+                TextArea(label, textprops={"fontsize": 5, "color": "0.2"}),
+            ],
+            align="center",
+            pad=0,
+            sep=1,
+        )
         ab = AnnotationBbox(
             box,
             (xy[i, 0], xy[i, 1]),

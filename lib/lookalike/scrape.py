@@ -706,7 +706,11 @@ def scrape_catalog(
 
 
 def to_image_manifest(scrape_df: pd.DataFrame) -> pd.DataFrame:
-    """Rows for :func:`lookalike.storage.merge_manifest`: source ``"catalog"``, origin = URL."""
+    """Rows for :func:`lookalike.storage.merge_manifest`: source ``"catalog"``, origin = URL.
+
+    ``label`` is the image's alt text (the product title on most shops), else the file name
+    of the URL.
+    """
     out = pd.DataFrame(
         {
             "image_id": scrape_df["sha256"],
@@ -717,6 +721,7 @@ def to_image_manifest(scrape_df: pd.DataFrame) -> pd.DataFrame:
             "height": scrape_df["height"],
             "status": scrape_df["status"],
             "error": scrape_df["reason"],
+            "label": scrape_df["alt"],
         }
     )
     return storage.coerce_manifest(out)

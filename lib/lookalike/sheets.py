@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from . import storage
-from .cluster import CLUSTERS_COLUMNS, image_paths
+from .cluster import CLUSTERS_COLUMNS
 from .exceptions import ConfigError
 from .images import png_bytes
 from .paths import RunLayout, resolve
@@ -108,7 +108,8 @@ def contact_sheet_image(
     cols = max(1, min(columns, len(shown) or 1))
     rows = max(1, math.ceil(len(shown) / cols))
     gap, header = 4, max(22, thumb // 4)
-    caption_h = 14 if captions is not None else 0
+    lines = max((str(c).count("\n") + 1 for c in captions or ()), default=1)
+    caption_h = 13 * lines + 1 if captions is not None else 0
     cell_h = thumb + caption_h + gap
     width = max(cols * (thumb + gap) + gap, 360)
     height = header + rows * cell_h + gap
@@ -126,9 +127,15 @@ def contact_sheet_image(
         x, y = gap + c * (thumb + gap), header + gap + r * cell_h
         sheet.paste(tile, (x, y))
         if captions is not None and i < len(captions):
-            text = _fit_text(draw, str(captions[i]), small, thumb)
-            draw.text((x + 1, y + thumb + 1), text, fill=(40, 40, 40), font=small)
+            _caption(draw, str(captions[i]), (x + 1, y + thumb + 1), small, thumb)
     return sheet
+
+
+def _caption(draw: ImageDraw.ImageDraw, text: str, xy: tuple[int, int], font, width: int) -> None:
+    """Draw ``text`` under a thumbnail, a line per ``\\n``, each cut to ``width`` pixels."""
+    for n, line in enumerate(text.split("\n")):
+        line = _fit_text(draw, line, font, width)
+        draw.text((xy[0], xy[1] + 13 * n), line, fill=(40, 40, 40), font=font)
 
 
 def contact_sheet(
@@ -151,7 +158,8 @@ def contact_sheet(
     title : str
         Drawn above the grid (shortened with "..." if too long).
     captions : sequence of str, optional
-        One short line under each thumbnail (for example a distance).
+        A short text under each thumbnail (for example a distance and a label); ``"\\n"``
+        starts a new line, and each line is cut to the thumbnail's width.
     max_images : int, default 48
         Only the first ``max_images`` paths are shown.
     thumb : int, default 96
@@ -169,27 +177,33 @@ def contact_sheet(
 
 
 def _rows_sheet(
-    rows: Sequence[tuple[str, Sequence[str | os.PathLike[str] | None]]],
+    rows: Sequence[tuple[str, Sequence[str | os.PathLike[str] | None], Sequence[str]]],
     *,
     title: str,
     per_row: int,
     thumb: int,
 ) -> Image.Image:
-    """One labelled row of thumbnails per entry of ``rows`` (label, paths)."""
+    """One labelled row of thumbnails per entry of ``rows`` (label, paths, captions: a line
+    under each thumbnail, may be empty)."""
     gap, label_w, header = 4, 150, 26
+    caption_h = 13 if any(caps for _, _, caps in rows) else 0
+    row_h = thumb + caption_h + gap
     width = label_w + per_row * (thumb + gap) + gap
-    height = header + max(1, len(rows)) * (thumb + gap) + gap
+    height = header + max(1, len(rows)) * row_h + gap
     sheet = Image.new("RGB", (width, height), _SHEET_BG)
     draw = ImageDraw.Draw(sheet)
-    font, small = _font(15), _font(12)
+    font, small, tiny = _font(15), _font(12), _font(10)
     draw.text((gap + 2, 4), _fit_text(draw, title, font, width - 8), fill=(20, 20, 20), font=font)
-    all_paths = [p for _, paths in rows for p in list(paths)[:per_row]]
+    all_paths = [p for _, paths, _ in rows for p in list(paths)[:per_row]]
     tiles = iter(thumbs(all_paths, thumb))
-    for r, (label, paths) in enumerate(rows):
-        y = header + gap + r * (thumb + gap)
+    for r, (label, paths, caps) in enumerate(rows):
+        y = header + gap + r * row_h
         draw.multiline_text((gap + 2, y + 4), label, fill=(40, 40, 40), font=small, spacing=3)
         for j in range(min(per_row, len(paths))):
-            sheet.paste(next(tiles), (label_w + j * (thumb + gap), y))
+            x = label_w + j * (thumb + gap)
+            sheet.paste(next(tiles), (x, y))
+            if j < len(caps):
+                _caption(draw, caps[j].split("\n")[0], (x + 1, y + thumb + 1), tiny, thumb)
     return sheet
 
 
@@ -238,9 +252,11 @@ def cluster_assignments(
 ) -> pd.DataFrame:
     """The rows of one clustering of ``RUN/clusters.parquet``, by cluster and rank.
 
-    Adds ``abspath``, the image's absolute path (None when the manifest lacks it). Raises
-    :class:`ConfigError` naming the available k when the run has no such clustering.
-    ``max_rank`` keeps only the images nearest each centre (``rank < max_rank``).
+    Adds ``abspath``, the image's absolute path (None when the manifest lacks it), its
+    ``label``, ``n_origins`` and ``caption`` (the label with the count of its other origins:
+    :func:`lookalike.storage.image_info`). Raises :class:`ConfigError` naming the available
+    k when the run has no such clustering. ``max_rank`` keeps only the images nearest each
+    centre (``rank < max_rank``).
     """
     sel = read_clusterings(run, methods=[method], k_values=[k], max_rank=max_rank)
     if sel.empty:
@@ -249,8 +265,12 @@ def cluster_assignments(
             f"no {method} clustering with k={k} in {run.clusters}; available k: "
             f"{sorted(have['k'].unique().tolist())} (add k to k_values and re-run 04_pca_kmeans)"
         )
-    paths = image_paths(run)
-    sel["abspath"] = [str(paths[i]) if i in paths else None for i in sel["image_id"]]
+    info = storage.image_info(run)
+    known = info.reindex(sel["image_id"])
+    sel["abspath"] = [str(run.image_path(p)) if isinstance(p, str) else None for p in known["path"]]
+    sel["label"] = known["label"].fillna("").to_numpy()
+    sel["n_origins"] = known["n_origins"].fillna(1).to_numpy(np.int64)
+    sel["caption"] = known["caption"].fillna("").to_numpy()
     return sel.sort_values(["cluster", "rank"], kind="stable")
 
 
@@ -318,6 +338,7 @@ def cluster_contact_sheets(
                 grp["abspath"].tolist(),
                 out / f"{prefix}k{int(k)}_cluster{int(c)}.png",
                 title=_cluster_title(method, k, int(c), stats.loc[c]),
+                captions=grp["caption"].tolist(),
                 max_images=max_images,
                 thumb=thumb,
             )
@@ -355,6 +376,7 @@ def overview_sheet(
             f"cluster {c}\n{int(stats.loc[c, 'size'])} images\n"
             f"cohesion {stats.loc[c, 'cohesion']:.3f}",
             grp["abspath"].tolist()[:per_cluster],
+            grp["caption"].tolist()[:per_cluster],
         )
         for c, grp in top.groupby("cluster", sort=True)
     ]
@@ -369,21 +391,38 @@ def near_duplicates_sheet(
     per_group: int = 8,
     thumb: int = 64,
 ) -> Path:
-    """One row of thumbnails per near-duplicate group
-    (:func:`lookalike.duplicates.find_near_duplicates`)."""
+    """One row of thumbnails per group of :func:`lookalike.duplicates.find_near_duplicates`:
+    the exact duplicates first (the image once per origin, each with its label), then the
+    near-duplicate groups (each image with its label and the count of its other origins)."""
+    if "kind" not in table.columns:  # a table of an older version: near groups only
+        table = table.assign(kind="near", label="", n_origins=1)
     n_groups = int(table["group"].nunique()) if len(table) else 0
-    title = f"{n_groups} near-duplicate groups, {len(table)} images"
+    n_exact = int(table.loc[table["kind"] == "exact", "group"].nunique()) if len(table) else 0
+    n_images = int(table.loc[table["kind"] == "near", "image_id"].size) if len(table) else 0
+    title = (
+        f"{n_exact} images with several origins (exact duplicates), "
+        f"{n_groups - n_exact} near-duplicate groups of {n_images} images"
+    )
     if n_groups > max_groups:
-        title += f" (the {max_groups} largest shown)"
+        title += f" (the first {max_groups} shown)"
     if not n_groups:
-        title = "no near-duplicates at this threshold"
-    # Groups are numbered largest first: only the first max_groups are ever grouped.
+        title = "no exact or near-duplicates at this threshold"
+    # Groups are numbered exact first, then largest first: only the first are ever grouped.
     groups = list(table[table["group"] < max_groups].groupby("group", sort=True))
-    rows = [
-        (
-            f"group {g}\n{len(grp)} images\nmin sim {grp['max_similarity'].min():.3f}",
-            [p or None for p in grp["path"].tolist()[:per_group]],
-        )
-        for g, grp in groups[:max_groups]
-    ]
+    rows = []
+    for g, grp in groups[:max_groups]:
+        grp = grp.head(per_group)
+        if grp["kind"].iloc[0] == "exact":
+            head = f"group {g}: exact\none image, {int(grp['group_size'].iloc[0])} origins"
+            caps = [storage.short_label(lab, width=16) for lab in grp["label"]]
+        else:
+            head = (
+                f"group {g}\n{int(grp['group_size'].iloc[0])} images\n"
+                f"min sim {grp['max_similarity'].min():.3f}"
+            )
+            caps = [
+                storage.short_label(lab, n)
+                for lab, n in zip(grp["label"].fillna(""), grp["n_origins"], strict=True)
+            ]
+        rows.append((head, [p or None for p in grp["path"].tolist()], caps))
     return _save_image(_rows_sheet(rows, title=title, per_row=per_group, thumb=thumb), out_path)

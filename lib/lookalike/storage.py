@@ -43,9 +43,13 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "status": "string",  # ok | failed | skipped
     "error": "string",  # short reason when status != ok
     "added": "datetime64[ns, UTC]",  # when the row first entered the manifest (UTC)
+    "label": "string",  # a name for people: domain, alt text or product title, file name
 }
-#: Columns a manifest written before they existed may lack (filled with missing values).
-OPTIONAL_MANIFEST_COLUMNS = ("added",)
+#: Columns a manifest written before they existed may lack (``added`` is then missing,
+#: ``label`` is worked out when it is read: :func:`read_manifest`).
+OPTIONAL_MANIFEST_COLUMNS = ("added", "label")
+#: Characters of a label shown under a thumbnail; longer ones end with an ellipsis.
+LABEL_CHARS = 24
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -147,12 +151,18 @@ def empty_manifest() -> pd.DataFrame:
 
 
 def coerce_manifest(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with exactly the manifest's columns, in order and with their dtypes."""
+    """``df`` with exactly the manifest's columns, in order and with their dtypes.
+
+    Runs of white space in ``label`` become one space; a missing or empty one gets the
+    origin's own name (:func:`origin_labels`).
+    """
     out = df.copy()
     for col, dtype in MANIFEST_COLUMNS.items():
         if col not in out.columns:
             out[col] = pd.NA
         out[col] = out[col].astype(dtype)
+    label = out["label"].str.replace(r"\s+", " ", regex=True).str.strip()
+    out["label"] = label.where(label.fillna("") != "", origin_labels(out))
     return out[list(MANIFEST_COLUMNS)]
 
 
@@ -179,6 +189,8 @@ def read_manifest(
     """
     required = [c for c in MANIFEST_COLUMNS if c not in OPTIONAL_MANIFEST_COLUMNS]
     df = read_table(manifest_path(run_dir), required=required, what="image manifest")
+    if "label" not in df.columns:  # written before labels: the alt texts of stage 01
+        df["label"] = _scrape_alts(RunLayout(run_dir), df)
     df = coerce_manifest(df)
     if ok_only:
         df = df[df["status"] == "ok"].drop_duplicates("image_id").reset_index(drop=True)
@@ -205,6 +217,74 @@ def merge_manifest(run_dir: str | os.PathLike[str] | RunLayout, rows: pd.DataFra
     merged = merged.drop_duplicates(key, keep="last").reset_index(drop=True)
     write_table(merged, path)
     return merged
+
+
+# -- labels: a name for people, per row and per image -------------------------------------
+
+
+def origin_labels(manifest: pd.DataFrame) -> pd.Series:
+    """The name of each row's origin: the domain for logos, else the file name of the URL
+    or path (the whole origin when it has none). Strings, index of ``manifest``."""
+    origin = manifest["origin"].astype("string").fillna("")
+    url = origin.str.match(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+    path = origin.mask(url, origin.str.replace(r"[?#].*$", "", regex=True)).str.rstrip("/\\")
+    name = path.str.replace(r"^.*[/\\]", "", regex=True)
+    name = name.where((name != "") & ~path.str.endswith(":"), origin)
+    return name.where(manifest["source"].astype("string") != "logos", origin).astype("string")
+
+
+def _scrape_alts(run: RunLayout, manifest: pd.DataFrame) -> pd.Series:
+    """The alt text of each catalog row from ``RUN/scrape.parquet`` (missing elsewhere)."""
+    none = pd.Series(pd.NA, index=manifest.index, dtype="string")
+    if not run.scrape.is_file() or not (manifest["source"] == "catalog").any():
+        return none
+    alt = pd.read_parquet(run.scrape, columns=["url", "alt"]).dropna().drop_duplicates("url")
+    named = manifest["origin"].map(alt.set_index("url")["alt"]).astype("string")
+    return named.where(manifest["source"] == "catalog", none)
+
+
+def short_label(label: object, n_origins: int = 1, width: int = LABEL_CHARS) -> str:
+    """``label`` cut to ``width`` characters (an ellipsis ends a cut one), with the number
+    of other origins of the same bytes: ``"Melon, pack of 3 (+1 more)"``."""
+    text = " ".join(str("" if label is None or label is pd.NA else label).split())
+    if len(text) > width:
+        text = text[: max(1, width - 1)].rstrip() + "\u2026"
+    extra = int(n_origins) - 1 if n_origins is not None and not pd.isna(n_origins) else 0
+    return f"{text} (+{extra} more)" if extra > 0 else text
+
+
+def image_info(run_dir: str | os.PathLike[str] | RunLayout) -> pd.DataFrame:
+    """One row per ``ok`` image of the run, indexed by ``image_id``.
+
+    Columns: ``label``, ``origin``, ``source`` and ``path`` of its first manifest row,
+    ``n_origins`` (how many origins share these bytes: domains, URLs, files), ``origins``
+    and ``labels`` (all of them and their labels, lists of str in manifest order).
+    ``caption`` is :func:`short_label` of the label and the count, for figures.
+    """
+    m = read_manifest(run_dir)
+    m = m[m["status"] == "ok"].drop_duplicates(["image_id", "origin"])
+    first = m.drop_duplicates("image_id").set_index("image_id")
+    n = m.groupby("image_id", sort=False).size()
+    info = pd.DataFrame(
+        {
+            "label": first["label"].astype(str),
+            "origin": first["origin"].astype(str),
+            "source": first["source"].astype(str),
+            "path": first["path"].astype(str),
+            "n_origins": n.reindex(first.index).astype("int64"),
+        }
+    )
+    many = m[m["image_id"].isin(n.index[n > 1])]  # only shared bytes need a list built
+    for col, first_col in (("origins", "origin"), ("labels", "label")):
+        lists = many.groupby("image_id", sort=False)[first_col].agg(list).to_dict()
+        info[col] = [
+            [str(o) for o in lists[i]] if i in lists else [o]
+            for i, o in zip(info.index, info[first_col], strict=True)
+        ]
+    info["caption"] = [
+        short_label(lab, k) for lab, k in zip(info["label"], info["n_origins"], strict=True)
+    ]
+    return info
 
 
 def image_abspath(run_dir: str | os.PathLike[str] | RunLayout, path: str) -> Path:
