@@ -157,6 +157,16 @@ def test_two_level_tree_with_singleton_communities_is_the_top_tree():
     assert adjusted_rand_score(truth, graph.cut_graph_tree(tree, n_clusters=3)) == 1.0
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_communities_bar_follows_progress(progress, capsys):
+    X, _ = _positive_blobs(n_per=400, centers=5)  # 2,000 rows in 1,000 communities of 2
+    index, sim = nearest_neighbors(X, k=5)
+    g, _ = graph.join_components(graph.knn_graph(index, sim), X)
+    graph.two_level_tree(g, np.arange(len(X)) // 2, progress=progress)
+    err = capsys.readouterr().err
+    assert ("trees of communities" in err) == progress
+
+
 def test_paris_of_a_graph_without_edges_is_a_chain_at_height_one():
     tree = graph._paris(sparse.csr_array((4, 4)))
     np.testing.assert_array_equal(tree, [[0, 1, 1, 2], [4, 2, 1, 3], [5, 3, 1, 4]])

@@ -306,7 +306,7 @@ def agglomerative_sweep(
                 f"from the kNN graph, average linkage only (got linkage={linkage!r})"
             )
         index, sim = nearest_neighbors(Z, k=graph_k)
-        tree, _ = knn_tree(index, sim, Z)
+        tree, _ = knn_tree(index, sim, Z, progress=progress)
         name = f"average-linkage cosine kNN graph (k={graph_k})"
     else:
         tree = merge_tree(cosine_distances(Z, max_samples=max_samples), linkage=linkage)
@@ -499,7 +499,8 @@ def _cluster(
     write_neighbors(run, inputs, image_ids, k=nk, neighbors=found)
     if params["similarity"]:
         if sim_graph:
-            tree, _ = knn_tree(found[0][:, :graph_k], found[1][:, :graph_k], inputs["vectors"])
+            top = found[0][:, :graph_k], found[1][:, :graph_k]
+            tree, _ = knn_tree(*top, inputs["vectors"], progress=progress)
         else:
             tree = merge_tree(similarity_distances(similarity_matrix(**inputs)))
         build_seconds = time.perf_counter() - t_sim

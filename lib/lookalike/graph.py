@@ -165,7 +165,7 @@ def _paris(adjacency: sparse.spmatrix, weights: np.ndarray | str = "uniform") ->
     return tree
 
 
-def graph_tree(graph: sparse.csr_array) -> np.ndarray:
+def graph_tree(graph: sparse.csr_array, *, progress: bool = True) -> np.ndarray:
     """The average-linkage merge tree of a connected similarity graph (Paris, uniform weights).
 
     Above :data:`TWO_LEVEL_ABOVE` rows this is :func:`two_level_tree` (Paris's own run grows
@@ -190,7 +190,7 @@ def graph_tree(graph: sparse.csr_array) -> np.ndarray:
     if connected_components(graph, directed=False)[0] > 1:
         raise ConfigError("the graph is not connected; pass it through join_components first")
     if n > TWO_LEVEL_ABOVE:
-        return two_level_tree(graph)
+        return two_level_tree(graph, progress=progress)
     return _paris(graph)
 
 
@@ -232,7 +232,9 @@ def communities(graph: sparse.csr_array, min_communities: int | None = None) -> 
     return labels
 
 
-def two_level_tree(graph: sparse.csr_array, labels: np.ndarray | None = None) -> np.ndarray:
+def two_level_tree(
+    graph: sparse.csr_array, labels: np.ndarray | None = None, *, progress: bool = True
+) -> np.ndarray:
     """Paris within each community, then Paris on the graph of communities, as one tree.
 
     Rows: every merge inside the communities (by height, all communities together), then the
@@ -246,6 +248,8 @@ def two_level_tree(graph: sparse.csr_array, labels: np.ndarray | None = None) ->
     labels : int ndarray (n,), optional
         Community of each row; default :func:`communities` (at least
         ``min(MIN_COMMUNITIES, n // 2)`` of them).
+    progress : bool, default True
+        A bar over the communities' trees (from 1,000 communities).
 
     Returns
     -------
@@ -263,7 +267,7 @@ def two_level_tree(graph: sparse.csr_array, labels: np.ndarray | None = None) ->
     g = sparse.csr_matrix(graph)[order][:, order].tocsr()
     rows, keys, top_rows = [np.empty((0, 4))], [np.empty(0)], np.full(m, -1, np.int64)
     done = 0  # merges so far, in community order: merge r is node n + r until sorted
-    for c in bar(range(m), desc="trees of communities", disable=m < 1000):
+    for c in bar(range(m), desc="trees of communities", disable=not progress or m < 1000):
         a, b = starts[c], starts[c + 1]
         if b - a > 1:
             t = _paris(g[a:b, a:b])
@@ -338,8 +342,10 @@ def knn_tree(
     vectors: np.ndarray,
     *,
     floor: float = FLOOR,
+    progress: bool = True,
 ) -> tuple[np.ndarray, int]:
-    """:func:`knn_graph`, :func:`join_components` and :func:`graph_tree` in one call.
+    """:func:`knn_graph`, :func:`join_components` and :func:`graph_tree` in one call
+    (``progress``: see :func:`two_level_tree`).
 
     Returns
     -------
@@ -348,4 +354,4 @@ def knn_tree(
     """
     graph = knn_graph(index, similarity, floor=floor)
     graph, n_components = join_components(graph, vectors, floor=floor)
-    return graph_tree(graph), n_components
+    return graph_tree(graph, progress=progress), n_components
