@@ -40,6 +40,7 @@ from .export import (  # noqa: F401 (image_paths, export_folder: re-exported for
     export_cluster_folders,
     export_folder,
     image_paths,
+    write_assignments,
 )
 from .extend import can_extend, extend_run
 from .graph import GRAPH_K, cut_graph_tree, knn_tree
@@ -462,13 +463,13 @@ def _cluster(
     *,
     agglomerative_max: int,
     progress: bool,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, list[tuple[str, Labels]]]:
     """Every clustering of ``params`` on ``Z``, and ``RUN/neighbors.parquet``.
 
     The run's neighbours are searched once, with ``max(graph k, neighbors_k)`` columns when
     the similarity tree comes from the kNN graph; the first ``neighbors_k`` are written.
-    Returns the metrics (kmeans rows, then agglomerative, then similarity) and the
-    assignments table.
+    Returns the metrics (kmeans rows, then agglomerative, then similarity) and each method's
+    labels, for :func:`lookalike.export.write_assignments`.
     """
     ks, seed, sample = params["k_values"], params["random_state"], params["silhouette_sample"]
     scoring = {"silhouette_sample": sample, "random_state": seed, "progress": progress}
@@ -476,7 +477,7 @@ def _cluster(
         Z, ks, algorithm=params["algorithm"], n_init=params["n_init"], **scoring
     )
     all_metrics = [metrics]
-    tables = [assignments_table(image_ids, labels, method="kmeans")]
+    sweeps: list[tuple[str, Labels]] = [("kmeans", labels)]
     graph_k = params.get("graph_k")
     if params["agglomerative"]:
         ag_metrics, ag_labels = agglomerative_sweep(
@@ -489,7 +490,7 @@ def _cluster(
             **scoring,
         )
         all_metrics.append(ag_metrics)
-        tables.append(assignments_table(image_ids, ag_labels, method="agglomerative"))
+        sweeps.append(("agglomerative", ag_labels))
     t_sim = time.perf_counter()
     whitener = run_whitener(run, features, random_state=seed, keep=False)
     inputs = fused_inputs(features, random_state=seed, whitener=whitener)
@@ -509,9 +510,9 @@ def _cluster(
         )
         sim_metrics["seconds"] += build_seconds / len(sim_metrics)
         all_metrics.append(sim_metrics)
-        tables.append(assignments_table(image_ids, sim_labels, method="similarity"))
+        sweeps.append(("similarity", sim_labels))
     metrics = pd.concat(all_metrics, ignore_index=True) if len(all_metrics) > 1 else metrics
-    return metrics, pd.concat(tables, ignore_index=True)
+    return metrics, sweeps
 
 
 def _print_done(n: int, d: int, Z: np.ndarray, pca: Any, metrics: pd.DataFrame, dt: float) -> None:
@@ -664,7 +665,7 @@ def cluster_run(
         print(f"cluster: every image is clustered again: {why or 'refit: true'}")
     run.additions.unlink(missing_ok=True)  # it describes an extension these outputs replace
     Z, pca = fit_pca(X, n_components=pca_components, whiten=o["whiten"], random_state=random_state)
-    metrics, table = _cluster(
+    metrics, sweeps = _cluster(
         run,
         Z,
         image_ids,
@@ -674,7 +675,7 @@ def cluster_run(
         progress=progress,
     )
     write_pca(run, image_ids, Z, pca)
-    storage.write_table(table, run.clusters)
+    write_assignments(run.clusters, image_ids, sweeps)
     storage.write_table(metrics, run.metrics)
     storage.write_stamp(run.cluster_state, params)  # last: the outputs above are complete
     _print_done(n, X.shape[1], Z, pca, metrics, time.perf_counter() - t0)

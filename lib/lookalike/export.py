@@ -72,6 +72,62 @@ def assignments_table(
     return out[CLUSTERS_COLUMNS]
 
 
+def cluster_ranks(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Rank of each row within its cluster by ``distance``: int64 (n,), 0 = nearest the
+    centre; ties by row order (as a stable sort by cluster, then distance)."""
+    order = np.lexsort((np.arange(len(labels)), distance, labels))
+    lab = labels[order]
+    first = np.ones(len(lab), dtype=bool)
+    first[1:] = lab[1:] != lab[:-1]
+    starts = np.flatnonzero(first)
+    pos = np.arange(len(lab)) - np.repeat(starts, np.diff(np.append(starts, len(lab))))
+    rank = np.empty(len(lab), dtype=np.int64)
+    rank[order] = pos
+    return rank
+
+
+def write_assignments(
+    path: str | os.PathLike[str],
+    image_ids: Iterable[str],
+    sweeps: Iterable[tuple[str, dict[int, tuple[np.ndarray, np.ndarray]]]],
+) -> Path:
+    """Write ``RUN/clusters.parquet`` one (method, k) row group at a time, atomically.
+
+    The rows of :func:`assignments_table` (methods in the order given, k ascending), without
+    ever holding the whole long table: at 1,000,000 images and 48 clusterings it would be
+    48 million rows of Python strings. The image ids are converted to Arrow once and shared
+    by every row group, and each group can be read on its own (readers filter by method, k).
+
+    Parameters
+    ----------
+    image_ids : iterable of str, n of them
+    sweeps : iterable of (method, labels)
+        ``labels`` maps k to (cluster labels (n,), distances to the centre (n,)), as
+        :func:`lookalike.kmeans.kmeans_sweep` returns them.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Table.from_pandas(assignments_table([], {}), preserve_index=False).schema
+    text = schema.field("image_id").type
+    ids = pa.array(list(image_ids), type=text)
+    with storage.atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for method, labels in sweeps:
+            name = pa.array([method] * len(ids), type=text)
+            for k, (lab, dist) in sorted(labels.items()):
+                lab, dist = np.asarray(lab, np.int64), np.asarray(dist, np.float32)
+                columns = [
+                    ids,
+                    name,
+                    pa.array(np.full(len(lab), k, dtype=np.int64)),
+                    pa.array(lab),
+                    pa.array(dist),
+                    pa.array(cluster_ranks(lab, dist)),
+                ]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+    return Path(path)
+
+
 def image_paths(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Path]:
     """Absolute path of every ok image of ``RUN/images.parquet``, by ``image_id``."""
     run = RunLayout(run_dir)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import index as _index
 from . import storage
-from .export import CLUSTERS_COLUMNS, assignments_table
+from .export import CLUSTERS_COLUMNS, write_assignments
 from .kmeans import METRICS_COLUMNS, cluster_scores, metrics_frame
 from .neighbors import l2_normalize, nearest_neighbors, similarity_rows, write_neighbors
 from .paths import RunLayout
@@ -189,12 +189,8 @@ def extend_run(
     old_metrics = storage.read_table(run.metrics, required=METRICS_COLUMNS, what="metrics")
     scoring = {k: params[k] for k in ("silhouette_sample", "random_state")}
     metrics, tables = _rescored(Z, labels_by, old_metrics, scoring)
-    table = pd.concat(
-        [assignments_table(ids, {k: (lab, d)}, method=m) for m, k, lab, d in tables],
-        ignore_index=True,
-    )
     write_neighbors(run, inputs, ids, k=params["neighbors_k"])
-    storage.write_table(table, run.clusters)
+    write_assignments(run.clusters, ids, [(m, {k: (lab, d)}) for m, k, lab, d in tables])
     storage.write_table(metrics, run.metrics)
     write_pca(run, ids, Z, read_pca(run))
     additions = additions_table(labels_by, new_rows, n_before=len(old_ids))
