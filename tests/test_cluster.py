@@ -348,7 +348,10 @@ def _logo_run(run: RunLayout, n_per=20, centers=4, seed=5):
     return truth
 
 
-def test_similarity_silhouette_is_computed_on_one_minus_the_fused_similarity(tmp_path):
+@pytest.mark.parametrize("agglomerative_max", [None, 50])  # the dense tree, the kNN graph's
+def test_similarity_silhouette_is_computed_on_one_minus_the_fused_similarity(
+    tmp_path, agglomerative_max
+):
     from sklearn.metrics import silhouette_score
 
     from lookalike.kmeans import silhouette_rows
@@ -358,13 +361,16 @@ def test_similarity_silhouette_is_computed_on_one_minus_the_fused_similarity(tmp
     run = RunLayout(tmp_path / "run")
     _logo_run(run)
     kw = {"pca_components": 10, "k_values": [2, 4, 6], "silhouette_sample": 50}
-    metrics = cluster_run(run, random_state=3, progress=False, **kw)
+    metrics = cluster_run(
+        run, random_state=3, agglomerative_max=agglomerative_max, progress=False, **kw
+    )
     assert list(metrics.columns) == METRICS_COLUMNS
     space = metrics.groupby("method")["silhouette_space"].unique().map(list).to_dict()
     assert space == {
         "kmeans": ["pca"], "agglomerative": ["pca"], "similarity": ["fused similarity"]
     }  # fmt: skip
     sim = metrics[metrics["method"] == "similarity"].set_index("k")
+    assert sim["estimator"].str.contains("kNN graph").all() == (agglomerative_max == 50)
     assert (sim["silhouette_n"] == 50).all()
 
     # Recompute by hand: the seeded sample of 50 of the 80 images, 1 - fused similarity.

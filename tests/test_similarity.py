@@ -151,3 +151,5 @@ def test_sample_distances_are_one_minus_the_fused_similarity_of_the_rows():
     assert D.shape == (5, 5) and D.dtype == np.float32
     np.testing.assert_allclose(D, np.clip(1.0 - S, 0.0, None) * (1 - np.eye(5)), atol=1e-6)
     assert (D >= 0).all() and (np.diag(D) == 0).all() and D[0, 1] < 1e-5
+    full = sim.similarity_matrix(**inputs)  # already computed: its rows are taken
+    np.testing.assert_allclose(sim.sample_distances(inputs, rows, similarity=full), D, atol=1e-6)

@@ -514,13 +514,19 @@ def _cluster(
     found = nearest_neighbors(**inputs, k=max(nk, graph_k) if sim_graph else nk, normalize=False)
     write_neighbors(run, inputs, image_ids, k=nk, neighbors=found)
     if params["similarity"]:
+        # Silhouette in the tree's own distance (own), on the rows every method is scored on
+        rows = silhouette_rows(len(Z), sample, seed)
         if sim_graph:
             top = found[0][:, :graph_k], found[1][:, :graph_k]
             tree, _ = knn_tree(*top, inputs["vectors"], progress=progress)
+            own = sample_distances(inputs, rows)
         else:
-            tree = merge_tree(similarity_distances(similarity_matrix(**inputs)))
-        # Silhouette in the tree's own distance, on the rows every method is scored on
-        own = sample_distances(inputs, silhouette_rows(len(Z), sample, seed))
+            S = similarity_matrix(**inputs)
+            own = sample_distances(inputs, rows, similarity=S)  # S's rows: not computed again
+            D = similarity_distances(S)
+            del S  # freed before the tree is built
+            tree = merge_tree(D)
+            del D
         build_seconds = time.perf_counter() - t_sim
         sim_metrics, sim_labels = agglomerative_sweep(
             Z, ks, tree=tree, graph=sim_graph, method="similarity", **scoring,
