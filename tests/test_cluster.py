@@ -320,3 +320,74 @@ def test_a_kill_at_any_write_then_a_rerun_equals_a_clean_run(tmp_path, monkeypat
     monkeypatch.setattr(storage, "atomic_path", real)
     cluster_run(run, **kw)
     assert _outputs(run) == _outputs(clean)
+
+
+# -- scores in each method's own space -------------------------------------------------------
+
+
+def _logo_run(run: RunLayout, n_per=20, centers=4, seed=5):
+    """RUN/embeddings/ of a labelled ``logos`` run as stage 03 leaves it (no model).
+
+    The fused similarity sees what the vectors do not: parts that repeat the whole, and
+    brand colours.
+    """
+    from lookalike.similarity import resolve_preset
+
+    X, truth = _blobs(n_per=n_per, centers=centers, spread=0.1, seed=seed)
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    mask = rng.random((n, 2)) < 0.4
+    parts = X[:, None, :] + rng.normal(scale=0.3, size=(n, 2, X.shape[1]))
+    colour = np.abs(rng.normal(size=(centers, 512)))[truth] + rng.random((n, 512))
+    colour = l2_normalize(colour)  # as colour_signature gives
+    _write_embeddings(run, X)
+    np.save(run.parts, np.where(mask[..., None], parts, 0).astype(np.float32))
+    np.save(run.part_mask, mask)
+    np.save(run.colour, colour.astype(np.float32))
+    storage.write_stamp(run.similarity_state, {"settings": resolve_preset("logos")})
+    return truth
+
+
+@pytest.mark.parametrize("agglomerative_max", [None, 50])  # the dense tree, the kNN graph's
+def test_similarity_silhouette_is_computed_on_one_minus_the_fused_similarity(
+    tmp_path, agglomerative_max
+):
+    from sklearn.metrics import silhouette_score
+
+    from lookalike.kmeans import silhouette_rows
+    from lookalike.similarity import fused_inputs, load_features
+    from lookalike.space import run_whitener
+
+    run = RunLayout(tmp_path / "run")
+    _logo_run(run)
+    kw = {"pca_components": 10, "k_values": [2, 4, 6], "silhouette_sample": 50}
+    metrics = cluster_run(
+        run, random_state=3, agglomerative_max=agglomerative_max, progress=False, **kw
+    )
+    assert list(metrics.columns) == METRICS_COLUMNS
+    space = metrics.groupby("method")["silhouette_space"].unique().map(list).to_dict()
+    assert space == {
+        "kmeans": ["pca"], "agglomerative": ["pca"], "similarity": ["fused similarity"]
+    }  # fmt: skip
+    sim = metrics[metrics["method"] == "similarity"].set_index("k")
+    assert sim["estimator"].str.contains("kNN graph").all() == (agglomerative_max == 50)
+    assert (sim["silhouette_n"] == 50).all()
+
+    # Recompute by hand: the seeded sample of 50 of the 80 images, 1 - fused similarity.
+    features = load_features(run)
+    inputs = fused_inputs(features, whitener=run_whitener(run, features, random_state=3))
+    rows = silhouette_rows(80, 50, 3)
+    D = np.clip(1.0 - similarity_matrix(**inputs)[np.ix_(rows, rows)], 0.0, None)
+    np.fill_diagonal(D, 0.0)
+    table = pd.read_parquet(run.clusters).query("method == 'similarity'")
+    with np.load(run.pca) as f:
+        Z = f["Z"]
+    for k in (2, 4, 6):
+        labels = table[table["k"] == k]["cluster"].to_numpy()
+        own = silhouette_score(D, labels[rows], metric="precomputed")
+        assert sim.loc[k, "silhouette"] == pytest.approx(own, abs=1e-5)
+        in_pca, _ = cluster_scores(Z, labels, silhouette_sample=50, random_state=3)
+        assert abs(in_pca["silhouette"] - own) > 1e-3  # a different number than before
+        assert in_pca["silhouette_space"] == "pca"
+        for col in ("inertia", "davies_bouldin", "calinski_harabasz"):  # still in PCA space
+            assert sim.loc[k, col] == pytest.approx(in_pca[col], rel=1e-6)

@@ -131,6 +131,9 @@ def test_the_fused_similarity_keeps_its_whitening(tmp_path, capsys):
     cluster_run(run, pca_components=10, k_values=K, progress=False)
     assert "new images joined" in capsys.readouterr().out
     assert run.whitening.read_bytes() == whitening  # fitted on the old images, kept
+    spaces = pd.read_csv(run.metrics).groupby("method")["silhouette_space"].unique()
+    assert spaces["similarity"].tolist() == ["fused similarity"]  # rescored in its own space
+    assert spaces["kmeans"].tolist() == ["pca"]
     after = _clusters(run)
     assert "similarity" in after.index.get_level_values("method")
     pd.testing.assert_series_equal(after.loc[before.index], before)

@@ -19,6 +19,7 @@ from lookalike.kmeans import (
     cluster_scores,
     kmeans_sweep,
     relabel_by_size,
+    silhouette_rows,
 )
 from lookalike.reduce import fit_pca
 
@@ -100,6 +101,39 @@ def test_silhouette_sampling_is_seeded():
     assert a["silhouette"].iloc[0] == b["silhouette"].iloc[0]
     assert a["silhouette"].iloc[0] != full["silhouette"].iloc[0]
     assert a["silhouette_n"].iloc[0] == 50 and full["silhouette_n"].iloc[0] == 160
+
+
+def test_silhouette_rows_are_sklearns_sample():
+    from sklearn.metrics import silhouette_score
+
+    X, truth = _blobs(n_per=40)
+    rows = silhouette_rows(len(X), 50, 1)
+    assert rows.shape == (50,) and len(np.unique(rows)) == 50
+    np.testing.assert_array_equal(silhouette_rows(len(X), 500, 1), np.arange(len(X)))
+    ours, _ = cluster_scores(X, truth, silhouette_sample=50, random_state=1)
+    want = silhouette_score(X, truth, sample_size=50, random_state=1)
+    assert ours["silhouette"] == pytest.approx(want, rel=1e-6)
+    assert ours["silhouette_space"] == "pca"
+
+
+def test_silhouette_on_given_distances():
+    from scipy.spatial.distance import cdist
+    from sklearn.metrics import silhouette_score
+
+    X, truth = _blobs(n_per=40)
+    rows = silhouette_rows(len(X), 60, 0)
+    D = cdist(X[rows], X[rows], metric="cityblock")  # any distance other than Euclidean
+    scores, _ = cluster_scores(
+        X, truth, silhouette_sample=60, silhouette_distances=D, silhouette_space="L1"
+    )
+    want = silhouette_score(D, truth[rows], metric="precomputed")
+    assert scores["silhouette"] == pytest.approx(want) and scores["silhouette_space"] == "L1"
+    plain, _ = cluster_scores(X, truth, silhouette_sample=60)
+    assert plain["silhouette"] != scores["silhouette"]
+    for key in ("inertia", "davies_bouldin", "calinski_harabasz"):  # these stay in X
+        assert plain[key] == scores[key]
+    with pytest.raises(ValueError, match=r"silhouette_distances has shape \(59, 59\).*\(60, 60\)"):
+        cluster_scores(X, truth, silhouette_sample=60, silhouette_distances=D[1:, 1:])
 
 
 @pytest.mark.parametrize("algorithm", ["kmeans", "minibatch", "faiss"])

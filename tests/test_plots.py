@@ -8,7 +8,14 @@ import pytest
 from synthetic_run import KNEE_INERTIA, KNEE_K, assert_png, make_run, metrics_table
 
 from lookalike.exceptions import ConfigError
-from lookalike.plots import _spread_out, plot_elbow, plot_map, plot_pca_variance, plot_scores
+from lookalike.plots import (
+    _silhouette_label,
+    _spread_out,
+    plot_elbow,
+    plot_map,
+    plot_pca_variance,
+    plot_scores,
+)
 
 
 @pytest.fixture
@@ -33,6 +40,17 @@ def test_plot_elbow_and_scores(tmp_path):
     line = metrics_table([2, 3, 4, 5, 6], [50.0, 40.0, 30.0, 20.0, 10.0])
     assert_png(plot_elbow(line, tmp_path / "figs" / "line.png", knee=None))
     assert not list((tmp_path / "figs").glob("*.tmp"))
+
+
+def test_scores_name_the_space_of_each_silhouette(tmp_path):
+    km = metrics_table(KNEE_K, KNEE_INERTIA).assign(silhouette_space="pca")
+    fused = metrics_table(KNEE_K, KNEE_INERTIA, method="similarity")
+    fused = fused.assign(silhouette_space="fused similarity")
+    assert _silhouette_label(km, "kmeans") == "kmeans: PCA space"
+    assert _silhouette_label(fused, "similarity") == "similarity: 1 - fused similarity"
+    old = metrics_table(KNEE_K, KNEE_INERTIA)  # a metrics.csv from before the column
+    assert _silhouette_label(old, "kmeans") == "kmeans: PCA space"
+    assert_png(plot_scores(pd.concat([km, fused]), tmp_path / "scores.png"))
 
 
 def test_variance_and_maps(clustered_run):

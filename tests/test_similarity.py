@@ -128,3 +128,28 @@ def test_colour_fusion_separates_shapes_that_differ_only_in_colour(vgg):
     )
     assert cnn[0, 1] > cnn[0, 2]  # shape alone prefers the blue twin
     assert fused[0, 2] > fused[0, 1]  # the preset's colour share puts the red stars together
+
+
+def test_sample_distances_are_one_minus_the_fused_similarity_of_the_rows():
+    rng = np.random.default_rng(0)
+    n, d = 30, 16
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[7] = vectors[3]  # a duplicate: similarity 1 (up to rounding), distance 0
+    parts = rng.normal(size=(n, 2, d)).astype(np.float32)
+    parts /= np.linalg.norm(parts, axis=2, keepdims=True)
+    inputs = {
+        "vectors": vectors,
+        "parts": parts,
+        "part_mask": rng.random((n, 2)) < 0.5,
+        "colour": np.abs(rng.normal(size=(n, 8))).astype(np.float32),
+        "colour_weight": 0.2,
+    }
+    rows = np.array([3, 7, 0, 12, 29])
+    D = sim.sample_distances(inputs, rows)
+    S = sim.similarity_matrix(**inputs)[np.ix_(rows, rows)]
+    assert D.shape == (5, 5) and D.dtype == np.float32
+    np.testing.assert_allclose(D, np.clip(1.0 - S, 0.0, None) * (1 - np.eye(5)), atol=1e-6)
+    assert (D >= 0).all() and (np.diag(D) == 0).all() and D[0, 1] < 1e-5
+    full = sim.similarity_matrix(**inputs)  # already computed: its rows are taken
+    np.testing.assert_allclose(sim.sample_distances(inputs, rows, similarity=full), D, atol=1e-6)

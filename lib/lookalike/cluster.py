@@ -1,7 +1,9 @@
 """Stage 04: cluster the PCA-reduced embeddings over a sweep of k.
 
 Three methods, scored alike (inertia, silhouette, Davies-Bouldin, Calinski-Harabasz, all in the
-PCA space of :func:`lookalike.reduce.fit_pca`):
+PCA space of :func:`lookalike.reduce.fit_pca`, except the silhouette of ``similarity``: it is
+computed on that method's own distance, ``1 -`` the fused similarity; the metrics'
+``silhouette_space`` says which):
 
 * ``kmeans``: KMeans for every k of the sweep (exact Lloyd KMeans, MiniBatchKMeans above
   :data:`MINIBATCH_ABOVE` images, faiss's KMeans above :data:`lookalike.kmeans.FAISS_ABOVE`).
@@ -51,6 +53,7 @@ from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place
     MINIBATCH_ABOVE,
     MINIBATCH_BATCH,
     N_INIT,
+    PCA_SPACE,
     SILHOUETTE_SAMPLE,
     Labels,
     choose_algorithm,
@@ -59,12 +62,19 @@ from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place
     kmeans_sweep,
     metrics_frame,
     relabel_by_size,
+    silhouette_rows,
 )
 from .neighbors import nearest_neighbors, write_neighbors
 from .paths import RunLayout
 from .progress import summary as print_summary
 from .reduce import fit_pca, write_pca  # noqa: F401 (fit_pca re-exported)
-from .similarity import fused_inputs, load_features, similarity_matrix
+from .similarity import (
+    FUSED_SPACE,
+    fused_inputs,
+    load_features,
+    sample_distances,
+    similarity_matrix,
+)
 from .space import run_whitener
 
 #: Largest number of images clustered with the exact dense tree (n (n - 1) / 2 float64
@@ -248,6 +258,8 @@ def agglomerative_sweep(
     method: str = "agglomerative",
     graph: bool | None = None,
     graph_k: int = GRAPH_K,
+    silhouette_distances: np.ndarray | None = None,
+    silhouette_space: str = PCA_SPACE,
 ) -> tuple[pd.DataFrame, Labels]:
     """Build the cosine merge tree once and cut it at every k (or at a distance threshold).
 
@@ -264,8 +276,10 @@ def agglomerative_sweep(
     max_samples : int, default :data:`AGGLOMERATIVE_MAX`
         Up to this many samples the tree is the exact dense one (:func:`cosine_distances`);
         above it, the graph tree of :mod:`lookalike.graph`.
-    silhouette_sample, random_state :
-        See :func:`cluster_scores`; scores are computed in ``Z`` exactly as for KMeans.
+    silhouette_sample, random_state, silhouette_distances, silhouette_space :
+        See :func:`cluster_scores`; scores are computed in ``Z`` exactly as for KMeans, but
+        silhouette on ``silhouette_distances`` when given (for a ``similarity`` tree: 1 -
+        the fused similarity of the sample, :func:`lookalike.similarity.sample_distances`).
     tree : ndarray (n_samples - 1, 4), optional
         A merge tree built elsewhere, e.g. :func:`merge_tree` of :func:`similarity_distances`
         of the fused similarity, or :func:`lookalike.graph.knn_tree`; default: the cosine
@@ -319,8 +333,9 @@ def agglomerative_sweep(
         t1 = time.perf_counter()
         labels = relabel_by_size(cut_graph_tree(tree, **cut)) if graph else cut_tree(tree, **cut)
         scores, dist = cluster_scores(
-            Z, labels, silhouette_sample=silhouette_sample, random_state=random_state
-        )
+            Z, labels, silhouette_sample=silhouette_sample, random_state=random_state,
+            silhouette_distances=silhouette_distances, silhouette_space=silhouette_space,
+        )  # fmt: skip
         k = int(cut.get("n_clusters", scores["n_clusters"]))
         seconds = time.perf_counter() - t1 + tree_seconds / len(cuts)
         rows.append({"method": method, "k": k, **scores, "seconds": seconds, "estimator": name})
@@ -444,6 +459,7 @@ def _plan(
         "agglomerative_linkage": o["agglomerative_linkage"],
         "similarity": do_sim,
         "similarity_settings": settings,
+        "similarity_silhouette": FUSED_SPACE,  # older runs scored it in PCA space: redo them
         "graph_k": GRAPH_K if use_graph and (do_agglo or do_sim) else None,
         "neighbors_k": int(o["neighbors_k"]),
         "extras_sha256": [
@@ -499,15 +515,24 @@ def _cluster(
     found = nearest_neighbors(**inputs, k=max(nk, graph_k) if sim_graph else nk, normalize=False)
     write_neighbors(run, inputs, image_ids, k=nk, neighbors=found)
     if params["similarity"]:
+        # Silhouette in the tree's own distance (own), on the rows every method is scored on
+        rows = silhouette_rows(len(Z), sample, seed)
         if sim_graph:
             top = found[0][:, :graph_k], found[1][:, :graph_k]
             tree, _ = knn_tree(*top, inputs["vectors"], progress=progress)
+            own = sample_distances(inputs, rows)
         else:
-            tree = merge_tree(similarity_distances(similarity_matrix(**inputs)))
+            S = similarity_matrix(**inputs)
+            own = sample_distances(inputs, rows, similarity=S)  # S's rows: not computed again
+            D = similarity_distances(S)
+            del S  # freed before the tree is built
+            tree = merge_tree(D)
+            del D
         build_seconds = time.perf_counter() - t_sim
         sim_metrics, sim_labels = agglomerative_sweep(
-            Z, ks, tree=tree, graph=sim_graph, method="similarity", **scoring
-        )
+            Z, ks, tree=tree, graph=sim_graph, method="similarity", **scoring,
+            silhouette_distances=own, silhouette_space=FUSED_SPACE,
+        )  # fmt: skip
         sim_metrics["seconds"] += build_seconds / len(sim_metrics)
         all_metrics.append(sim_metrics)
         sweeps.append(("similarity", sim_labels))
@@ -581,7 +606,9 @@ def cluster_run(
         When stage 03 ran the ``logos`` preset (``cluster_method`` "similarity" in
         ``RUN/embeddings/similarity.json``), also cut an average-linkage tree of the fused
         similarity (:mod:`lookalike.similarity`) at the same k values: ``method``
-        "similarity", scored in the PCA space like the others. Above ``agglomerative_max``
+        "similarity", scored in the PCA space like the others except for silhouette, which
+        is computed on ``1 -`` the fused similarity of the same sample
+        (``silhouette_space`` "fused similarity"). Above ``agglomerative_max``
         the tree comes from the run's fused kNN graph (the search that also writes
         ``RUN/neighbors.parquet``, with :data:`lookalike.graph.GRAPH_K` columns).
     neighbors_k : int, default :data:`NEIGHBORS_K`

@@ -34,12 +34,12 @@ import pandas as pd
 from . import index as _index
 from . import storage
 from .export import CLUSTERS_COLUMNS, write_assignments
-from .kmeans import METRICS_COLUMNS, cluster_scores, metrics_frame
+from .kmeans import METRICS_COLUMNS, cluster_scores, metrics_frame, silhouette_rows
 from .neighbors import l2_normalize, nearest_neighbors, similarity_rows, write_neighbors
 from .paths import RunLayout
 from .progress import summary as print_summary
 from .reduce import project, read_pca, write_pca
-from .similarity import fused_inputs
+from .similarity import FUSED_SPACE, fused_inputs, sample_distances
 from .space import run_whitener
 
 #: Columns of ``RUN/additions.csv``: one row per clustering and cluster that new images joined.
@@ -130,12 +130,20 @@ def _joined_labels(
     return labels
 
 
-def _rescored(Z, labels_by, old_metrics, scoring) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Every clustering of ``labels_by`` ((method, k) -> labels) scored on all images."""
+def _rescored(
+    Z, labels_by, old_metrics, scoring, own=None
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Every clustering of ``labels_by`` ((method, k) -> labels) scored on all images.
+
+    ``own``: the sample's fused distances, for the silhouette of ``similarity`` (as stage 04).
+    """
     rows, tables = [], []
     for (method, k), labels in labels_by.items():
         t0 = time.perf_counter()
-        scores, dist = cluster_scores(Z, labels, **scoring)
+        fused = {"silhouette_distances": own, "silhouette_space": FUSED_SPACE}
+        scores, dist = cluster_scores(
+            Z, labels, **scoring, **(fused if method == "similarity" else {})
+        )
         prev = old_metrics[(old_metrics["method"] == method) & (old_metrics["k"] == k)]
         estimator = str(prev["estimator"].iloc[0]) if len(prev) else method
         estimator = estimator.removesuffix(", extended")
@@ -188,7 +196,11 @@ def extend_run(
     }
     old_metrics = storage.read_table(run.metrics, required=METRICS_COLUMNS, what="metrics")
     scoring = {k: params[k] for k in ("silhouette_sample", "random_state")}
-    metrics, tables = _rescored(Z, labels_by, old_metrics, scoring)
+    own = None
+    if "similarity" in nearest:
+        rows = silhouette_rows(len(Z), scoring["silhouette_sample"], scoring["random_state"])
+        own = sample_distances(inputs, rows)
+    metrics, tables = _rescored(Z, labels_by, old_metrics, scoring, own)
     write_neighbors(run, inputs, ids, k=params["neighbors_k"])
     write_assignments(run.clusters, ids, [(m, {k: (lab, d)}) for m, k, lab, d in tables])
     storage.write_table(metrics, run.metrics)

@@ -2,7 +2,8 @@
 
 :func:`kmeans_sweep` fits KMeans (or MiniBatchKMeans) for every k; :func:`cluster_scores`
 scores any clustering the same way (inertia, silhouette, Davies-Bouldin,
-Calinski-Harabasz), so :mod:`lookalike.cluster` compares KMeans with its trees.
+Calinski-Harabasz), so :mod:`lookalike.cluster` compares KMeans with its trees; silhouette
+may instead be computed on a method's own distances (``silhouette_space``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ METRICS_COLUMNS = [
     "n_clusters",
     "estimator",
     "silhouette_n",
+    "silhouette_space",
 ]
+
+#: ``silhouette_space`` of a silhouette computed on Euclidean distance in ``Z`` (the PCA space).
+PCA_SPACE = "pca"
 
 #: labels of one clustering: (labels (n,), distances to the cluster centre (n,))
 Labels = dict[int, tuple[np.ndarray, np.ndarray]]
@@ -203,6 +208,20 @@ def dispersion_scores(
     return db, ch
 
 
+def silhouette_rows(
+    n_samples: int, silhouette_sample: int = SILHOUETTE_SAMPLE, random_state: int | None = 0
+) -> np.ndarray:
+    """The rows silhouette is computed on: all of them, or a seeded sample above the limit.
+
+    The same draw as ``sklearn.metrics.silhouette_score(sample_size=...)``, so every
+    clustering of a run is scored on the same rows. Returns int64 (min(n, sample),).
+    """
+    if n_samples <= silhouette_sample:
+        return np.arange(n_samples, dtype=np.int64)
+    seed = 0 if random_state is None else random_state
+    return np.random.RandomState(seed).permutation(n_samples)[:silhouette_sample].astype(np.int64)
+
+
 def cluster_scores(
     Z: np.ndarray,
     labels: np.ndarray,
@@ -210,6 +229,8 @@ def cluster_scores(
     centers: np.ndarray | None = None,
     silhouette_sample: int = SILHOUETTE_SAMPLE,
     random_state: int | None = 0,
+    silhouette_distances: np.ndarray | None = None,
+    silhouette_space: str = PCA_SPACE,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Score one clustering of ``Z``, the same way for every method.
 
@@ -223,6 +244,14 @@ def cluster_scores(
         Above this many samples silhouette is computed on a sample of this size, drawn with
         ``random_state``.
     random_state : int or None, default 0
+    silhouette_distances : ndarray of shape (m, m), optional
+        Distances between the rows of :func:`silhouette_rows` (``m`` of them), in the
+        method's own distance, e.g. ``1 - `` the fused similarity
+        (:func:`lookalike.similarity.sample_distances`); silhouette is then computed on them
+        (``metric="precomputed"``) instead of on Euclidean distance in ``Z``. Inertia,
+        Davies-Bouldin and Calinski-Harabasz need a Euclidean space and stay in ``Z``.
+    silhouette_space : str, default "pca"
+        Name of the space of ``silhouette_distances``, recorded as ``silhouette_space``.
 
     Returns
     -------
@@ -230,8 +259,9 @@ def cluster_scores(
         ``inertia`` (sum of squared Euclidean distances to the centres), ``silhouette``
         (-1..1, higher is better), ``davies_bouldin`` (>= 0, lower is better),
         ``calinski_harabasz`` (higher is better), all three on every sample but silhouette
-        (:func:`dispersion_scores`), ``n_clusters`` (non-empty clusters) and
-        ``silhouette_n`` (samples silhouette was computed on). A score that is undefined (one
+        (:func:`dispersion_scores`), ``n_clusters`` (non-empty clusters),
+        ``silhouette_n`` (samples silhouette was computed on) and ``silhouette_space``
+        (``"pca"``, or the ``silhouette_space`` given). A score that is undefined (one
         cluster, or one sample per cluster) is NaN.
     distances : float32 array of shape (n_samples,)
         Euclidean distance of each sample to its cluster's centre.
@@ -247,12 +277,21 @@ def cluster_scores(
     sil = db = ch = nan
     if 2 <= n_clusters <= n - 1:
         db, ch = dispersion_scores(Z, labels, means, counts, to_mean)
-    idx = np.arange(n)
-    if n > silhouette_sample:  # the same draw as sklearn's silhouette_score(sample_size=...)
-        seed = 0 if random_state is None else random_state
-        idx = np.random.RandomState(seed).permutation(n)[:silhouette_sample]
+    idx = silhouette_rows(n, silhouette_sample, random_state)
+    space = PCA_SPACE
+    if silhouette_distances is not None:
+        if silhouette_distances.shape != (len(idx), len(idx)):
+            raise ValueError(
+                f"silhouette_distances has shape {silhouette_distances.shape}; it must be "
+                f"({len(idx)}, {len(idx)}): the rows of silhouette_rows({n}, "
+                f"{silhouette_sample}, {random_state})"
+            )
+        space = silhouette_space
     if 2 <= len(np.unique(labels[idx])) <= len(idx) - 1:
-        sil = float(silhouette_score(Z[idx], labels[idx]))
+        if silhouette_distances is None:
+            sil = float(silhouette_score(Z[idx], labels[idx]))
+        else:
+            sil = float(silhouette_score(silhouette_distances, labels[idx], metric="precomputed"))
     scores = {
         "inertia": float(np.sum(dist**2)),
         "silhouette": sil,
@@ -260,6 +299,7 @@ def cluster_scores(
         "calinski_harabasz": ch,
         "n_clusters": n_clusters,
         "silhouette_n": len(idx),
+        "silhouette_space": space,
     }
     return scores, dist.astype(np.float32)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import storage
-from .elbow import method_rows
+from .elbow import method_rows, space_label
 from .exceptions import ConfigError
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
@@ -57,7 +57,7 @@ def plot_elbow(
     Parameters
     ----------
     knee : int, optional
-        The knee of the curve (:func:`lookalike.elbow.find_knee`); not drawn when None.
+        The clear knee of the curve (:func:`lookalike.elbow.find_knee`); not drawn when None.
     chosen : int, optional
         The k being inspected, when it differs from the knee.
     """
@@ -78,7 +78,7 @@ def plot_elbow(
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("inertia (sum of squared distances)")
     title = f"Elbow: {method} inertia"
-    ax.set_title(title + ("" if knee is not None else " (no knee found)"))
+    ax.set_title(title + ("" if knee is not None else " (no clear knee)"))
     ax.grid(alpha=0.3, which="both")
     return _save_figure(fig, out_path)
 
@@ -88,7 +88,10 @@ def plot_scores(
 ) -> Path:
     """Silhouette, Davies-Bouldin and Calinski-Harabasz against k, one line per method.
 
-    Returns the PNG path.
+    The silhouette legend names the space each method's silhouette was computed in
+    (``silhouette_space`` of the metrics: the PCA space, or ``1 -`` the fused similarity for
+    ``similarity``); Davies-Bouldin and Calinski-Harabasz are always in PCA space. Returns
+    the PNG path.
     """
     from matplotlib.figure import Figure
 
@@ -97,15 +100,16 @@ def plot_scores(
     axes = fig.subplots(1, 3)
     specs = [
         ("silhouette", "silhouette (higher is better)"),
-        ("davies_bouldin", "Davies-Bouldin (lower is better)"),
-        ("calinski_harabasz", "Calinski-Harabasz (higher is better)"),
+        ("davies_bouldin", "Davies-Bouldin (lower is better; PCA space)"),
+        ("calinski_harabasz", "Calinski-Harabasz (higher is better; PCA space)"),
     ]
     wide = metrics["k"].max() / max(metrics["k"].min(), 1) > 20
     for ax, (col, title) in zip(axes, specs, strict=True):
         for i, method in enumerate(methods):
             m = method_rows(metrics, method)
             marker = "o" if len(m) > 1 else "s"
-            ax.plot(m["k"], m[col], marker=marker, color=f"C{i}", label=method)
+            label = _silhouette_label(m, method) if col == "silhouette" else method
+            ax.plot(m["k"], m[col], marker=marker, color=f"C{i}", label=label)
         if chosen is not None:
             ax.axvline(chosen, color="C3", linestyle=":", alpha=0.7)
         ax.set_title(title)
@@ -113,9 +117,17 @@ def plot_scores(
         if wide:
             ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize="small")
+    axes[0].legend(fontsize="small", title="silhouette computed in", title_fontsize="small")
     fig.tight_layout()
     return _save_figure(fig, out_path)
+
+
+def _silhouette_label(rows: pd.DataFrame, method: str) -> str:
+    """``"similarity: 1 - fused similarity"``: a method and the space of its silhouette."""
+    if "silhouette_space" not in rows:  # metrics.csv from before the column: all PCA
+        return f"{method}: {space_label('pca')}"
+    spaces = rows["silhouette_space"].dropna().unique().tolist() or ["pca"]
+    return f"{method}: {', '.join(space_label(s) for s in spaces)}"
 
 
 def plot_pca_variance(

@@ -413,3 +413,42 @@ def similarity_matrix(
         rows = slice(s, min(n, s + step))
         out[rows] = similarity_rows(rows, vectors, parts, part_mask, colour, colour_weight)
     return out
+
+
+#: ``silhouette_space`` of a silhouette computed on :func:`sample_distances`.
+FUSED_SPACE = "fused similarity"
+
+
+def sample_distances(
+    inputs: dict[str, Any], rows: np.ndarray, *, similarity: np.ndarray | None = None
+) -> np.ndarray:
+    """``1 - `` the fused similarity between the images ``rows``, clipped at 0.
+
+    The distance of the ``similarity`` clustering, for its silhouette
+    (:func:`lookalike.kmeans.cluster_scores` with ``silhouette_distances``).
+
+    Parameters
+    ----------
+    inputs : dict
+        :func:`fused_inputs` of every image of the run.
+    rows : int ndarray (m,)
+        The images to compare, e.g. :func:`lookalike.kmeans.silhouette_rows`; memory is
+        4 m^2 bytes (400 MB at m = 10,000), so keep m bounded.
+    similarity : ndarray (n, n), optional
+        :func:`similarity_matrix` of ``inputs`` when it is already computed: its ``rows``
+        are taken instead of computing them again.
+
+    Returns
+    -------
+    ndarray (m, m) float32, 0..2, 0 on the diagonal.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if similarity is not None:
+        D = np.asarray(similarity, dtype=np.float32)[np.ix_(rows, rows)]
+    else:
+        sub = {k: v[rows] if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+        D = similarity_matrix(**sub)
+    np.subtract(1.0, D, out=D)  # in place: the matrix is the largest array here
+    np.clip(D, 0.0, None, out=D)  # rounding leaves tiny negatives; silhouette needs >= 0
+    np.fill_diagonal(D, 0.0)  # sklearn's precomputed silhouette rejects a non-zero diagonal
+    return D
