@@ -326,8 +326,9 @@ def _thumbnails(
     files_dir: Path,
     meta: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """``{"src", "name"}`` and ``meta`` (label, origins) of each image in ``order``; ``src``
-    is a data URI, or a JPEG in ``files_dir``."""
+    """``{"id", "src", "name"}`` and ``meta`` (label, origins) of each image in ``order``
+    (by position); ``id`` is its image id (the page's CSV export), ``src`` a data URI or a
+    JPEG in ``files_dir``."""
     images = []
     for s in range(0, len(order), 256):  # bounded memory: thumbnails in chunks
         chunk = order[s : s + 256]
@@ -342,7 +343,7 @@ def _thumbnails(
                 src = f"{files_dir.name}/{name}"
             p = paths.get(image_id)
             name = Path(p).name if p else image_id[:12]
-            images.append({"src": src, "name": name, **meta[len(images)]})  # its position
+            images.append({"id": image_id, "src": src, "name": name, **meta[len(images)]})
     return images
 
 
@@ -400,6 +401,20 @@ def _summary(
         f"centre in PCA space (lower is tighter)."
         + (f" Left out to stay under {max_images} images: {', '.join(skipped)}." if skipped else "")
     )
+
+
+def _choice_data(choice: KChoice | None) -> dict[str, Any] | None:
+    """The recommendation for the page's header, which names the clustering shown (picked
+    in the page) after it, so that it never says "inspecting k=70" of another one."""
+    if choice is None:
+        return None
+    return {
+        "method": choice.method,
+        "k": int(choice.k),
+        "recommended": int(choice.recommended),
+        "rule": choice.rule,
+        "overridden": bool(choice.overridden),
+    }
 
 
 def _render(page_data: dict[str, Any]) -> str:
@@ -523,6 +538,7 @@ def write_gallery(
         "title": title or f"lookalike gallery: {run.root.name}",
         "summary": _summary(len(ids), len(clusterings), max_per_cluster, max_images, skipped),
         "rule": str(choice) if choice is not None else "",
+        "choice": _choice_data(choice),
         "thumb": int(thumb),
         "page_size": page_size,
         "start": start,
