@@ -4,15 +4,19 @@
 with the command that installs it. The page is opened from disk (file://), as someone would
 open a shared gallery. A small check script, added to a copy of the page, renders every
 clustering with every image before the page's load event, then writes which images failed
-to load into the DOM, which chromium dumps.
+to load into the DOM, which chromium dumps. The search, the CSV export, the header and the
+layout of a narrow window are checked so too (:data:`HELPERS`); real key presses (Tab, Enter,
+Space) go through chromium's DevTools pipe (:class:`_DevTools`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -578,3 +582,155 @@ def test_gallery_header_never_covers_the_panel_title(gallery_run, tmp_path, widt
     assert views[-1]["scroll"] > 200  # the page scrolls: the panel is stuck under the header
     for view in views:
         assert view["title_height"] > 0 and view["title_top"] >= view["header_bottom"], view
+
+
+# -- real key presses: chromium driven over its DevTools pipe ----------------------------------
+
+
+class _DevTools:
+    """Chromium with ``--remote-debugging-pipe``: DevTools protocol messages (JSON, each
+    ended by a NUL byte) on its file descriptors 3 (in) and 4 (out). Key presses sent so
+    (``Input.dispatchKeyEvent``) are the browser's own, as from a keyboard: Tab moves the
+    focus, unlike a script's synthetic events."""
+
+    def __init__(self, tmp_path, url: str, *flags: str):
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+        profile = tmp_path / "chromium-devtools-profile"
+        shutil.rmtree(profile, ignore_errors=True)
+        profile.mkdir()
+        # a small trampoline puts the two pipe ends on descriptors 3 and 4, then runs chromium
+        hop = "import os,sys; os.dup2(int(sys.argv[1]),3); os.dup2(int(sys.argv[2]),4); "
+        hop += "os.execv(sys.argv[3], sys.argv[3:])"
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", hop, str(to_chrome), str(from_chrome), *cmd, *flags, url],
+            pass_fds=(to_chrome, from_chrome),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buf, self._id = b"", 0
+        targets = self.send("Target.getTargets")["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        attached = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)
+        self.session = attached["sessionId"]
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        """Send one command and return its result (events on the way are dropped)."""
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._out, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._in, 1 << 16)
+                assert chunk, "chromium closed its DevTools pipe"
+                self._buf += chunk
+            raw, _, self._buf = self._buf.partition(b"\0")
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply
+                return reply["result"]
+
+    def js(self, expression: str):
+        """The value of ``expression`` in the page."""
+        got = self.send(
+            "Runtime.evaluate",
+            self.session,
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
+        )
+        assert "exceptionDetails" not in got, got
+        return got["result"].get("value")
+
+    def press(self, key: str, code: int, text: str = "") -> None:
+        """One key down and up, as typed."""
+        down = {"key": key, "code": key if key != " " else "Space", "windowsVirtualKeyCode": code}
+        self.send("Input.dispatchKeyEvent", self.session, type="keyDown", text=text, **down)
+        self.send("Input.dispatchKeyEvent", self.session, type="keyUp", **down)
+
+    def wait_for(self, expression: str, tries: int = 500) -> None:
+        """Until ``expression`` is true in the page (polled, each poll waiting 20 ms there)."""
+        wait = "new Promise((ok) => setTimeout(() => ok(Boolean(" + expression + ")), 20))"
+        for _ in range(tries):
+            try:
+                if self.js(wait):
+                    return
+            except AssertionError as e:  # the page was still being replaced by the next
+                if "context was destroyed" not in str(e):
+                    raise
+        raise AssertionError(f"never true in the page: {expression}")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+@pytest.fixture
+def devtools(tmp_path):
+    """Open a page in chromium for real key presses: ``devtools(url)``."""
+    opened = []
+
+    def open_page(url: str) -> _DevTools:
+        opened.append(_DevTools(tmp_path, url))
+        return opened[-1]
+
+    yield open_page
+    for browser in opened:
+        browser.close()
+
+
+FOCUSED = """(() => {
+  const t = document.activeElement;
+  return {tag: t.tagName, id: t.id, thumb: t.matches("#clusters img.t"),
+          alt: t.getAttribute("alt"), visible: t.matches(":focus-visible"),
+          outline: getComputedStyle(t).outlineStyle};
+})()"""
+PANEL = """(() => ({title: document.querySelector("#panel h3").textContent,
+  images: [...document.querySelectorAll("#panel img.t")].map((im) => im.getAttribute("alt"))
+}))()"""
+
+
+def test_gallery_thumbnails_open_with_real_key_presses(gallery_run, tmp_path, devtools):
+    """Tab from the top of the page reaches a thumbnail; Enter shows its neighbours, and
+    Space those of the next thumbnail, Tab away."""
+    run, dups, choice = gallery_run
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", choice=choice, n_neighbours=6)
+    page = devtools(out.as_uri())
+    page.wait_for("document.readyState === 'complete' && window.gallery")
+    stops = []
+    for _ in range(20):  # the header's controls first, then the clusters' thumbnails
+        page.press("Tab", 9)
+        focused = page.js(FOCUSED)
+        stops.append(focused["id"] or focused["tag"])
+        if focused["thumb"]:
+            break
+    assert focused["thumb"], stops
+    assert {"clustering", "order", "search", "export"} <= set(stops)
+    assert focused["visible"] and focused["outline"] == "solid"
+    page.press("Enter", 13, "\r")
+    opened = page.js(PANEL)
+    assert opened["title"] == focused["alt"] == opened["images"][0]
+    assert len(opened["images"]) == 1 + 6
+    for _ in range(3):  # past the thumbnail's caption, a link to its source
+        page.press("Tab", 9)
+        following = page.js(FOCUSED)
+        if following["thumb"]:
+            break
+    assert following["thumb"] and following["alt"] != focused["alt"]
+    page.press(" ", 32, " ")
+    opened = page.js(PANEL)
+    assert opened["title"] == following["alt"] and len(opened["images"]) == 1 + 6

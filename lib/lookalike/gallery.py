@@ -454,7 +454,11 @@ def write_gallery(
     and near-duplicate groups at the end, and the searches of ``lookalike find`` in
     ``RUN/find/`` when there are any (a Find section: each query image and its hits with
     their label, similarity and share; at most
-    :data:`GALLERY_FIND_MAX` queries). It needs no Jupyter and no network: thumbnails are
+    :data:`GALLERY_FIND_MAX` queries). A search box keeps the images whose label has the
+    text (any case), and "export CSV" saves ``image_id,label,cluster`` of the images shown
+    (the whole clustering, or the search's matches; made in the page, a ``blob:`` URL).
+    Thumbnails are buttons for the keyboard too (Tab, then Enter or Space), and the header
+    names the clustering picked. It needs no Jupyter and no network: thumbnails are
     JPEG data URIs inside the page, or files in ``gallery_files/`` beside it (then share the
     folder).
 
