@@ -109,15 +109,18 @@ def test_gallery_is_self_contained(clustered_run, inline, capsys):
         data["clusterings"][data["start"]]["k"] == 4 and "chosen" in data["clusterings"][2]["label"]
     )
     assert data["rule"] == str(choice)
+    assert data["choice"] == {"method": "kmeans", "k": 4, "recommended": choice.recommended,
+                              "rule": choice.rule, "overridden": choice.overridden}  # fmt: skip
     cl = pd.read_parquet(clustered_run / "clusters.parquet")
     ids = storage.read_manifest(clustered_run).set_index("path")["image_id"]
     name_to_id = {Path(p).name: i for p, i in ids.items()}
+    assert all(im["id"] == name_to_id[im["name"]] for im in data["images"])  # for the export
     for g in data["clusterings"]:
         sel = cl[(cl["method"] == g["method"]) & (cl["k"] == g["k"])]
         assert sum(c["size"] for c in g["clusters"]) == 19
         for c in g["clusters"]:
             expect = sel[sel["cluster"] == c["c"]].sort_values("rank")["image_id"].tolist()
-            got = [name_to_id[data["images"][i]["name"]] for i in c["m"]]
+            got = [data["images"][i]["id"] for i in c["m"]]
             assert got == expect  # nearest the centre first
     for i, nb in enumerate(data["neighbours"]):
         assert nb is not None and len(nb) == 5
@@ -245,7 +248,10 @@ def test_gallery_template_is_package_data_and_states_the_duplicates_threshold(cl
     from importlib import resources
 
     template = resources.files("lookalike") / "templates" / "gallery.html"
-    assert all(key in template.read_text(encoding="utf-8") for key in ("__TITLE__", "__DATA__"))
+    page = template.read_text(encoding="utf-8")
+    assert all(key in page for key in ("__TITLE__", "__DATA__"))
+    # the search box and the export link (test_gallery_browser.py uses them)
+    assert 'id="search"' in page and 'id="export"' in page and "createObjectURL" in page
     dups = find_near_duplicates(clustered_run, threshold=0.99)
     out = write_gallery(clustered_run, duplicates=dups)  # the threshold dups was found with
     text = out.read_text(encoding="utf-8")

@@ -4,14 +4,19 @@
 with the command that installs it. The page is opened from disk (file://), as someone would
 open a shared gallery. A small check script, added to a copy of the page, renders every
 clustering with every image before the page's load event, then writes which images failed
-to load into the DOM, which chromium dumps.
+to load into the DOM, which chromium dumps. The search, the CSV export, the header and the
+layout of a narrow window are checked so too (:data:`HELPERS`); real key presses (Tab, Enter,
+Space) go through chromium's DevTools pipe (:class:`_DevTools`).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -21,6 +26,7 @@ from PIL import Image
 from synthetic_run import COLORS, make_run
 from test_gallery import DEMO_DUPLICATE, QUERY_COLOUR, add_find_results, make_demo_shop_run
 
+from lookalike import storage
 from lookalike.duplicates import find_near_duplicates
 from lookalike.elbow import choose_k
 from lookalike.gallery import write_gallery
@@ -292,3 +298,439 @@ def test_gallery_shows_the_demo_shops_duplicate_with_both_links(tmp_path):
     caption = cards[0].select_one("figure.tile figcaption.label")
     assert caption.get_text() == "Melon, pack of 3 (+1 more)"
     assert caption.a["href"] in DEMO_DUPLICATE and "origins:" in caption["title"]
+
+
+# -- search, export, keyboard, the header and a narrow window ---------------------------------
+
+#: Put before a check script: ``done(result)`` writes it into the DOM for --dump-dom, and
+#: ``until(test)`` waits (in chromium's virtual time) for an asynchronous step, such as a
+#: page file loading.
+HELPERS = """
+<script>
+window.done = (out) => {
+  const pre = document.createElement("pre");
+  pre.id = "check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+};
+window.until = (test) => new Promise((ok) => {
+  const poll = () => (test() ? ok() : setTimeout(poll, 20));
+  poll();
+});
+window.shownLabels = () =>
+  [...document.querySelectorAll("#clusters img.t")].map((im) => im.getAttribute("alt"));
+window.search = (text) => {
+  const box = document.getElementById("search");
+  box.value = text;
+  box.dispatchEvent(new Event("input"));  // as typing does
+};
+</script>
+"""
+
+
+def _run_check(tmp_path, gallery, script: str, *flags: str) -> dict:
+    """Open a copy of ``gallery`` with :data:`HELPERS` and ``script`` (which calls ``done``)
+    from file:// in chromium and return what ``done`` got."""
+    page = gallery.with_name("ux_check.html")  # beside it: same relative image and page paths
+    text = gallery.read_text(encoding="utf-8")
+    page.write_text(text.replace("</body>", HELPERS + script + "</body>"), encoding="utf-8")
+    proc = _chromium(tmp_path, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    found = BeautifulSoup(proc.stdout, "html.parser").find("pre", id="check")
+    assert found is not None, f"the check did not run:\n{proc.stderr[-3000:]}"
+    return json.loads(found.string)
+
+
+#: The labels of :func:`named_run`'s groups: mixed case, for the case-insensitive search.
+GROUP_NAMES = ["Red disc", "green SQUARE", "Blue Triangle"]
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory):
+    """The run of ``gallery_run`` with labels people would search: "green SQUARE 4"."""
+    run = make_run(tmp_path_factory.mktemp("named"), n_per=10)
+    m = storage.read_manifest(run)
+    n = int(m["origin"].astype(int).max())
+    group = [i % 3 if i < n else 0 for i in m["origin"].astype(int)]  # as make_run's
+    m["label"] = [f"{GROUP_NAMES[g]} {i}" for g, i in zip(group, m["origin"], strict=True)]
+    storage.write_table(m, storage.manifest_path(run))
+    choice = choose_k(pd.read_csv(run / "metrics.csv"), 3)
+    return run, choice
+
+
+def _labels(run) -> pd.Series:
+    """Each image's label, by image id."""
+    return storage.image_info(run)["label"]
+
+
+def _members(run, method: str, k: int) -> pd.DataFrame:
+    """image_id, label and cluster of one clustering, cluster by cluster, nearest first."""
+    cl = pd.read_parquet(run / "clusters.parquet")
+    sel = cl[(cl["method"] == method) & (cl["k"] == k)].sort_values(["cluster", "rank"])
+    sel = sel.assign(label=_labels(run).reindex(sel["image_id"]).to_numpy())
+    return sel[["image_id", "label", "cluster"]].reset_index(drop=True)
+
+
+SEARCH_CHECK = """
+<script>
+window.addEventListener("load", async () => {
+  const g = window.gallery;
+  const out = {before: shownLabels().length};
+  search("  square 1");  // any case, spaces around
+  const c = g.data.clusterings[g.data.start];
+  await until(() => c.loaded);  // a search loads the clustering's page file
+  await until(() => !/loading/.test(document.getElementById("matches").textContent));
+  out.shown = shownLabels();
+  out.cards = document.querySelectorAll("#clusters section.card").length;
+  out.matches = document.getElementById("matches").textContent;
+  search("no such label");
+  out.none = {shown: shownLabels().length, matches: document.getElementById("matches").textContent};
+  search("");
+  out.after = shownLabels().length;
+  done(out);
+});
+</script>
+"""
+
+
+def test_gallery_search_shows_only_matching_labels(named_run, tmp_path):
+    """A paged gallery (3 images per cluster in the page): the search covers every image
+    the clustering keeps, including those of its page file."""
+    run, choice = named_run
+    out = write_gallery(
+        run, tmp_path / "report" / "gallery.html", choice=choice, page_size=3, inline=False
+    )
+    result = _run_check(tmp_path, out, SEARCH_CHECK)
+    labels = _labels(run)
+    want = sorted(lab for lab in labels if "square 1" in lab.lower())
+    assert want == ["green SQUARE 1", "green SQUARE 10", "green SQUARE 13", "green SQUARE 16",
+                    "green SQUARE 19"]  # fmt: skip
+    assert sorted(result["shown"]) == want
+    assert result["before"] < len(labels)  # before the search: the first page of each cluster
+    assert result["matches"].startswith(f"{len(want)} images in {result['cards']} clusters")
+    assert result["none"] == {"shown": 0, "matches": "no image matches \u201cno such label\u201d"}
+    assert result["after"] == result["before"]  # no search: the first pages again
+
+
+EXPORT_CHECK = """
+<script>
+window.addEventListener("load", async () => {
+  const a = document.getElementById("export");
+  let clicks = 0;
+  // after the page's own handler: no real download, just what it would save
+  a.addEventListener("click", (e) => {
+    if (!e.defaultPrevented) { clicks++; e.preventDefault(); }
+  });
+  const read = async () => {
+    const before = clicks;
+    a.click();
+    await until(() => clicks > before);  // a paged clustering loads its page file first
+    return {href: a.getAttribute("href").split(":")[0], name: a.download,
+            text: await (await fetch(a.href)).text()};
+  };
+  const out = {all: await read()};
+  search("TRIANGLE");
+  out.search = await read();
+  done(out);
+});
+</script>
+"""
+
+
+def _rows(table: pd.DataFrame) -> list[tuple[str, str, int]]:
+    return [(str(i), str(lab), int(c)) for i, lab, c in table.itertuples(index=False)]
+
+
+def _csv_rows(text: str) -> list[tuple[str, str, int]]:
+    table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["image_id", "label", "cluster"]
+    return _rows(table)
+
+
+@pytest.mark.parametrize("page_size", [3, 24])
+def test_gallery_exports_the_shown_images_as_csv(named_run, tmp_path, page_size):
+    run, choice = named_run
+    out = write_gallery(
+        run, tmp_path / "report" / "gallery.html", choice=choice, page_size=page_size
+    )
+    result = _run_check(tmp_path, out, EXPORT_CHECK)
+    want = _members(run, choice.method, choice.k)
+    assert result["all"]["href"] == "blob" and result["search"]["href"] == "blob"  # made here
+    assert result["all"]["name"] == f"lookalike-{choice.method}-k{choice.k}.csv"
+    assert _csv_rows(result["all"]["text"]) == _rows(want)  # every kept image, its cluster
+    want = want[want["label"].str.startswith("Blue Triangle")]
+    assert len(want) == 10 and result["search"]["name"].endswith("-search-TRIANGLE.csv")
+    assert _csv_rows(result["search"]["text"]) == _rows(want)
+
+
+KEYBOARD_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const key = (el, k) => el.dispatchEvent(new KeyboardEvent("keydown", {key: k, bubbles: true}));
+  const panel = () => ({
+    title: document.querySelector("#panel h3").textContent,
+    images: [...document.querySelectorAll("#panel img.t")].map((im) => im.getAttribute("alt")),
+  });
+  const thumbs = [...document.querySelectorAll("#clusters img.t")];
+  const button = (t) => t.tabIndex === 0 && t.getAttribute("role") === "button";
+  const out = {focusable: thumbs.length > 0 && thumbs.every(button)};
+  const t = thumbs[5];
+  t.focus();
+  out.focused = document.activeElement === t;
+  out.outline = getComputedStyle(t).outlineStyle;  // the focus is visible
+  out.label = t.getAttribute("alt");
+  key(t, "Enter");
+  out.enter = panel();
+  const u = thumbs[7];
+  u.focus();
+  key(u, " ");
+  out.space = {label: u.getAttribute("alt"), panel: panel()};
+  // a neighbour in the panel opens in its turn, and the focus stays in the panel
+  const nb = document.querySelectorAll("#panel img.t")[1];
+  nb.focus();
+  key(nb, "Enter");
+  out.neighbour = {label: nb.getAttribute("alt"), panel: panel(),
+                   focus: document.activeElement.closest("#panel") !== null};
+  done(out);
+});
+</script>
+"""
+
+
+def test_gallery_thumbnails_open_from_the_keyboard(gallery_run, tmp_path):
+    run, dups, choice = gallery_run
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", choice=choice, n_neighbours=6)
+    result = _run_check(tmp_path, out, KEYBOARD_CHECK)
+    assert result["focusable"] and result["focused"] and result["outline"] == "solid"
+    by_label = {lab: i for i, lab in _labels(run).items()}
+    for opened, label in [
+        (result["enter"], result["label"]),
+        (result["space"]["panel"], result["space"]["label"]),
+        (result["neighbour"]["panel"], result["neighbour"]["label"]),
+    ]:
+        assert opened["title"] == label
+        assert opened["images"][0] == label and len(opened["images"]) == 1 + 6  # its neighbours
+        assert by_label[label] not in {by_label[x] for x in opened["images"][1:]}
+    assert result["enter"] != result["space"]["panel"] and result["neighbour"]["focus"]
+
+
+SWITCH_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const pick = document.getElementById("clustering");
+  const rule = () => document.getElementById("rule").textContent;
+  const out = {start: rule(), options: [...pick.options].map((o) => o.textContent)};
+  const to = (label) => {
+    pick.value = [...pick.options].find((o) => o.textContent.startsWith(label)).value;
+    pick.dispatchEvent(new Event("change"));
+    return rule();
+  };
+  out.agglomerative = to("agglomerative k=5");
+  out.kmeans = to("kmeans k=2");
+  out.back = to("kmeans k=3");
+  done(out);
+});
+</script>
+"""
+
+
+def test_gallery_header_follows_the_clustering_picked(gallery_run, tmp_path):
+    run, dups, choice = gallery_run  # kmeans k=3
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", choice=choice)
+    result = _run_check(tmp_path, out, SWITCH_CHECK)
+    assert result["start"] == str(choice)
+    rec = str(choice).split("; inspecting")[0]
+    assert result["agglomerative"] == rec + "; inspecting agglomerative k = 5, picked in this page"
+    assert result["kmeans"] == rec + "; inspecting kmeans k = 2, picked in this page"
+    assert result["back"] == str(choice)
+
+
+NARROW_CHECK = """
+<script>
+window.addEventListener("load", async () => {
+  const out = {width: window.innerWidth, views: []};
+  const look = () => {
+    const head = document.querySelector("header").getBoundingClientRect();
+    const title = document.querySelector("#panel h3").getBoundingClientRect();
+    out.views.push({scroll: window.scrollY, header_bottom: head.bottom, title_top: title.top,
+                    title_height: title.height});
+  };
+  const g = window.gallery;
+  g.showNeighbours(g.data.clusterings[g.data.start].clusters[0].m[0]);
+  // the top, a little down, and the end of the clusters (past it the panel leaves with them)
+  const end = document.querySelector("main").getBoundingClientRect().bottom - window.innerHeight;
+  for (const y of [0, 200, end]) {
+    window.scrollTo(0, y);
+    await new Promise((ok) => setTimeout(ok, 50));
+    look();
+  }
+  done(out);
+});
+</script>
+"""
+
+
+@pytest.mark.parametrize("width", [700, 1280])
+def test_gallery_header_never_covers_the_panel_title(gallery_run, tmp_path, width):
+    """At 700 px the header wraps to several lines; the sticky panel stays below it."""
+    run, dups, choice = gallery_run
+    out = write_gallery(
+        run, tmp_path / "report" / "gallery.html", choice=choice, duplicates=dups, n_neighbours=6
+    )
+    result = _run_check(tmp_path, out, NARROW_CHECK, f"--window-size={width},800")
+    assert result["width"] == width
+    views = result["views"]
+    assert views[-1]["scroll"] > 200  # the page scrolls: the panel is stuck under the header
+    for view in views:
+        assert view["title_height"] > 0 and view["title_top"] >= view["header_bottom"], view
+
+
+# -- real key presses: chromium driven over its DevTools pipe ----------------------------------
+
+
+class _DevTools:
+    """Chromium with ``--remote-debugging-pipe``: DevTools protocol messages (JSON, each
+    ended by a NUL byte) on its file descriptors 3 (in) and 4 (out). Key presses sent so
+    (``Input.dispatchKeyEvent``) are the browser's own, as from a keyboard: Tab moves the
+    focus, unlike a script's synthetic events."""
+
+    def __init__(self, tmp_path, url: str, *flags: str):
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+        profile = tmp_path / "chromium-devtools-profile"
+        shutil.rmtree(profile, ignore_errors=True)
+        profile.mkdir()
+        # a small trampoline puts the two pipe ends on descriptors 3 and 4, then runs chromium
+        hop = "import os,sys; os.dup2(int(sys.argv[1]),3); os.dup2(int(sys.argv[2]),4); "
+        hop += "os.execv(sys.argv[3], sys.argv[3:])"
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", hop, str(to_chrome), str(from_chrome), *cmd, *flags, url],
+            pass_fds=(to_chrome, from_chrome),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buf, self._id = b"", 0
+        targets = self.send("Target.getTargets")["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        attached = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)
+        self.session = attached["sessionId"]
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        """Send one command and return its result (events on the way are dropped)."""
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._out, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._in, 1 << 16)
+                assert chunk, "chromium closed its DevTools pipe"
+                self._buf += chunk
+            raw, _, self._buf = self._buf.partition(b"\0")
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply
+                return reply["result"]
+
+    def js(self, expression: str):
+        """The value of ``expression`` in the page."""
+        got = self.send(
+            "Runtime.evaluate",
+            self.session,
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
+        )
+        assert "exceptionDetails" not in got, got
+        return got["result"].get("value")
+
+    def press(self, key: str, code: int, text: str = "") -> None:
+        """One key down and up, as typed."""
+        down = {"key": key, "code": key if key != " " else "Space", "windowsVirtualKeyCode": code}
+        self.send("Input.dispatchKeyEvent", self.session, type="keyDown", text=text, **down)
+        self.send("Input.dispatchKeyEvent", self.session, type="keyUp", **down)
+
+    def wait_for(self, expression: str, tries: int = 500) -> None:
+        """Until ``expression`` is true in the page (polled, each poll waiting 20 ms there)."""
+        wait = "new Promise((ok) => setTimeout(() => ok(Boolean(" + expression + ")), 20))"
+        for _ in range(tries):
+            try:
+                if self.js(wait):
+                    return
+            except AssertionError as e:  # the page was still being replaced by the next
+                if "context was destroyed" not in str(e):
+                    raise
+        raise AssertionError(f"never true in the page: {expression}")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+@pytest.fixture
+def devtools(tmp_path):
+    """Open a page in chromium for real key presses: ``devtools(url)``."""
+    opened = []
+
+    def open_page(url: str) -> _DevTools:
+        opened.append(_DevTools(tmp_path, url))
+        return opened[-1]
+
+    yield open_page
+    for browser in opened:
+        browser.close()
+
+
+FOCUSED = """(() => {
+  const t = document.activeElement;
+  return {tag: t.tagName, id: t.id, thumb: t.matches("#clusters img.t"),
+          alt: t.getAttribute("alt"), visible: t.matches(":focus-visible"),
+          outline: getComputedStyle(t).outlineStyle};
+})()"""
+PANEL = """(() => ({title: document.querySelector("#panel h3").textContent,
+  images: [...document.querySelectorAll("#panel img.t")].map((im) => im.getAttribute("alt"))
+}))()"""
+
+
+def test_gallery_thumbnails_open_with_real_key_presses(gallery_run, tmp_path, devtools):
+    """Tab from the top of the page reaches a thumbnail; Enter shows its neighbours, and
+    Space those of the next thumbnail, Tab away."""
+    run, dups, choice = gallery_run
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", choice=choice, n_neighbours=6)
+    page = devtools(out.as_uri())
+    page.wait_for("document.readyState === 'complete' && window.gallery")
+    stops = []
+    for _ in range(20):  # the header's controls first, then the clusters' thumbnails
+        page.press("Tab", 9)
+        focused = page.js(FOCUSED)
+        stops.append(focused["id"] or focused["tag"])
+        if focused["thumb"]:
+            break
+    assert focused["thumb"], stops
+    assert {"clustering", "order", "search", "export"} <= set(stops)
+    assert focused["visible"] and focused["outline"] == "solid"
+    page.press("Enter", 13, "\r")
+    opened = page.js(PANEL)
+    assert opened["title"] == focused["alt"] == opened["images"][0]
+    assert len(opened["images"]) == 1 + 6
+    for _ in range(3):  # past the thumbnail's caption, a link to its source
+        page.press("Tab", 9)
+        following = page.js(FOCUSED)
+        if following["thumb"]:
+            break
+    assert following["thumb"] and following["alt"] != focused["alt"]
+    page.press(" ", 32, " ")
+    opened = page.js(PANEL)
+    assert opened["title"] == following["alt"] and len(opened["images"]) == 1 + 6

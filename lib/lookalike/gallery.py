@@ -326,8 +326,9 @@ def _thumbnails(
     files_dir: Path,
     meta: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """``{"src", "name"}`` and ``meta`` (label, origins) of each image in ``order``; ``src``
-    is a data URI, or a JPEG in ``files_dir``."""
+    """``{"id", "src", "name"}`` and ``meta`` (label, origins) of each image in ``order``
+    (by position); ``id`` is its image id (the page's CSV export), ``src`` a data URI or a
+    JPEG in ``files_dir``."""
     images = []
     for s in range(0, len(order), 256):  # bounded memory: thumbnails in chunks
         chunk = order[s : s + 256]
@@ -342,7 +343,7 @@ def _thumbnails(
                 src = f"{files_dir.name}/{name}"
             p = paths.get(image_id)
             name = Path(p).name if p else image_id[:12]
-            images.append({"src": src, "name": name, **meta[len(images)]})  # its position
+            images.append({"id": image_id, "src": src, "name": name, **meta[len(images)]})
     return images
 
 
@@ -402,6 +403,20 @@ def _summary(
     )
 
 
+def _choice_data(choice: KChoice | None) -> dict[str, Any] | None:
+    """The recommendation for the page's header, which names the clustering shown (picked
+    in the page) after it, so that it never says "inspecting k=70" of another one."""
+    if choice is None:
+        return None
+    return {
+        "method": choice.method,
+        "k": int(choice.k),
+        "recommended": int(choice.recommended),
+        "rule": choice.rule,
+        "overridden": bool(choice.overridden),
+    }
+
+
 def _render(page_data: dict[str, Any]) -> str:
     """The template filled with the page's title, thumbnail size and data."""
     blob = json.dumps(page_data, separators=(",", ":")).replace("<", "\\u003c")
@@ -439,7 +454,11 @@ def write_gallery(
     and near-duplicate groups at the end, and the searches of ``lookalike find`` in
     ``RUN/find/`` when there are any (a Find section: each query image and its hits with
     their label, similarity and share; at most
-    :data:`GALLERY_FIND_MAX` queries). It needs no Jupyter and no network: thumbnails are
+    :data:`GALLERY_FIND_MAX` queries). A search box keeps the images whose label has the
+    text (any case), and "export CSV" saves ``image_id,label,cluster`` of the images shown
+    (the whole clustering, or the search's matches; made in the page, a ``blob:`` URL).
+    Thumbnails are buttons for the keyboard too (Tab, then Enter or Space), and the header
+    names the clustering picked. It needs no Jupyter and no network: thumbnails are
     JPEG data URIs inside the page, or files in ``gallery_files/`` beside it (then share the
     folder).
 
@@ -523,6 +542,7 @@ def write_gallery(
         "title": title or f"lookalike gallery: {run.root.name}",
         "summary": _summary(len(ids), len(clusterings), max_per_cluster, max_images, skipped),
         "rule": str(choice) if choice is not None else "",
+        "choice": _choice_data(choice),
         "thumb": int(thumb),
         "page_size": page_size,
         "start": start,
