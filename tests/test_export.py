@@ -93,3 +93,33 @@ def test_export_copy_and_none(image_run, capsys):
     export_cluster_folders(run, mode="symlink")
     assert "(1 images missing)" in capsys.readouterr().out
     assert len(list(out.rglob("*.png"))) == 11
+
+
+def test_write_assignments_equals_the_long_table(tmp_path):
+    from lookalike.export import assignments_table, cluster_ranks, write_assignments
+
+    rng = np.random.default_rng(3)
+    ids = [f"img{i}" for i in range(50)]
+    sweeps = []
+    for method in ("kmeans", "similarity"):
+        labels = {}
+        for k in (4, 2):
+            lab = rng.integers(0, k, 50)
+            dist = rng.random(50).astype(np.float32)
+            dist[:6] = 0.5  # ties: broken by row order
+            labels[k] = (lab, dist)
+        sweeps.append((method, labels))
+    path = write_assignments(tmp_path / "clusters.parquet", ids, sweeps)
+    want = pd.concat([assignments_table(ids, lab, method=m) for m, lab in sweeps], ignore_index=True)
+    got = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(_written(want, tmp_path / "want.parquet")))
+    lab, dist = sweeps[0][1][4]
+    assert sorted(cluster_ranks(lab, dist)[lab == lab[0]]) == list(range((lab == lab[0]).sum()))
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4  # one per (method, k)
+
+
+def _written(df: pd.DataFrame, path):
+    df.to_parquet(path, index=False)
+    return path

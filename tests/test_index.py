@@ -100,3 +100,15 @@ def test_logo_and_its_icon_are_mutual_nearest_neighbours_through_the_index(vgg):
     near, _ = nearest_neighbors(emb["vectors"], k=1, exact_max=0, **kw)
     assert near[0, 0] == 1 and near[1, 0] == 0
     np.testing.assert_array_equal(near, exact[0])
+
+
+def test_search_order_changes_speed_only():
+    rng = np.random.default_rng(5)
+    x = l2_normalize(rng.normal(size=(3000, 8))).astype(np.float32)
+    index = ix.build_index(x)
+    order = ix.search_order(index, x, np.arange(100, 3000))
+    assert sorted(order.tolist()) == list(range(2900))  # a permutation of the positions
+    assert not np.array_equal(order, np.arange(2900))
+    rows = np.arange(100, 3000)[order]
+    want = ix.search(index, x[100:], 5)[1]
+    assert np.array_equal(ix.search(index, x[rows], 5)[1], want[order])

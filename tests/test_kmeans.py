@@ -219,3 +219,19 @@ def test_faiss_random_start_and_bad_init():
     assert len(np.unique(labels)) == 3
     with pytest.raises(ConfigError, match="init="):
         kmeans.fit_faiss_kmeans(X, 3, init="kmeans||")
+
+
+def test_sample_distances_give_sklearns_silhouette():
+    from sklearn.metrics import silhouette_score
+
+    Z = _blobs(n_per=150, centers=4, dim=6)[0].astype(np.float32)
+    labels = kmeans.relabel_by_size(np.arange(600) // 150)
+    rows = kmeans.silhouette_rows(600, 200, 7)
+    dist = kmeans.pca_sample_distances(Z, 200, 7)
+    got, _ = kmeans.cluster_scores(
+        Z, labels, silhouette_sample=200, random_state=7, silhouette_distances=dist
+    )
+    plain, _ = kmeans.cluster_scores(Z, labels, silhouette_sample=200, random_state=7)
+    assert got["silhouette"] == pytest.approx(silhouette_score(Z[rows], labels[rows]), abs=1e-6)
+    assert got["silhouette"] == pytest.approx(plain["silhouette"], abs=1e-6)
+    assert got["silhouette_space"] == plain["silhouette_space"] == "pca"

@@ -61,6 +61,7 @@ from .kmeans import (  # noqa: F401 (re-exported: the stage's names in one place
     cluster_scores,
     kmeans_sweep,
     metrics_frame,
+    pca_sample_distances,
     relabel_by_size,
     silhouette_rows,
 )
@@ -489,9 +490,11 @@ def _cluster(
     """
     ks, seed, sample = params["k_values"], params["random_state"], params["silhouette_sample"]
     scoring = {"silhouette_sample": sample, "random_state": seed, "progress": progress}
+    pca_dist = pca_sample_distances(Z, sample, seed)  # once: every PCA-space cut uses them
     metrics, labels = kmeans_sweep(
-        Z, ks, algorithm=params["algorithm"], n_init=params["n_init"], **scoring
-    )
+        Z, ks, algorithm=params["algorithm"], n_init=params["n_init"],
+        silhouette_distances=pca_dist, **scoring,
+    )  # fmt: skip
     all_metrics = [metrics]
     sweeps: list[tuple[str, Labels]] = [("kmeans", labels)]
     graph_k = params.get("graph_k")
@@ -503,6 +506,7 @@ def _cluster(
             linkage=params["agglomerative_linkage"],
             max_samples=agglomerative_max,
             graph_k=graph_k or GRAPH_K,
+            silhouette_distances=pca_dist,
             **scoring,
         )
         all_metrics.append(ag_metrics)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import storage
 from .exceptions import ConfigError
-from .index import EXACT_MAX, build_index, range_pairs, search
+from .index import EXACT_MAX, build_index, range_pairs, search, search_order
 from .neighbors import NEIGHBORS_COLUMNS, l2_normalize, nearest_neighbors
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
@@ -139,11 +139,12 @@ def _links(
         rows, cols = range_pairs(U, min_score, exact_max=exact_max)
     else:
         index = build_index(U)
+        order = search_order(index, U)
         rows_l, cols_l = [], []
         for s in range(0, len(U), 65536):  # bounded memory: (block, max_links + 1) results
-            _, ids = search(index, U[s : s + 65536], int(max_links) + 1)
-            r = s + np.repeat(np.arange(len(ids)), ids.shape[1])
-            rows_l.append(r)
+            at = order[s : s + 65536]
+            _, ids = search(index, U[at], int(max_links) + 1)
+            rows_l.append(np.repeat(at, ids.shape[1]))
             cols_l.append(ids.ravel())
         rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
         keep = (cols >= 0) & (cols != rows)

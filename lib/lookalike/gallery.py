@@ -339,7 +339,8 @@ def _thumbnails(
                 src = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
             else:
                 name = f"{image_id[:24]}.jpg"
-                _readable(storage.atomic_write_bytes(files_dir / name, data))
+                # no fsync: tens of thousands of files that are made again at will
+                _readable(storage.atomic_write_bytes(files_dir / name, data, fsync=False))
                 src = f"{files_dir.name}/{name}"
             p = paths.get(image_id)
             name = Path(p).name if p else image_id[:12]

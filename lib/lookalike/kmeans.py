@@ -222,6 +222,20 @@ def silhouette_rows(
     return np.random.RandomState(seed).permutation(n_samples)[:silhouette_sample].astype(np.int64)
 
 
+def pca_sample_distances(
+    Z: np.ndarray, silhouette_sample: int = SILHOUETTE_SAMPLE, random_state: int | None = 0
+) -> np.ndarray:
+    """Euclidean distances between the :func:`silhouette_rows` of ``Z``: (m, m), float32.
+
+    The distances ``silhouette_score(Z[rows], labels)`` computes, once for a whole sweep
+    (every cut of a run is scored on the same rows): pass them as ``silhouette_distances``.
+    """
+    from sklearn.metrics import pairwise_distances
+
+    rows = silhouette_rows(len(Z), silhouette_sample, random_state)
+    return pairwise_distances(np.asarray(Z[rows], dtype=np.float32))
+
+
 def cluster_scores(
     Z: np.ndarray,
     labels: np.ndarray,
@@ -409,6 +423,7 @@ def kmeans_sweep(
     random_state: int | None = 0,
     silhouette_sample: int = SILHOUETTE_SAMPLE,
     progress: bool = True,
+    silhouette_distances: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, Labels]:
     """Fit KMeans for every k and score each clustering.
 
@@ -429,6 +444,8 @@ def kmeans_sweep(
         Seed of KMeans and of the silhouette sample; a fixed seed gives identical labels.
     silhouette_sample : int, default :data:`SILHOUETTE_SAMPLE`
         Silhouette is O(n^2): above this many samples it is computed on a fixed-seed sample.
+    silhouette_distances : ndarray (m, m), optional
+        :func:`pca_sample_distances` of ``Z``, computed once by the caller for a whole run.
 
     Returns
     -------
@@ -467,6 +484,7 @@ def kmeans_sweep(
                 centers=centers[old_of_new],
                 silhouette_sample=silhouette_sample,
                 random_state=random_state,
+                silhouette_distances=silhouette_distances,
             )
             seconds = time.perf_counter() - t0
             rows.append(

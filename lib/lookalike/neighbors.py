@@ -342,8 +342,10 @@ def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, n
     tints = sparse.csr_matrix(colour) if blend else None  # once: a scan of n x c floats
     index = np.empty((len(q), k), dtype=np.int64)
     similarity = np.empty((len(q), k), dtype=np.float32)
+    order = _index.search_order(whole_index, vectors, q)
     for s in range(0, len(q), QUERY_ROWS):
-        qb = q[s : s + QUERY_ROWS]
+        at = order[s : s + QUERY_ROWS]
+        qb = q[at]
         found = [_index.search(whole_index, vectors[qb], kk)]
         if part_index is not None:
             sc, ids = _index.search(part_index, vectors[qb], part_row.shape[1] * kk)
@@ -351,9 +353,7 @@ def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, n
             found.append(_part_searches(whole_index, present, part_row[qb], kk))
         scores = np.concatenate([f[0] for f in found], axis=1)
         cand = np.concatenate([f[1] for f in found], axis=1)
-        index[s : s + len(qb)], similarity[s : s + len(qb)] = _best_found(
-            cand, scores, qb, k, feats, tints
-        )
+        index[at], similarity[at] = _best_found(cand, scores, qb, k, feats, tints)
     return index, similarity
 
 
