@@ -110,7 +110,9 @@ def test_write_assignments_equals_the_long_table(tmp_path):
             labels[k] = (lab, dist)
         sweeps.append((method, labels))
     path = write_assignments(tmp_path / "clusters.parquet", ids, sweeps)
-    want = pd.concat([assignments_table(ids, lab, method=m) for m, lab in sweeps], ignore_index=True)
+    want = pd.concat(
+        [assignments_table(ids, lab, method=m) for m, lab in sweeps], ignore_index=True
+    )
     got = pd.read_parquet(path)
     pd.testing.assert_frame_equal(got, pd.read_parquet(_written(want, tmp_path / "want.parquet")))
     lab, dist = sweeps[0][1][4]
