@@ -153,3 +153,26 @@ def test_sample_distances_are_one_minus_the_fused_similarity_of_the_rows():
     assert (D >= 0).all() and (np.diag(D) == 0).all() and D[0, 1] < 1e-5
     full = sim.similarity_matrix(**inputs)  # already computed: its rows are taken
     np.testing.assert_allclose(sim.sample_distances(inputs, rows, similarity=full), D, atol=1e-6)
+
+
+def test_whitening_above_fit_rows_matches_its_sample(monkeypatch):
+    from lookalike import reduce, similarity
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(1200, 16)).astype(np.float32)
+    parts = rng.normal(size=(1200, 2, 16)).astype(np.float32)
+    mask = rng.random((1200, 2)) > 0.7
+    monkeypatch.setattr(reduce, "FIT_ROWS", 500)
+    monkeypatch.setattr(similarity, "TRANSFORM_ROWS", 200)
+    w = similarity.fit_whitener(vectors, parts, mask, n_components=6, random_state=1)
+    rows = reduce.fit_rows(1200, random_state=1)
+    monkeypatch.setattr(reduce, "FIT_ROWS", 10**6)
+    ref = similarity.fit_whitener(
+        vectors[rows], parts[rows], mask[rows], n_components=6, random_state=1
+    )
+    assert np.allclose(w.components, ref.components, atol=1e-6)
+    wholes, w_parts = w.transform(vectors, parts, mask)
+    t = lambda x: similarity.l2_normalize((x - w.mean) @ w.components.T * w.scale)  # noqa: E731
+    assert np.allclose(wholes, t(vectors), atol=1e-5)
+    assert np.allclose(w_parts[mask], t(parts[mask]), atol=1e-5)
+    assert not w_parts[~mask].any()

@@ -339,7 +339,7 @@ def _index_neighbors(feats: tuple, q: np.ndarray, k: int) -> tuple[np.ndarray, n
     whole_index = _index.build_index(vectors)
     part_index = None if present is None else _index.build_index(present)
     owner = None if part_row is None else np.nonzero(part_mask)[0]
-    tints = sparse.csr_matrix(colour) if blend else None  # once: a scan of n x c floats
+    tints = _sparse_rows(colour) if blend else None  # once: a scan of n x c floats
     index = np.empty((len(q), k), dtype=np.int64)
     similarity = np.empty((len(q), k), dtype=np.float32)
     order = _index.search_order(whole_index, vectors, q)
@@ -367,6 +367,12 @@ def _part_searches(
     if has.any():
         sc[has], ids[has] = _index.search(whole_index, present[rows[has]], kk)
     return sc.reshape(len(rows), -1), ids.reshape(len(rows), -1)
+
+
+def _sparse_rows(x: np.ndarray, block: int = QUERY_ROWS) -> sparse.csr_matrix:
+    """``x`` (n, c) as a CSR matrix, converted a block of rows at a time (bounded memory)."""
+    blocks = [sparse.csr_matrix(np.asarray(x[s : s + block])) for s in range(0, len(x), block)]
+    return sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix(x)
 
 
 def _colour_dot(sparse, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -18,6 +18,25 @@ from . import storage
 from .exceptions import ConfigError
 from .paths import RunLayout
 
+#: Most rows a PCA is fitted on (here and for the fused similarity's whitening): above it a
+#: seeded sample. 200,000 rows of 512-d features settle the components, and fitting on all
+#: of 1,000,000 would hold centred copies of them (2 GB each).
+FIT_ROWS = 200_000
+#: Rows projected at a time when the fit was on a sample (bounds the temporaries).
+TRANSFORM_ROWS = 1 << 16
+
+
+def fit_rows(
+    n_samples: int, max_rows: int | None = None, random_state: int | None = 0
+) -> np.ndarray | None:
+    """Row numbers to fit on: None (all of them) up to ``max_rows`` (default
+    :data:`FIT_ROWS`), else a seeded sample of ``max_rows`` rows, sorted (int64)."""
+    max_rows = FIT_ROWS if max_rows is None else int(max_rows)
+    if n_samples <= max_rows:
+        return None
+    rng = np.random.default_rng(0 if random_state is None else random_state)
+    return np.sort(rng.choice(n_samples, size=max_rows, replace=False)).astype(np.int64)
+
 
 def fit_pca(
     X: np.ndarray,
@@ -37,7 +56,9 @@ def fit_pca(
     whiten : bool, default False
         Scale components to unit variance (every direction then counts equally in KMeans).
     random_state : int or None, default 0
-        Seed of the randomized SVD solver, which sklearn picks for large inputs.
+        Seed of the randomized SVD solver, which sklearn picks for large inputs, and of the
+        sample it is fitted on above :data:`FIT_ROWS` rows (all rows are then projected, a
+        block at a time).
 
     Returns
     -------
@@ -66,7 +87,13 @@ def fit_pca(
         nc = min(int(n_components), limit)
     solver = "full" if isinstance(nc, float) else "auto"
     pca = PCA(n_components=nc, whiten=whiten, svd_solver=solver, random_state=random_state)
-    Z = pca.fit_transform(X).astype(np.float32)
+    rows = fit_rows(len(X), random_state=random_state)
+    if rows is None:
+        return pca.fit_transform(X).astype(np.float32), pca
+    pca.fit(X[rows])
+    Z = np.empty((len(X), pca.n_components_), dtype=np.float32)
+    for s in range(0, len(X), TRANSFORM_ROWS):
+        Z[s : s + TRANSFORM_ROWS] = pca.transform(X[s : s + TRANSFORM_ROWS])
     return Z, pca
 
 

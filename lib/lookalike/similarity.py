@@ -42,6 +42,7 @@ from .neighbors import (
     similarity_rows,
 )
 from .paths import RunLayout
+from .reduce import TRANSFORM_ROWS, fit_rows
 
 #: Measured defaults per kind of image (see the README, "How well does it work").
 #:
@@ -171,6 +172,7 @@ def load_features(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Any]
     dict with ``ids`` (DataFrame of ``RUN/embeddings/ids.parquet``), ``vectors`` (n, d),
     ``parts`` (n, 2, d') or None, ``part_mask`` (n, 2) or None, ``colour`` (n, c) or None, and
     ``settings`` (the recorded settings; the ``photos`` preset's when none were recorded).
+    ``vectors``, ``parts`` and ``colour`` are read-only memory maps of the files.
     """
     run = RunLayout(run_dir)
     ids, vectors = storage.read_embeddings(run)
@@ -184,14 +186,14 @@ def load_features(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, Any]
         "settings": settings,
     }
     if run.parts.is_file() and run.similarity_state.is_file():
-        parts = np.load(run.parts)
+        parts = np.load(run.parts, mmap_mode="r")  # read where needed: 4 GB at 1,000,000
         if len(parts) != len(ids):
             raise ManifestError(
                 f"{run.parts} has {len(parts)} rows for {len(ids)} vectors; re-run 03"
             )
         out["parts"] = parts
         out["part_mask"] = np.load(run.part_mask)
-        out["colour"] = np.load(run.colour)
+        out["colour"] = np.load(run.colour, mmap_mode="r")
     return out
 
 
@@ -285,13 +287,17 @@ class Whitener:
         def t(x: np.ndarray) -> np.ndarray:
             return l2_normalize((x - self.mean) @ self.components.T * self.scale)
 
-        w_parts = None
-        if parts is not None:
-            k = self.components.shape[0]
-            w_parts = np.zeros((*parts.shape[:2], k), dtype=np.float32)
-            if part_mask is not None and part_mask.any():
-                w_parts[part_mask] = t(parts[part_mask])
-        return t(vectors), w_parts
+        k, step = self.components.shape[0], TRANSFORM_ROWS  # blocks: bounded temporaries
+        wholes = np.empty((len(vectors), k), dtype=np.float32)
+        w_parts = None if parts is None else np.zeros((*parts.shape[:2], k), dtype=np.float32)
+        has_parts = parts is not None and part_mask is not None and part_mask.any()
+        for s in range(0, len(vectors), step):
+            wholes[s : s + step] = t(vectors[s : s + step])
+            if has_parts and part_mask[s : s + step].any():
+                w_parts[s : s + step][part_mask[s : s + step]] = t(
+                    np.asarray(parts[s : s + step])[part_mask[s : s + step]]
+                )
+        return wholes, w_parts
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whitening to ``path`` (``.npz``), atomically."""
@@ -327,10 +333,17 @@ def fit_whitener(
     part_mask : ndarray (n, m) bool, optional
     n_components : int, default 128
         Clipped to the number of vectors minus one and to ``d``.
+    random_state : int or None, default 0
+        Seed of the PCA and, above :data:`lookalike.reduce.FIT_ROWS` images, of the sample of
+        images (with their parts) it is fitted on.
     """
     from sklearn.decomposition import PCA
 
     vectors = np.asarray(vectors, dtype=np.float32)
+    rows = fit_rows(len(vectors), random_state=random_state)
+    if rows is not None:  # a seeded sample of the images, with their parts
+        vectors = vectors[rows]
+        parts, part_mask = (None, None) if parts is None else (parts[rows], part_mask[rows])
     fit_on = vectors
     if parts is not None and part_mask is not None and part_mask.any():
         fit_on = np.concatenate([vectors, parts[part_mask]])
