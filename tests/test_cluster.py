@@ -187,6 +187,14 @@ def test_cluster_run_above_agglomerative_max_takes_the_graph_path(tmp_path, caps
     at4 = table[(table["method"] == "agglomerative") & (table["k"] == 4)]["cluster"]
     assert adjusted_rand_score(truth, at4) == pytest.approx(1.0)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "neighbors.parquet"), dense_nb)
+    # the graph's cosine kNN is kept beside Z, for 05's near-duplicates
+    from lookalike.duplicates import DUP_MAX_LINKS
+    from lookalike.neighbors import nearest_neighbors
+    from lookalike.reduce import read_pca_neighbours, read_reduced
+
+    knn_index, knn_sim = read_pca_neighbours(tmp_path)
+    want = nearest_neighbors(read_reduced(tmp_path)[1], k=DUP_MAX_LINKS)
+    assert np.array_equal(knn_index, want[0]) and np.allclose(knn_sim, want[1])
     # other linkages have no graph tree: skipped there, with a message
     metrics = cluster_run(
         tmp_path, k_values=[2, 3], agglomerative_max=50, agglomerative_linkage="single",

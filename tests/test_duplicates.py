@@ -125,3 +125,19 @@ def test_find_near_duplicates_max_similarity_is_the_best_pair(clustered_run):
         sim = U[m] @ U[m].T
         np.fill_diagonal(sim, -np.inf)
         np.testing.assert_allclose(grp["max_similarity"], sim.max(axis=1), atol=1e-5)
+
+
+def test_near_duplicates_from_stage_04s_neighbours_match_the_exact_ones():
+    from lookalike.duplicates import _near_duplicates
+    from lookalike.neighbors import nearest_neighbors
+
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(300, 16)).astype(np.float32)
+    Z = np.vstack([base, base[:40] + 0.01 * rng.normal(size=(40, 16)), base[:5] * 2.0])
+    knn = nearest_neighbors(Z, k=32)[0]
+    groups, best = _near_duplicates(Z, 0.97, exact_max=10, neighbours=knn)
+    exact, exact_best = _near_duplicates(Z, 0.97)
+    assert [g.tolist() for g in groups] == [g.tolist() for g in exact]
+    assert np.allclose(best, exact_best)
+    too_few = _near_duplicates(Z, 0.97, exact_max=10, neighbours=knn[:, :3])[0]  # searched
+    assert [g.tolist() for g in too_few] == [g.tolist() for g in exact]

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import storage
+from .duplicates import DUP_MAX_LINKS
 from .exceptions import ConfigError
 from .export import (  # noqa: F401 (image_paths, export_folder: re-exported for callers)
     CLUSTERS_COLUMNS,
@@ -261,6 +262,7 @@ def agglomerative_sweep(
     graph_k: int = GRAPH_K,
     silhouette_distances: np.ndarray | None = None,
     silhouette_space: str = PCA_SPACE,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, Labels]:
     """Build the cosine merge tree once and cut it at every k (or at a distance threshold).
 
@@ -293,6 +295,9 @@ def agglomerative_sweep(
         (with ``tree``: False).
     graph_k : int, default :data:`lookalike.graph.GRAPH_K`
         Neighbours per sample of the cosine kNN graph (when this function builds it).
+    neighbours : (index, similarity), optional
+        The cosine kNN of ``Z`` (:func:`lookalike.neighbors.nearest_neighbors`, at least
+        ``graph_k`` columns) when the caller has it; default: searched here.
 
     Returns
     -------
@@ -321,8 +326,8 @@ def agglomerative_sweep(
                 f"{len(Z)} images > max_samples={max_samples}: above it the tree is built "
                 f"from the kNN graph, average linkage only (got linkage={linkage!r})"
             )
-        index, sim = nearest_neighbors(Z, k=graph_k)
-        tree, _ = knn_tree(index, sim, Z, progress=progress)
+        index, sim = nearest_neighbors(Z, k=graph_k) if neighbours is None else neighbours
+        tree, _ = knn_tree(index[:, :graph_k], sim[:, :graph_k], Z, progress=progress)
         name = f"average-linkage cosine kNN graph (k={graph_k})"
     else:
         tree = merge_tree(cosine_distances(Z, max_samples=max_samples), linkage=linkage)
@@ -480,13 +485,14 @@ def _cluster(
     *,
     agglomerative_max: int,
     progress: bool,
-) -> tuple[pd.DataFrame, list[tuple[str, Labels]]]:
+) -> tuple[pd.DataFrame, list[tuple[str, Labels]], tuple[np.ndarray, np.ndarray] | None]:
     """Every clustering of ``params`` on ``Z``, and ``RUN/neighbors.parquet``.
 
     The run's neighbours are searched once, with ``max(graph k, neighbors_k)`` columns when
     the similarity tree comes from the kNN graph; the first ``neighbors_k`` are written.
-    Returns the metrics (kmeans rows, then agglomerative, then similarity) and each method's
-    labels, for :func:`lookalike.export.write_assignments`.
+    Returns the metrics (kmeans rows, then agglomerative, then similarity), each method's
+    labels (for :func:`lookalike.export.write_assignments`) and the cosine kNN of ``Z`` when
+    the agglomerative graph tree searched it (for :func:`lookalike.reduce.write_pca`).
     """
     ks, seed, sample = params["k_values"], params["random_state"], params["silhouette_sample"]
     scoring = {"silhouette_sample": sample, "random_state": seed, "progress": progress}
@@ -498,7 +504,13 @@ def _cluster(
     all_metrics = [metrics]
     sweeps: list[tuple[str, Labels]] = [("kmeans", labels)]
     graph_k = params.get("graph_k")
+    pca_knn = None
     if params["agglomerative"]:
+        t_knn = time.perf_counter()
+        if len(Z) > agglomerative_max and params["agglomerative_linkage"] == "average":
+            # one search for the graph tree and for 05's near-duplicates (kept in pca.npz)
+            pca_knn = nearest_neighbors(Z, k=max(graph_k or GRAPH_K, DUP_MAX_LINKS))
+        knn_seconds = time.perf_counter() - t_knn
         ag_metrics, ag_labels = agglomerative_sweep(
             Z,
             ks,
@@ -507,8 +519,10 @@ def _cluster(
             max_samples=agglomerative_max,
             graph_k=graph_k or GRAPH_K,
             silhouette_distances=pca_dist,
+            neighbours=pca_knn,
             **scoring,
         )
+        ag_metrics["seconds"] += knn_seconds / len(ag_metrics)
         all_metrics.append(ag_metrics)
         sweeps.append(("agglomerative", ag_labels))
     t_sim = time.perf_counter()
@@ -541,7 +555,7 @@ def _cluster(
         all_metrics.append(sim_metrics)
         sweeps.append(("similarity", sim_labels))
     metrics = pd.concat(all_metrics, ignore_index=True) if len(all_metrics) > 1 else metrics
-    return metrics, sweeps
+    return metrics, sweeps, pca_knn
 
 
 def _print_done(n: int, d: int, Z: np.ndarray, pca: Any, metrics: pd.DataFrame, dt: float) -> None:
@@ -696,7 +710,7 @@ def cluster_run(
         print(f"cluster: every image is clustered again: {why or 'refit: true'}")
     run.additions.unlink(missing_ok=True)  # it describes an extension these outputs replace
     Z, pca = fit_pca(X, n_components=pca_components, whiten=o["whiten"], random_state=random_state)
-    metrics, sweeps = _cluster(
+    metrics, sweeps, pca_knn = _cluster(
         run,
         Z,
         image_ids,
@@ -705,7 +719,7 @@ def cluster_run(
         agglomerative_max=o["agglomerative_max"],
         progress=progress,
     )
-    write_pca(run, image_ids, Z, pca)
+    write_pca(run, image_ids, Z, pca, neighbours=pca_knn)
     write_assignments(run.clusters, image_ids, sweeps)
     storage.write_table(metrics, run.metrics)
     storage.write_stamp(run.cluster_state, params)  # last: the outputs above are complete

@@ -23,7 +23,7 @@ from .exceptions import ConfigError
 from .index import EXACT_MAX, build_index, range_pairs, search, search_order
 from .neighbors import NEIGHBORS_COLUMNS, l2_normalize, nearest_neighbors
 from .paths import RunLayout, resolve
-from .reduce import read_reduced
+from .reduce import read_pca_neighbours, read_reduced
 
 __all__ = [
     "DUP_MAX_LINKS",
@@ -123,13 +123,19 @@ def _stored_neighbours(run: RunLayout, query_ids: np.ndarray, nn: int) -> pd.Dat
 
 
 def _links(
-    U: np.ndarray, threshold: float, exact_max: int, max_links: int
+    U: np.ndarray,
+    threshold: float,
+    exact_max: int,
+    max_links: int,
+    neighbours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``rows, cols, similarity`` of the near-duplicate links between unit rows of ``U``.
 
     Every pair at or above ``threshold`` up to ``exact_max`` rows
     (:func:`lookalike.index.range_pairs`); above it each row's ``max_links`` nearest at or
-    above it, from the faiss index (:func:`lookalike.index.search`).
+    above it: the first ``max_links`` columns of ``neighbours`` (each row's nearest other
+    rows, (n, k >= max_links), as stage 04 keeps them) when given, else from the faiss index
+    (:func:`lookalike.index.search`).
     """
     # The link rule of the radius search this replaced: |a-b| <= sqrt(2 - 2t) + 1e-6 for unit
     # vectors, i.e. cos >= 1 - r^2 / 2; the small slack absorbs rounding.
@@ -137,6 +143,9 @@ def _links(
     min_score = 1.0 - radius * radius / 2.0
     if len(U) <= exact_max:
         rows, cols = range_pairs(U, min_score, exact_max=exact_max)
+    elif neighbours is not None:
+        cols = neighbours[:, :max_links].ravel()
+        rows = np.repeat(np.arange(len(U)), min(max_links, neighbours.shape[1]))
     else:
         index = build_index(U)
         order = search_order(index, U)
@@ -147,8 +156,8 @@ def _links(
             rows_l.append(np.repeat(at, ids.shape[1]))
             cols_l.append(ids.ravel())
         rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
-        keep = (cols >= 0) & (cols != rows)
-        rows, cols = rows[keep], cols[keep]
+    keep = (cols >= 0) & (cols != rows)
+    rows, cols = rows[keep], cols[keep]
     sim = np.empty(len(rows), np.float32)
     for s in range(0, len(rows), 1 << 20):  # O(pairs), in blocks
         sim[s : s + (1 << 20)] = np.einsum(
@@ -202,9 +211,10 @@ def _near_duplicates(
     *,
     exact_max: int | None = None,
     max_links: int | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """The groups of :func:`near_duplicate_groups` and each row's highest link similarity
-    (-inf for a row without links), float32 (n,)."""
+    (-inf for a row without links), float32 (n,). ``neighbours``: see :func:`_links`."""
     if not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"dup_threshold={threshold!r} must be a cosine similarity in (0, 1]")
     U = l2_normalize(np.asarray(Z, dtype=np.float32))
@@ -213,7 +223,9 @@ def _near_duplicates(
         return [], best
     exact_max = EXACT_MAX if exact_max is None else exact_max
     max_links = DUP_MAX_LINKS if max_links is None else max(1, int(max_links))
-    rows, cols, sim = _links(U, threshold, exact_max, max_links)
+    if neighbours is not None and (len(neighbours) != len(U) or neighbours.shape[1] < max_links):
+        neighbours = None  # not this Z's, or too few
+    rows, cols, sim = _links(U, threshold, exact_max, max_links, neighbours)
     np.maximum.at(best, rows, sim)
     np.maximum.at(best, cols, sim)
     return _components(len(U), rows, cols)[1], best
@@ -252,7 +264,8 @@ def find_near_duplicates(
     run = RunLayout(run_dir)
     ids, Z = read_reduced(run)
     info = storage.image_info(run)
-    groups, best = _near_duplicates(Z, threshold)
+    knn = read_pca_neighbours(run)  # stage 04's search, when it kept one
+    groups, best = _near_duplicates(Z, threshold, neighbours=None if knn is None else knn[0])
     exact = _exact_duplicates(run, info, ids)
     members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
     sizes = np.array([len(g) for g in groups], dtype=np.int64)

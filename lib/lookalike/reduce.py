@@ -7,7 +7,6 @@ clustering of :mod:`lookalike.cluster` is scored in); :func:`write_pca` and
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 
@@ -102,6 +101,7 @@ def write_pca(
     image_ids: Sequence[str],
     Z: np.ndarray,
     pca: PCA | Mapping[str, np.ndarray],
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Write ``RUN/pca.npz``.
 
@@ -110,7 +110,10 @@ def write_pca(
     (n, n_components), and the PCA itself (``mean`` (d,), ``components`` (n_components, d),
     ``explained_variance`` (n_components,), ``whiten`` ()), so that images added to the run
     later are projected by the same PCA (:func:`project`). ``pca`` is the fitted PCA, or
-    those arrays as :func:`read_pca` returns them.
+    those arrays as :func:`read_pca` returns them. ``neighbours``, the cosine kNN of ``Z``
+    from :func:`lookalike.neighbors.nearest_neighbors` (index (n, k), similarity (n, k)), is
+    kept beside ``Z`` as ``knn_index`` and ``knn_similarity`` (:func:`read_pca_neighbours`),
+    so that stage 05's near-duplicates need not search again.
     """
     if not isinstance(pca, Mapping):
         pca = {
@@ -122,9 +125,12 @@ def write_pca(
         }
     coords2d = np.zeros((len(Z), 2), dtype=np.float32)
     coords2d[:, : min(2, Z.shape[1])] = Z[:, :2]
-    buf = io.BytesIO()
-    np.savez(buf, image_id=np.asarray(image_ids, dtype=str), coords2d=coords2d, Z=Z, **pca)
-    storage.atomic_write_bytes(RunLayout(run_dir).pca, buf.getvalue())
+    knn = {}
+    if neighbours is not None:
+        knn = {"knn_index": neighbours[0].astype(np.int32), "knn_similarity": neighbours[1]}
+    with storage.atomic_path(RunLayout(run_dir).pca) as tmp, open(tmp, "wb") as fh:
+        ids = np.asarray(image_ids, dtype=str)
+        np.savez(fh, image_id=ids, coords2d=coords2d, Z=Z, **pca, **knn)
 
 
 def read_pca(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, np.ndarray] | None:
@@ -136,6 +142,20 @@ def read_pca(run_dir: str | os.PathLike[str] | RunLayout) -> dict[str, np.ndarra
     keys = ("explained_variance_ratio", "mean", "components", "explained_variance", "whiten")
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in keys} if "components" in f else None
+
+
+def read_pca_neighbours(
+    run_dir: str | os.PathLike[str] | RunLayout,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cosine kNN of ``Z`` kept in ``RUN/pca.npz`` (:func:`write_pca`): index int64
+    (n, k) and similarity float32 (n, k), or None when stage 04 kept none."""
+    path = RunLayout(run_dir).pca
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        if "knn_index" not in f:
+            return None
+        return f["knn_index"].astype(np.int64), np.asarray(f["knn_similarity"], np.float32)
 
 
 def read_reduced(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[np.ndarray, np.ndarray]:
