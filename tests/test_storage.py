@@ -151,3 +151,23 @@ def test_stamp_is_current_only_for_the_same_key_and_existing_outputs(tmp_path):
 def test_fingerprint_is_canonical():
     assert storage.fingerprint({"a": 1, "b": (1, 2)}) == storage.fingerprint({"b": [1, 2], "a": 1})
     assert storage.fingerprint({"a": 1}) != storage.fingerprint({"a": 2})
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_drop_pages_gives_back_a_memory_maps_pages_and_keeps_its_data(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(10_000 * 1024, dtype=np.float32).reshape(10_000, 1024))  # 40 MB
+    x = np.load(path, mmap_mode="r")
+    view = np.asarray(x, dtype=np.float32)[100:]  # views keep the map as their base
+    before = _rss_file_kib()
+    total = float(view.sum(dtype=np.float64))
+    touched = _rss_file_kib()
+    storage.drop_pages(view)
+    assert touched - before > 30_000 and touched - _rss_file_kib() > 30_000
+    assert float(view.sum(dtype=np.float64)) == total  # read again from the file
+    storage.drop_pages(np.zeros(3))  # not a memory map: nothing happens

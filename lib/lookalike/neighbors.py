@@ -372,6 +372,7 @@ def _part_searches(
 def _sparse_rows(x: np.ndarray, block: int = QUERY_ROWS) -> sparse.csr_matrix:
     """``x`` (n, c) as a CSR matrix, converted a block of rows at a time (bounded memory)."""
     blocks = [sparse.csr_matrix(np.asarray(x[s : s + block])) for s in range(0, len(x), block)]
+    storage.drop_pages(x)  # a memory map of colour.npy: the CSR copy is what is used
     return sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix(x)
 
 
@@ -414,7 +415,12 @@ def _best_found(
     short = (index < 0).any(axis=1)
     i = np.broadcast_to(qb[:, None], index.shape)
     similarity = np.full(index.shape, -np.inf, dtype=np.float32)
-    exact = pair_similarity(i[~short].ravel(), index[~short].ravel(), *feats)
+    pi, pj = i[~short].ravel(), index[~short].ravel()
+    if tints is None:
+        exact = pair_similarity(pi, pj, *feats)
+    else:  # colour from the CSR copy: the dense memory map is not read again
+        exact = pair_similarity(pi, pj, vectors, parts, part_mask, None, 0.0)
+        exact = ((1.0 - weight) * exact + weight * _colour_dot(tints, pi, pj)).astype(np.float32)
     similarity[~short] = exact.reshape(-1, k)
     order = np.lexsort((index, -similarity), axis=1)
     index = np.take_along_axis(index, order, axis=1)

@@ -88,11 +88,13 @@ def fit_pca(
     pca = PCA(n_components=nc, whiten=whiten, svd_solver=solver, random_state=random_state)
     rows = fit_rows(len(X), random_state=random_state)
     if rows is None:
-        return pca.fit_transform(X).astype(np.float32), pca
-    pca.fit(X[rows])
-    Z = np.empty((len(X), pca.n_components_), dtype=np.float32)
-    for s in range(0, len(X), TRANSFORM_ROWS):
-        Z[s : s + TRANSFORM_ROWS] = pca.transform(X[s : s + TRANSFORM_ROWS])
+        Z = pca.fit_transform(X).astype(np.float32)
+    else:
+        pca.fit(X[rows])
+        Z = np.empty((len(X), pca.n_components_), dtype=np.float32)
+        for s in range(0, len(X), TRANSFORM_ROWS):
+            Z[s : s + TRANSFORM_ROWS] = pca.transform(X[s : s + TRANSFORM_ROWS])
+    storage.drop_pages(X)  # a memory map of the embeddings: read once, not kept resident
     return Z, pca
 
 

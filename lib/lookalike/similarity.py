@@ -297,6 +297,8 @@ class Whitener:
                 w_parts[s : s + step][part_mask[s : s + step]] = t(
                     np.asarray(parts[s : s + step])[part_mask[s : s + step]]
                 )
+        storage.drop_pages(vectors)  # memory maps of stage 03's files: one pass, not kept
+        storage.drop_pages(parts)
         return wholes, w_parts
 
     def save(self, path: str | os.PathLike[str]) -> None:

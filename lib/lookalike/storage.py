@@ -322,6 +322,27 @@ def read_embeddings(run_dir: str | os.PathLike[str] | RunLayout) -> tuple[pd.Dat
     return ids, vectors
 
 
+def drop_pages(array: Any) -> None:
+    """Let the OS take back the pages of a memory-mapped file that ``array`` has read.
+
+    Pages of a file mapped with ``np.load(mmap_mode="r")`` stay in the process's resident
+    memory once touched (a 1,000,000-image run maps 8 GB of features), though only a pass
+    over them needed them. After such a pass this hands them back (``MADV_DONTNEED``: the
+    file is unchanged and a later read simply maps them again). Does nothing for an array
+    that is not a view of a memory map, or where the OS has no ``madvise``.
+    """
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            base.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # a closed map, or a platform that refuses it
+            pass
+
+
 # -- stamps: "is this output current?" -----------------------------------------------------
 
 
