@@ -112,3 +112,22 @@ def test_search_order_changes_speed_only():
     rows = np.arange(100, 3000)[order]
     want = ix.search(index, x[100:], 5)[1]
     assert np.array_equal(ix.search(index, x[rows], 5)[1], want[order])
+
+
+def test_queries_with_too_few_candidates_are_answered_exactly_in_blocks(monkeypatch):
+    from lookalike import neighbors as nb
+
+    feats = _fused_set(120)
+    kw = dict(feats, colour_weight=0.3, normalize=False)
+    want = nearest_neighbors(**kw, k=5)
+    v, p, m, c = nb.check_features(
+        feats["vectors"], feats["parts"], feats["part_mask"], feats["colour"]
+    )
+    qb = np.arange(10, 20)
+    cand = np.tile(np.arange(120), (10, 1))
+    cand[[2, 5, 7]] = -1  # three queries the index found nothing for
+    scores = np.zeros(cand.shape, np.float32)
+    monkeypatch.setattr(nb, "block_rows", lambda n, m: 2)  # several blocks of the exact rows
+    index, sim = nb._best_found(cand, scores, qb, 5, (v, p, m, c, 0.3), None)
+    np.testing.assert_array_equal(index[[2, 5, 7]], want[0][qb[[2, 5, 7]]])
+    np.testing.assert_allclose(sim[[2, 5, 7]], want[1][qb[[2, 5, 7]]], atol=1e-6)

@@ -425,12 +425,14 @@ def _best_found(
     order = np.lexsort((index, -similarity), axis=1)
     index = np.take_along_axis(index, order, axis=1)
     similarity = np.take_along_axis(similarity, order, axis=1)
-    if short.any():
-        rows = qb[short]
+    at = np.flatnonzero(short)
+    step = block_rows(len(vectors), 0 if parts is None else parts.shape[1])
+    for s in range(0, len(at), step):  # exactly, a bounded block of rows at a time
+        pos, rows = at[s : s + step], qb[at[s : s + step]]
         block = similarity_rows(rows, vectors, parts, part_mask, colour, weight)
         block[np.arange(len(rows)), rows] = -np.inf
-        index[short] = top_k(block, k)
-        similarity[short] = np.take_along_axis(block, index[short], axis=1)
+        index[pos] = top_k(block, k)
+        similarity[pos] = np.take_along_axis(block, index[pos], axis=1)
     return index, similarity
 
 
