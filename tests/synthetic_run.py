@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from lookalike import storage
 from lookalike.cluster import cluster_run
+from lookalike.paths import RunLayout
 
 # Inertia falls steeply to k=4, then slowly: the knee is at 4.
 KNEE_K = list(range(1, 11))
@@ -103,3 +104,19 @@ def make_run(root: Path, *, n_per: int = 6, k_values=(2, 3, 4, 5)) -> Path:
     storage.write_table(manifest[["image_id", "path"]], ids_path)
     cluster_run(run, pca_components=8, k_values=list(k_values), progress=False)
     return run
+
+
+def explain_neighbours(run: Path, image_id: str, reasons: list[tuple[str | None, float]]):
+    """Give the first neighbours of ``image_id`` in ``RUN/neighbors.parquet`` the reasons
+    ``[(match, colour_gain), ...]`` (rank 1 first), as a ``logos`` run would record them;
+    returns the table's rows of ``image_id``, by rank."""
+    path = RunLayout(run).neighbors
+    nb = pd.read_parquet(path)
+    for rank, (match, gain) in enumerate(reasons, start=1):
+        at = (nb["image_id"] == image_id) & (nb["rank"] == rank)
+        assert at.sum() == 1, (image_id, rank)
+        nb.loc[at, "match"] = match
+        nb.loc[at, "colour_gain"] = gain
+    nb["colour_gain"] = nb["colour_gain"].astype(np.float32)
+    storage.write_table(nb, path)
+    return nb[nb["image_id"] == image_id].sort_values("rank").reset_index(drop=True)

@@ -6,15 +6,17 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
-from synthetic_run import make_run
+from synthetic_run import explain_neighbours, make_run
 
 from lookalike import storage
 from lookalike.browser import ClusterBrowser
 from lookalike.duplicates import N_NEIGHBOURS
 from lookalike.exceptions import ConfigError
+from lookalike.paths import RunLayout
 
 
 @pytest.fixture
@@ -86,3 +88,33 @@ def test_browser_widgets_drive_the_same_callbacks(clustered_run):
 def test_browser_n_neighbours_none_is_the_default(clustered_run):
     b = ClusterBrowser(clustered_run, k=3)
     assert b.n_neighbours == N_NEIGHBOURS == 8 and len(b.neighbours_table) == 8
+
+
+def test_browser_neighbours_say_why_they_matched(clustered_run):
+    b = ClusterBrowser(clustered_run, k=3, n_neighbours=3)
+    nb = b.neighbours(b.image_id)
+    assert (nb["match"] == "whole-whole").all() and (nb["colour_gain"] == 0).all()
+    assert (nb["why"] == "whole ↔ whole").all()  # a run without parts or colour
+    stored = explain_neighbours(clustered_run, b.image_id, [("part-whole", 0.031),
+                                                            ("whole-part", -0.012)])  # fmt: skip
+    b.widget()  # the notebook's table of the picked image's neighbours
+    nb = b.neighbours_table
+    assert nb["image_id"].tolist() == stored["neighbor_id"].tolist()[:3]
+    assert nb["match"].tolist() == ["part-whole", "whole-part", "whole-whole"]
+    np.testing.assert_allclose(nb["colour_gain"], [0.031, -0.012, 0.0], atol=1e-7)
+    assert nb["why"].tolist() == [
+        "icon of this ↔ whole of that, +0.03 colour",
+        "whole of this ↔ icon of that, -0.01 colour",
+        "whole ↔ whole",
+    ]
+    html = BeautifulSoup(b._w["table"].value, "html.parser")
+    assert html.find("th", string="why") is not None
+    cells = [td.get_text() for td in html.find_all("td")]
+    assert "icon of this ↔ whole of that, +0.03 colour" in cells
+    # an older table without the reasons: the same neighbours, the reason left blank
+    old = pd.read_parquet(RunLayout(clustered_run).neighbors).iloc[:, :4]
+    storage.write_table(old, RunLayout(clustered_run).neighbors)
+    nb = b.neighbours(b.image_id)
+    assert nb["image_id"].tolist() == stored["neighbor_id"].tolist()[:3]
+    assert nb["match"].isna().all() and nb["colour_gain"].isna().all()
+    assert (nb["why"] == "").all()

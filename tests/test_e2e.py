@@ -112,7 +112,8 @@ def test_logos_preset_adds_parts_neighbours_and_similarity_clusters(logo_run):
     ids, _ = storage.read_embeddings(logo_run)
     assert np.load(RunLayout(logo_run).parts).shape[:2] == (len(ids), 2)
     nb = neighbors.read_neighbors(logo_run)
-    assert list(nb.columns) == neighbors.NEIGHBORS_COLUMNS
+    assert list(nb.columns) == neighbors.NEIGHBORS_COLUMNS + neighbors.MATCH_COLUMNS
+    assert set(nb["match"]) <= set(neighbors.MATCHES) and nb["colour_gain"].notna().all()
     assert len(nb) == len(ids) * min(10, len(ids) - 1)
     assert set(nb["image_id"]) == set(ids["image_id"])
     assert (nb["image_id"] != nb["neighbor_id"]).all()

@@ -10,7 +10,7 @@ from logo_images import _brand_images, _logo_run
 from lookalike import similarity as sim
 from lookalike import storage
 from lookalike.extras import embed_extras
-from lookalike.neighbors import NEIGHBORS_COLUMNS, read_neighbors
+from lookalike.neighbors import MATCH_COLUMNS, NEIGHBORS_COLUMNS, read_neighbors
 from lookalike.paths import RunLayout
 
 
@@ -43,10 +43,12 @@ def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
     metrics = cluster.cluster_run(run, k_values=[2, 3, 4], progress=False)
     assert set(metrics["method"]) == {"kmeans", "agglomerative", "similarity"}
     nb = read_neighbors(run)
-    assert list(nb.columns) == NEIGHBORS_COLUMNS and len(nb) == 8 * 7
+    assert list(nb.columns) == NEIGHBORS_COLUMNS + MATCH_COLUMNS and len(nb) == 8 * 7
     top = nb[nb["rank"] == 1].set_index("image_id")["neighbor_id"]
     for lockup, icon in ((0, 1), (2, 3), (4, 5)):  # each icon finds its own lockup
         assert top[ids[icon]] == ids[lockup], (lockup, icon)
+    why = nb[nb["rank"] == 1].set_index("image_id")["match"]
+    assert all(why[ids[icon]] == "whole-part" for icon in (1, 3, 5))  # through its icon
     table = pd.read_parquet(layout.clusters)
     at4 = table[(table["method"] == "similarity") & (table["k"] == 4)].set_index("image_id")
     for lockup, icon in ((0, 1), (2, 3), (4, 5)):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
-from synthetic_run import make_run
+from synthetic_run import explain_neighbours, make_run
 
 from lookalike import storage
 from lookalike.duplicates import find_near_duplicates
@@ -124,8 +124,36 @@ def test_gallery_is_self_contained(clustered_run, inline, capsys):
             assert got == expect  # nearest the centre first
     for i, nb in enumerate(data["neighbours"]):
         assert nb is not None and len(nb) == 5
-        assert all(0 <= j < len(data["images"]) and j != i for j, _ in nb)
+        assert all(0 <= j < len(data["images"]) and j != i for j, *_ in nb)
+        assert all(len(e) == 3 and data["why"][e[2]] == "" for e in nb)  # nothing to explain
     assert len(data["duplicates"]["groups"]) == 1 and data["duplicates"]["threshold"] == 0.99
+
+
+def test_gallery_says_why_the_run_s_neighbours_matched(clustered_run):
+    """The panel's neighbours are the rows of RUN/neighbors.parquet, each with why it matched:
+    which of the two images' wholes and icons, and what colour added."""
+    first = _gallery_data(write_gallery(clustered_run, n_neighbours=4))[1]["images"][0]["id"]
+    reasons = [("part-whole", 0.031), ("whole-part", -0.012), ("whole-whole", 0.02)]
+    stored = explain_neighbours(clustered_run, first, reasons)  # rank 4: whole-whole, 0
+    _, data = _gallery_data(write_gallery(clustered_run, n_neighbours=4))
+    number = {im["id"]: n for n, im in enumerate(data["images"])}
+    nb = data["neighbours"][number[first]]
+    assert [data["images"][j]["id"] for j, _, _ in nb] == stored["neighbor_id"].tolist()[:4]
+    sim = stored["similarity"].to_numpy(np.float32)[:4]
+    assert [d for _, d, _ in nb] == [round(float(x), 3) for x in 1.0 - sim]
+    assert [data["why"][w] for *_, w in nb] == [
+        "icon of this ↔ whole of that, +0.03 colour",
+        "whole of this ↔ icon of that, -0.01 colour",
+        "whole ↔ whole, +0.02 colour",
+        "",  # two wholes, no colour: nothing to explain
+    ]
+    # a table written before the reasons existed: the same neighbours, reasons unknown
+    old = pd.read_parquet(RunLayout(clustered_run).neighbors).iloc[:, :4]
+    storage.write_table(old, RunLayout(clustered_run).neighbors)
+    _, data = _gallery_data(write_gallery(clustered_run, n_neighbours=4))
+    nb = data["neighbours"][[im["id"] for im in data["images"]].index(first)]
+    assert [data["images"][j]["id"] for j, _, _ in nb] == stored["neighbor_id"].tolist()[:4]
+    assert [data["why"][w] for *_, w in nb] == [""] * 4 and data["why"] == [""]
 
 
 @pytest.mark.parametrize("inline", [True, False])

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
-from synthetic_run import COLORS, make_run
+from synthetic_run import COLORS, explain_neighbours, make_run
 from test_gallery import DEMO_DUPLICATE, QUERY_COLOUR, add_find_results, make_demo_shop_run
 
 from lookalike import storage
@@ -299,6 +299,31 @@ def test_gallery_shows_the_demo_shops_duplicate_with_both_links(tmp_path):
     caption = cards[0].select_one("figure.tile figcaption.label")
     assert caption.get_text() == "Melon, pack of 3 (+1 more)"
     assert caption.a["href"] in DEMO_DUPLICATE and "origins:" in caption["title"]
+
+
+def test_gallery_panel_says_why_neighbours_matched(tmp_path):
+    """As drawn by the browser: the panel the page opens on lists each neighbour with why it
+    matched, from RUN/neighbors.parquet, under its distance (and in its tooltip)."""
+    run = make_run(tmp_path)
+    data = json.loads(
+        BeautifulSoup(write_gallery(run).read_text(encoding="utf-8"), "html.parser")
+        .find("script", id="gallery-data")
+        .string
+    )
+    opened = data["clusterings"][data["start"]]["clusters"][0]["m"][0]  # shown on load
+    image_id = data["images"][opened]["id"]
+    explain_neighbours(run, image_id, [("part-whole", 0.031), ("whole-part", -0.012)])
+    out = write_gallery(run, tmp_path / "report" / "gallery.html", n_neighbours=3)
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", out.as_uri())
+    figures = BeautifulSoup(proc.stdout, "html.parser").select("#panel figure:not(.query)")
+    assert len(figures) == 3, proc.stderr[-3000:]
+    why = [f.select_one("figcaption.why") for f in figures]
+    assert [w.get_text() if w else None for w in why] == [
+        "icon of this ↔ whole of that, +0.03 colour",
+        "whole of this ↔ icon of that, -0.01 colour",
+        None,  # two wholes without colour: nothing to explain
+    ]
+    assert "icon of this ↔ whole of that" in figures[0].img["title"]
 
 
 # -- search, export, keyboard, the header and a narrow window ---------------------------------

@@ -18,6 +18,7 @@ from .cluster import CLUSTERS_COLUMNS, image_paths
 from .duplicates import N_NEIGHBOURS, run_neighbours
 from .exceptions import ConfigError
 from .images import png_bytes
+from .neighbors import match_text, read_matches
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
 from .sheets import contact_sheet_image
@@ -125,7 +126,11 @@ class ClusterBrowser:
         """Nearest images to ``image_id`` under the run's similarity
         (:func:`lookalike.duplicates.run_neighbours`): image_id, path, label, n_origins,
         origins (all of them, joined by " | "; file names for a folder), distance,
-        similarity, and its cluster at the current k."""
+        similarity, its cluster at the current k, and why it matched as
+        ``RUN/neighbors.parquet`` records it (:func:`lookalike.neighbors.read_matches`):
+        match (of :data:`lookalike.neighbors.MATCHES`, None when unknown), colour_gain
+        (NaN when unknown) and why, both in words ("icon of this ↔ whole of that, +0.03
+        colour"; "" when unknown)."""
         if image_id not in self._row:
             raise ConfigError(f"image_id {image_id!r} is not in {self.layout.pca}")
         n = self.n_neighbours if n is None else int(n)
@@ -133,6 +138,7 @@ class ClusterBrowser:
         nid = self.ids[idx[0]]
         at_k = self.table[self.table["k"] == self.k].set_index("image_id")["cluster"]
         meta = self.info.reindex(nid)
+        match, gain = read_matches(self.layout, [image_id], nid[None, :])
         return pd.DataFrame(
             {
                 "image_id": nid,
@@ -143,6 +149,9 @@ class ClusterBrowser:
                 "distance": dist[0],
                 "similarity": 1.0 - dist[0],
                 "cluster": at_k.reindex(nid).to_numpy(),
+                "match": match[0],
+                "colour_gain": gain[0],
+                "why": [match_text(m, g) for m, g in zip(match[0], gain[0], strict=True)],
             }
         )
 
@@ -222,7 +231,7 @@ class ClusterBrowser:
         self.neighbours_png, self.neighbours_table = self.neighbours_png_for(self.image_id)
         self._set_widget("neighbours", "value", self.neighbours_png)
         if "table" in self._w:
-            cols = ["label", "n_origins", "origins", "distance", "similarity", "cluster"]
+            cols = ["label", "n_origins", "origins", "distance", "similarity", "cluster", "why"]
             t = self.neighbours_table[cols]
             self._w["table"].value = t.to_html(index=False, float_format="%.3f")
 

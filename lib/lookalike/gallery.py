@@ -30,6 +30,7 @@ from .duplicates import N_NEIGHBOURS, run_neighbours
 from .elbow import KChoice
 from .exceptions import ConfigError
 from .find import read_find
+from .neighbors import match_text, read_matches
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
 from .sheets import read_clusterings, thumbs
@@ -176,19 +177,38 @@ def _build_clusterings(
 
 
 def _neighbour_lists(
-    run: RunLayout, ids: np.ndarray, Z: np.ndarray, page: _PageImages, n_neighbours: int
+    run: RunLayout,
+    ids: np.ndarray,
+    Z: np.ndarray,
+    page: _PageImages,
+    n_neighbours: int,
+    whys: dict[str, int],
 ) -> dict[int, list[list[float]]]:
-    """``[number, distance]`` of the neighbours of every image on the page so far, by number
-    (:func:`lookalike.duplicates.run_neighbours`); neighbours join the page."""
+    """``[number, distance, why]`` of the neighbours of every image on the page so far, by
+    number (:func:`lookalike.duplicates.run_neighbours`: ``RUN/neighbors.parquet`` where it
+    has them); neighbours join the page. ``why`` numbers :func:`_why` of the pair in
+    ``whys`` (text: number, ``""`` first; new texts are added): a page of 20,000 images
+    holds each of the few texts once."""
     row_of = {i: r for r, i in enumerate(ids)}
     shown = [i for i in page.order if i in row_of]
     nb_idx, nb_dist = run_neighbours(run, ids, Z, [row_of[i] for i in shown], n_neighbours)
+    match, gain = read_matches(run, shown, np.asarray(ids)[nb_idx])
     neighbours: dict[int, list[list[float]]] = {}
-    for i, row_i, row_d in zip(shown, nb_idx, nb_dist, strict=True):
+    for n, (i, row_i, row_d) in enumerate(zip(shown, nb_idx, nb_dist, strict=True)):
         neighbours[page.index[i]] = [
-            [page(ids[j]), round(float(d), 3)] for j, d in zip(row_i, row_d, strict=True)
+            [page(ids[j]), round(float(d), 3), whys.setdefault(_why(m, g), len(whys))]
+            for j, d, m, g in zip(row_i, row_d, match[n], gain[n], strict=True)
         ]
     return neighbours
+
+
+def _why(match: str | None, colour_gain: float) -> str:
+    """Why a neighbour is near, for the page: ``"icon of this ↔ whole of that, +0.03
+    colour"`` (:func:`lookalike.neighbors.match_text`); "" when unknown, and for two wholes
+    without colour (every pair of a ``photos`` run: nothing to explain)."""
+    if match == "whole-whole" and not colour_gain:
+        return ""
+    return match_text(match, colour_gain)
 
 
 def _duplicate_groups(
@@ -366,7 +386,7 @@ def _split_pages(
     ``found`` (the Find section's images) stay in the page with their neighbours.
     """
     inline = {i for g in clusterings for cl in g["clusters"] for i in cl["m"]} | set(found or ())
-    main = inline | {j for i in inline for j, _ in neighbours.get(i, [])}
+    main = inline | {j for i in inline for j, *_ in neighbours.get(i, [])}
     main |= {i for grp in (dups or {}).get("groups", []) for i in grp["m"]}
     if pages_dir.is_dir():
         for old in pages_dir.glob("*.js"):
@@ -377,7 +397,7 @@ def _split_pages(
         if not more:
             continue
         members = {i for m, _ in more.values() for i in m}
-        own = members | {j for i in members for j, _ in neighbours.get(i, [])}
+        own = members | {j for i in members for j, *_ in neighbours.get(i, [])}
         key = f"{g['method']}-k{g['k']}"
         data = {
             "clusters": {str(c): {"m": m, "d": d} for c, (m, d) in more.items()},
@@ -452,7 +472,9 @@ def write_gallery(
     A page with a clustering picker (every method and k chosen), one card per cluster (its
     images nearest the centre first, each with its label linked to its source, size and
     cohesion in the heading) and, on a click, an image's every origin and its nearest
-    neighbours with their cosine distances; exact duplicates (one image, several origins)
+    neighbours with their distances (1 - the run's similarity) and, from
+    ``RUN/neighbors.parquet``, why they matched ("icon of this ↔ whole of that, +0.03
+    colour"); exact duplicates (one image, several origins)
     and near-duplicate groups at the end, and the searches of ``lookalike find`` in
     ``RUN/find/`` when there are any (a Find section: each query image and its hits with
     their label, similarity and share; at most
@@ -531,7 +553,8 @@ def write_gallery(
     )
     finds = _find_searches(run, page, paths)  # before the neighbours: hits get theirs
     n_neighbours = N_NEIGHBOURS if n_neighbours is None else n_neighbours
-    neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours)
+    whys = {"": 0}  # the neighbours' reasons in words, numbered
+    neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours, whys)
     dups = _duplicate_groups(duplicates, dup_threshold, page)
     inline = len(page.order) <= GALLERY_INLINE_MAX if inline is None else bool(inline)
     files_dir = out.parent / run.gallery_files.name
@@ -551,6 +574,7 @@ def write_gallery(
         "images": images,
         "clusterings": clusterings,
         "neighbours": neighbour_lists,
+        "why": list(whys),
         "duplicates": dups,
         "finds": finds,
     }

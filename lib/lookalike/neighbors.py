@@ -4,7 +4,8 @@
 the package: plain cosine on raw vectors (stage 03's check, 05's "more like this"), or the
 fused similarity of :mod:`lookalike.similarity` (wholes, lockup parts and colour), computed
 in row blocks so memory never holds an n x n matrix. :func:`write_neighbors` and
-:func:`read_neighbors` keep stage 04's table of every image's neighbours.
+:func:`read_neighbors` keep stage 04's table of every image's neighbours, with why each pair
+matched (:func:`pair_matches`: whole or icon, and what colour added).
 """
 
 from __future__ import annotations
@@ -22,6 +23,19 @@ from . import storage
 from .paths import RunLayout
 
 NEIGHBORS_COLUMNS = ["image_id", "rank", "neighbor_id", "similarity"]
+#: Columns :func:`write_neighbors` adds after :data:`NEIGHBORS_COLUMNS`: which pair of a
+#: neighbour's fused score matched (:data:`MATCHES`) and what colour added to it
+#: (:func:`pair_matches`). Older files lack them: :func:`read_neighbors` gives None and NaN.
+MATCH_COLUMNS = ["match", "colour_gain"]
+#: ``match`` of a pair ``(i, j)``: whole of i to whole of j, whole of i to a part (an end
+#: square of a lockup, where its icon sits) of j, or a part of i to the whole of j.
+MATCHES = ("whole-whole", "whole-part", "part-whole")
+#: The pair's match in words, "this" being image i and "that" its neighbour j.
+MATCH_WORDS = {
+    "whole-whole": "whole ↔ whole",
+    "whole-part": "whole of this ↔ icon of that",
+    "part-whole": "icon of this ↔ whole of that",
+}
 
 #: Rows of the (possibly memory-mapped) vectors normalised at a time by a cosine search.
 COSINE_CHUNK = 4096
@@ -299,6 +313,111 @@ def pair_similarity(
     return s.astype(np.float32)
 
 
+def pair_matches(
+    i: np.ndarray,
+    j: np.ndarray,
+    vectors: np.ndarray,
+    parts: np.ndarray | None = None,
+    part_mask: np.ndarray | None = None,
+    colour: np.ndarray | None = None,
+    colour_weight: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Why the pairs of rows ``(i[p], j[p])`` are as similar as they are.
+
+    The fused score of a pair is the best of three inner products (whole . whole,
+    whole of i . a part of j, a part of i . whole of j), blended with colour
+    (:func:`pair_similarity`): this says which of the three it was, which part, and how
+    much colour added. O(p (1 + 2 m) d) plus the colour overlaps (sparse rows), computed
+    :data:`QUERY_ROWS` pairs at a time: cheap for the pairs a table lists, never n x n.
+
+    Parameters
+    ----------
+    i, j : int ndarray (p,)
+        Row numbers.
+    vectors, parts, part_mask, colour, colour_weight
+        As in :func:`lookalike.similarity.similarity_matrix` (unit vectors, e.g.
+        :func:`lookalike.similarity.fused_inputs`).
+
+    Returns
+    -------
+    kind : int8 ndarray (p,)
+        Index into :data:`MATCHES`; a tie goes to whole-whole, then whole-part.
+    slot : int8 ndarray (p,)
+        The part that matched: of j for whole-part, of i for part-whole (0: the left or top
+        end square, 1: the right or bottom one); -1 for whole-whole.
+    colour_gain : float32 ndarray (p,)
+        The fused similarity minus the score without colour,
+        ``colour_weight * (colour_i . colour_j - best)``; may be negative, 0 without colour.
+    """
+    vectors, parts, part_mask, colour = check_features(vectors, parts, part_mask, colour)
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    if i.shape != j.shape or i.ndim != 1:
+        raise ValueError(f"i and j must be 1-d of one length, got {i.shape} and {j.shape}")
+    kind = np.zeros(len(i), np.int8)
+    slot = np.full(len(i), -1, np.int8)
+    best = np.empty(len(i), np.float32)
+    has_parts = parts is not None and part_mask is not None and part_mask.any()
+    for s in range(0, len(i), QUERY_ROWS):  # bounded temporaries: (b, m, d) gathers
+        a, b = i[s : s + QUERY_ROWS], j[s : s + QUERY_ROWS]
+        wa, wb = vectors[a], vectors[b]
+        score = np.einsum("pd,pd->p", wa, wb)
+        if has_parts:
+            wp = np.where(part_mask[b], np.einsum("pd,pmd->pm", wa, parts[b]), -np.inf)
+            pw = np.where(part_mask[a], np.einsum("pmd,pd->pm", parts[a], wb), -np.inf)
+            kb, sb = kind[s : s + QUERY_ROWS], slot[s : s + QUERY_ROWS]  # views
+            for code, x in ((1, wp), (2, pw)):  # strictly better only: ties stay earlier
+                top = x.max(axis=1)
+                up = top > score
+                kb[up], sb[up] = code, x.argmax(axis=1)[up]
+                score = np.maximum(score, top)
+        best[s : s + QUERY_ROWS] = score
+    gain = np.zeros(len(i), np.float32)
+    if colour is not None and colour_weight > 0 and len(i):
+        tint = _pair_colour(colour, i, j)
+        fused = (1.0 - colour_weight) * best + colour_weight * tint  # pair_similarity's formula
+        gain = (fused.astype(np.float32) - best).astype(np.float32)
+    return kind, slot, gain
+
+
+def _pair_colour(colour: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``colour[i[p]] . colour[j[p]]``: float32 (p,), from sparse rows of only the images
+    the pairs name (histograms with few filled bins; see :func:`_colour_dot`)."""
+    rows, pos = np.unique(np.concatenate([i, j]), return_inverse=True)
+    tints = sparse.vstack(
+        [
+            sparse.csr_matrix(np.asarray(colour[rows[s : s + QUERY_ROWS]], dtype=np.float32))
+            for s in range(0, len(rows), QUERY_ROWS)
+        ],
+        format="csr",
+    )
+    return _colour_dot(tints, pos[: len(i)], pos[len(i) :])
+
+
+def match_text(match: Any, colour_gain: Any = 0.0) -> str:
+    """A neighbour's match in words, e.g. ``"icon of this ↔ whole of that, +0.03 colour"``.
+
+    Parameters
+    ----------
+    match : str or None
+        One of :data:`MATCHES` (``lookalike find``'s ``whole~part`` spelling too); None or
+        anything else: unknown (a table written before the column existed).
+    colour_gain : float
+        Added as ``"+0.03 colour"`` when it is a number other than 0.
+
+    Returns
+    -------
+    str, "" when both are unknown.
+    """
+    words = MATCH_WORDS.get(str(match).replace("~", "-"), "") if isinstance(match, str) else ""
+    try:
+        gain = float(colour_gain)
+    except (TypeError, ValueError):
+        gain = float("nan")
+    if np.isfinite(gain) and gain != 0.0:
+        words += (", " if words else "") + f"{gain:+.2f} colour"
+    return words
+
+
 def _present_parts(
     parts: np.ndarray | None, part_mask: np.ndarray | None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -437,7 +556,11 @@ def _best_found(
 
 
 def neighbors_table(
-    index: np.ndarray, similarity: np.ndarray, image_ids: Sequence[str] | None = None
+    index: np.ndarray,
+    similarity: np.ndarray,
+    image_ids: Sequence[str] | None = None,
+    *,
+    matches: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Long table of every row's neighbours from :func:`nearest_neighbors` (all rows queried).
 
@@ -446,28 +569,40 @@ def neighbors_table(
     index, similarity : ndarray (n, k)
     image_ids : sequence of str, optional
         Row names (default ``"0"``, ``"1"``, ...).
+    matches : (kind, colour_gain), optional
+        :func:`pair_matches` of the pairs ``(row, index[row, r])`` in row-major order, each
+        (n * k,) (or (n, k)): adds the :data:`MATCH_COLUMNS`.
 
     Returns
     -------
     DataFrame with columns :data:`NEIGHBORS_COLUMNS`: image_id (str), rank (int, 1 =
     nearest), neighbor_id (str), similarity (float32); n * k rows sorted by image then rank.
+    With ``matches``, then match (str, one of :data:`MATCHES`) and colour_gain (float32).
     """
     n, k = index.shape
     ids = np.asarray([str(i) for i in range(n)] if image_ids is None else list(image_ids))
     if len(ids) != n:
         raise ValueError(f"image_ids has {len(ids)} entries for {n} vectors")
     if k < 1:
-        return pd.DataFrame({c: [] for c in NEIGHBORS_COLUMNS}).astype(
+        table = pd.DataFrame({c: [] for c in NEIGHBORS_COLUMNS}).astype(
             {"image_id": str, "rank": int, "neighbor_id": str, "similarity": np.float32}
         )
-    return pd.DataFrame(
-        {
-            "image_id": np.repeat(ids, k),
-            "rank": np.tile(np.arange(1, k + 1), n),
-            "neighbor_id": ids[index.ravel()],
-            "similarity": similarity.ravel(),
-        }
-    )
+    else:
+        table = pd.DataFrame(
+            {
+                "image_id": np.repeat(ids, k),
+                "rank": np.tile(np.arange(1, k + 1), n),
+                "neighbor_id": ids[index.ravel()],
+                "similarity": similarity.ravel(),
+            }
+        )
+    if matches is not None:  # after the four columns: readers rely on their order
+        kind, gain = (np.asarray(x).ravel() for x in matches)
+        if len(kind) != len(table) or len(gain) != len(table):
+            raise ValueError(f"matches has {len(kind)} pairs for {len(table)} neighbours")
+        table["match"] = np.asarray(MATCHES)[kind.astype(np.int64)]  # str, as image_id
+        table["colour_gain"] = gain.astype(np.float32)
+    return table
 
 
 def write_neighbors(
@@ -495,7 +630,9 @@ def write_neighbors(
     Returns
     -------
     The table written (see :func:`neighbors_table`); ``similarity`` is the fused similarity
-    of the run's preset (cosine for ``photos``).
+    of the run's preset (cosine for ``photos``), then ``match`` and ``colour_gain``
+    (:func:`pair_matches` of the pairs written: which pair of wholes and parts gave the
+    score, and what colour added; "whole-whole" and 0 for ``photos``).
     """
     if neighbors is None:
         neighbors = nearest_neighbors(**inputs, k=k, normalize=False)
@@ -504,14 +641,81 @@ def write_neighbors(
     if index.shape[1] < k:
         raise ValueError(f"neighbors has {index.shape[1]} columns, fewer than k={k}")
     index, similarity = index[:, :k], similarity[:, :k]
-    table = neighbors_table(index, similarity, image_ids)
+    rows = np.repeat(np.arange(len(index), dtype=np.int64), k)
+    kind, _, gain = pair_matches(rows, index.ravel(), **inputs)  # the n k pairs written only
+    table = neighbors_table(index, similarity, image_ids, matches=(kind, gain))
     storage.write_table(table, RunLayout(run_dir).neighbors)
     return table
 
 
 def read_neighbors(run_dir: str | os.PathLike[str] | RunLayout) -> pd.DataFrame | None:
-    """``RUN/neighbors.parquet``, or None when stage 04 has not written it."""
+    """``RUN/neighbors.parquet``, or None when stage 04 has not written it.
+
+    The columns are :data:`NEIGHBORS_COLUMNS` then :data:`MATCH_COLUMNS`; a table written
+    before those existed gets them as unknown: ``match`` None, ``colour_gain`` NaN.
+    """
     path = RunLayout(run_dir).neighbors
     if not path.is_file():
         return None
-    return storage.read_table(path, required=NEIGHBORS_COLUMNS, what="neighbours")
+    table = storage.read_table(path, required=NEIGHBORS_COLUMNS, what="neighbours")
+    if "match" not in table.columns:
+        table["match"] = pd.Series([None] * len(table), index=table.index, dtype=object)
+    if "colour_gain" not in table.columns:
+        table["colour_gain"] = np.full(len(table), np.nan, dtype=np.float32)
+    return table
+
+
+def read_matches(
+    run_dir: str | os.PathLike[str] | RunLayout,
+    image_ids: Sequence[str] | np.ndarray,
+    neighbor_ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``match`` and ``colour_gain`` of the pairs ``(image_ids[a], neighbor_ids[a, b])`` as
+    ``RUN/neighbors.parquet`` records them, for showing why two images are neighbours.
+
+    Only the rows of ``image_ids`` are read (a filter on the file). A pair the file does not
+    list (a neighbour found another way, e.g. in PCA space), or a file written before the
+    columns existed, is unknown.
+
+    Parameters
+    ----------
+    image_ids : sequence of str (m,)
+    neighbor_ids : str ndarray (m, n)
+
+    Returns
+    -------
+    match : object ndarray (m, n), str of :data:`MATCHES` or None (unknown)
+    colour_gain : float32 ndarray (m, n), NaN when unknown
+    """
+    import pyarrow.parquet as pq
+
+    image_ids = np.asarray(image_ids).astype(str)
+    neighbor_ids = np.asarray(neighbor_ids).astype(str)
+    if neighbor_ids.ndim != 2 or len(neighbor_ids) != len(image_ids):
+        raise ValueError(
+            f"neighbor_ids must be ({len(image_ids)}, n), a row per image, "
+            f"got shape {neighbor_ids.shape}"
+        )
+    match = np.full(neighbor_ids.shape, None, dtype=object)
+    gain = np.full(neighbor_ids.shape, np.nan, dtype=np.float32)
+    path = RunLayout(run_dir).neighbors
+    if not neighbor_ids.size or not path.is_file():
+        return match, gain
+    if not set(MATCH_COLUMNS) <= set(pq.read_schema(path).names):
+        return match, gain  # an older table
+    table = pd.read_parquet(
+        path,
+        columns=["image_id", "neighbor_id", *MATCH_COLUMNS],
+        filters=[("image_id", "in", sorted(set(image_ids.tolist())))],
+    ).drop_duplicates(["image_id", "neighbor_id"])
+    keys = pd.MultiIndex.from_arrays(
+        [table["image_id"].astype(str), table["neighbor_id"].astype(str)]
+    )
+    want = pd.MultiIndex.from_arrays(
+        [np.repeat(image_ids, neighbor_ids.shape[1]), neighbor_ids.ravel()]
+    )
+    at = keys.get_indexer(want).reshape(neighbor_ids.shape)
+    found = at >= 0
+    match[found] = table["match"].to_numpy(dtype=object)[at[found]]
+    gain[found] = table["colour_gain"].to_numpy(dtype=np.float32)[at[found]]
+    return match, gain
