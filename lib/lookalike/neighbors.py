@@ -374,6 +374,7 @@ def pair_matches(
     gain = np.zeros(len(i), np.float32)
     if colour is not None and colour_weight > 0 and len(i):
         tint = _pair_colour(colour, i, j)
+        storage.drop_pages(colour)  # a memory map of colour.npy: this pass only
         fused = (1.0 - colour_weight) * best + colour_weight * tint  # pair_similarity's formula
         gain = (fused.astype(np.float32) - best).astype(np.float32)
     return kind, slot, gain
