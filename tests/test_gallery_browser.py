@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
+from chromium import CHROMIUM
+from chromium import FLAGS as HEADLESS
 from PIL import Image
 from synthetic_run import COLORS, explain_neighbours, make_run
 from test_gallery import DEMO_DUPLICATE, QUERY_COLOUR, add_find_results, make_demo_shop_run
@@ -32,23 +34,13 @@ from lookalike.elbow import choose_k
 from lookalike.gallery import write_gallery
 from lookalike.paths import RunLayout
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="chromium is not installed and could not be: run `make browser` "
     "(as root: apt-get install -y chromium) to run the real-browser gallery test",
 )
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
+FLAGS = [*HEADLESS, "--hide-scrollbars"]
 
 CHECK = """
 <script>

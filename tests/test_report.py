@@ -21,6 +21,7 @@ import ipywidgets as widgets
 import nbformat
 import pytest
 from bs4 import BeautifulSoup
+from chromium import CHROMIUM, FLAGS
 from ipywidgets.embed import embed_data
 from synthetic_run import make_run
 from tqdm.notebook import tqdm
@@ -37,7 +38,6 @@ from lookalike.report import (
 )
 from lookalike.run import run_pipeline
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None,
     reason="chromium is not installed and could not be: run `make browser` "
@@ -239,13 +239,7 @@ def _open_offline(tmp_path, page) -> tuple[dict, list[str]]:
         proc = subprocess.run(
             [
                 CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
+                *FLAGS,
                 f"--user-data-dir={profile}",
                 f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}",
                 "--proxy-bypass-list=<-loopback>",  # loopback too goes to the recorder
