@@ -25,6 +25,7 @@ from lookalike.elbow import choose_k
 from lookalike.exceptions import ConfigError
 from lookalike.find import FIND_COLUMNS
 from lookalike.gallery import write_gallery
+from lookalike.mapview import plotly_js
 from lookalike.paths import RunLayout
 
 #: The colour of the query images of :func:`add_find_results` (no run image has it).
@@ -96,7 +97,10 @@ def test_gallery_is_self_contained(clustered_run, inline, capsys):
     assert ("inlined" in capsys.readouterr().out) == inline
     soup, data = _gallery_data(out)
     assert soup.title.string == "lookalike gallery: run"
-    assert not soup.find_all("link") and not soup.find_all("script", src=True)  # no network
+    assert not soup.find_all("link")  # no network: plotly.js inlined, or in a file beside
+    scripts = [s["src"] for s in soup.find_all("script", src=True)]
+    assert scripts == ([] if inline else ["gallery_files/plotly.min.js"])
+    assert (plotly_js() in out.read_text(encoding="utf-8")) == inline
     assert _check_gallery_images(out, data) == 19
     assert (clustered_run / "report" / "gallery_files").exists() == (not inline)
     assert out.stat().st_mode & 0o777 == 0o644  # readable by whoever it is shared with
@@ -248,7 +252,9 @@ def test_gallery_labels_and_links_each_image_to_its_source(clustered_run, tmp_pa
 
 
 def test_gallery_bounds_clusters(clustered_run):
-    out = write_gallery(clustered_run, k_values=[2], methods=["kmeans"], max_per_cluster=3)
+    out = write_gallery(  # without the map, whose images have neighbours too
+        clustered_run, k_values=[2], methods=["kmeans"], max_per_cluster=3, show_map=False
+    )
     _, data = _gallery_data(out)
     assert len(data["clusterings"]) == 1
     clusters = data["clusterings"][0]["clusters"]
@@ -327,7 +333,13 @@ def test_notebooks_04_05_run_and_stay_small(tmp_path):
     assert (run / "report" / "gallery.html").exists()
     assert (run / "near_duplicates.csv").exists()
     assert (run / "clusters" / "k_2" / "cluster_0").is_dir()  # export_folders from 04
-    assert (run / "notebooks" / "05_elbow_and_inspect.ipynb").stat().st_size < 3_000_000
+    # the interactive map's plotly.js is inlined once (about 4.8 MB): all else is bounded
+    size = (run / "notebooks" / "05_elbow_and_inspect.ipynb").stat().st_size
+    assert size < 3_000_000 + len(plotly_js().encode("utf-8"))
+    text = (run / "notebooks" / "05_elbow_and_inspect.ipynb").read_text(encoding="utf-8")
+    marker = plotly_js().splitlines()[1]  # " * plotly.js vX.Y.Z", its header
+    assert plotly_js().count(marker) == 1 and text.count(marker) == 1
+    assert (run / "map2d.parquet").exists()  # the map, kept for the gallery
 
 
 def _page_file_data(path: Path) -> tuple[str, dict]:
@@ -342,9 +354,11 @@ def _page_file_data(path: Path) -> tuple[str, dict]:
 def test_gallery_pages_keep_the_html_bounded(clustered_run, inline):
     """More images per cluster than the page size: the HTML holds only the first page of
     each cluster; the rest are in one page file per clustering, with their thumbnails."""
-    out = write_gallery(clustered_run, page_size=2, n_neighbours=3, inline=inline, thumb=32)
+    out = write_gallery(
+        clustered_run, page_size=2, n_neighbours=3, inline=inline, thumb=32, show_map=False
+    )
     _, data = _gallery_data(out)
-    assert data["page_size"] == 2
+    assert data["page_size"] == 2 and data["map"] is None
     pages = sorted((out.parent / "gallery_pages").glob("*.js"))
     assert len(pages) == len(data["clusterings"]) == 8  # every clustering has a cluster > 2
     inline_members = set()
@@ -371,6 +385,34 @@ def test_gallery_pages_keep_the_html_bounded(clustered_run, inline):
     # a second gallery without pages removes the stale page files
     write_gallery(clustered_run, page_size=60, inline=inline)
     assert list((out.parent / "gallery_pages").glob("*.js")) == []
+
+
+def test_gallery_map_has_every_point_with_its_image_neighbours_and_clusters(clustered_run):
+    """The map of ``RUN/map2d.parquet`` (a sample of 8: every cluster of the opening
+    clustering in it) in a paged gallery: each point's image and neighbours are in the
+    page itself, and its cluster in every clustering; each cluster has its colour."""
+    choice = choose_k(pd.read_csv(clustered_run / "metrics.csv"), 4)
+    out = write_gallery(clustered_run, choice=choice, page_size=2, n_neighbours=3, map_max=8)
+    _, data = _gallery_data(out)
+    m = data["map"]
+    coords = pd.read_parquet(clustered_run / "map2d.parquet")
+    assert len(m["m"]) == len(m["x"]) == len(m["y"]) == len(coords) == 8
+    assert m["n_images"] == 19 and m["projection"] == "umap"
+    assert [data["images"][i]["id"] for i in m["m"]] == coords["image_id"].tolist()
+    assert np.allclose(m["x"], coords["x"], atol=1e-4) and np.allclose(
+        m["y"], coords["y"], atol=1e-4
+    )
+    assert all(len(data["neighbours"][i]) == 3 for i in m["m"])  # a click shows them
+    cl = pd.read_parquet(clustered_run / "clusters.parquet")
+    for g in data["clusterings"]:
+        sel = cl[(cl["method"] == g["method"]) & (cl["k"] == g["k"])].set_index("image_id")
+        assert (
+            m["c"][f"{g['method']}-k{g['k']}"]
+            == sel["cluster"].reindex(coords["image_id"]).tolist()
+        )
+        colours = [c["colour"] for c in g["clusters"]]
+        assert len(set(colours)) == len(colours) == g["k"]
+    assert set(m["c"]["kmeans-k4"]) == {0, 1, 2, 3}  # the opening clustering: all in the sample
 
 
 # -- the demo shop's duplicated product ---------------------------------------------------------

@@ -159,14 +159,15 @@ def test_gallery_screenshot(gallery_run, tmp_path):
         run, choice=choice, duplicates=dups, dup_threshold=0.99, inline=False, n_neighbours=6
     )
     shot = run / "report" / "gallery.png"  # kept with the run for a person to look at
-    _screenshot(tmp_path, out, shot, "1280,900")
+    _screenshot(tmp_path, out, shot, "1280,1500")  # the map, then the clusters
     with Image.open(shot) as im:
-        assert im.size == (1280, 900)
+        assert im.size == (1280, 1500)
         arr = np.asarray(im.convert("RGB")).astype(int)
-    # The thumbnails are on screen: each group's colour is in the picture.
+    # The thumbnails are on screen: each group's colour is in the picture, far more of it
+    # than the map's dots (about 500 pixels a cluster) could make.
     for colour in COLORS:
         close = np.abs(arr - np.array(colour)).max(axis=2) < 40
-        assert close.sum() > 200, colour
+        assert close.sum() > 2000, colour
     print(f"screenshot: {shot}")
 
 
@@ -671,6 +672,30 @@ class _DevTools:
         self.send("Input.dispatchKeyEvent", self.session, type="keyDown", text=text, **down)
         self.send("Input.dispatchKeyEvent", self.session, type="keyUp", **down)
 
+    def mouse(self, kind: str, x: float, y: float, *, pressed: bool = False) -> None:
+        """One mouse event at (x, y) CSS pixels of the window, as from a real mouse:
+        ``mouseMoved``, ``mousePressed`` or ``mouseReleased`` (the left button)."""
+        button = "left" if kind != "mouseMoved" else ("left" if pressed else "none")
+        buttons = 1 if pressed or kind == "mousePressed" else 0
+        clicks = 1 if kind != "mouseMoved" else 0
+        self.send("Input.dispatchMouseEvent", self.session, type=kind, x=x, y=y,
+                  button=button, buttons=buttons, clickCount=clicks)  # fmt: skip
+
+    def click(self, x: float, y: float) -> None:
+        """Move to (x, y), press and release the left button there."""
+        self.mouse("mouseMoved", x, y)
+        self.mouse("mousePressed", x, y)
+        self.mouse("mouseReleased", x, y)
+
+    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
+        """Press at ``start``, move to ``end`` in ``steps`` and release there."""
+        self.mouse("mouseMoved", *start)
+        self.mouse("mousePressed", *start)
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            x, y = (start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
+            self.mouse("mouseMoved", x, y, pressed=True)
+        self.mouse("mouseReleased", *end)
+
     def wait_for(self, expression: str, tries: int = 500) -> None:
         """Until ``expression`` is true in the page (polled, each poll waiting 20 ms there)."""
         wait = "new Promise((ok) => setTimeout(() => ok(Boolean(" + expression + ")), 20))"
@@ -699,11 +724,11 @@ class _DevTools:
 
 @pytest.fixture
 def devtools(tmp_path):
-    """Open a page in chromium for real key presses: ``devtools(url)``."""
+    """Open a page in chromium for real key presses: ``devtools(url, *flags)``."""
     opened = []
 
-    def open_page(url: str) -> _DevTools:
-        opened.append(_DevTools(tmp_path, url))
+    def open_page(url: str, *flags: str) -> _DevTools:
+        opened.append(_DevTools(tmp_path, url, *flags))
         return opened[-1]
 
     yield open_page
@@ -752,3 +777,168 @@ def test_gallery_thumbnails_open_with_real_key_presses(gallery_run, tmp_path, de
     page.press(" ", 32, " ")
     opened = page.js(PANEL)
     assert opened["title"] == following["alt"] and len(opened["images"]) == 1 + 6
+
+
+# -- the map: hover, click and a selection's CSV, with a real mouse ---------------------------
+
+#: Where plotly drew each point of a map (``GD``: its graph div) that is in view, in CSS
+#: pixels of the window, and its customdata; the point farthest from any other comes first
+#: (the mouse reaches it alone).
+POINTS = """((gd) => {
+  const L = gd._fullLayout, r = gd.getBoundingClientRect(), S = L._size;
+  const pts = [];
+  gd._fullData.forEach((t) => {
+    for (let j = 0; j < t.x.length; j++) {
+      const x = L.xaxis.l2p(t.x[j]), y = L.yaxis.l2p(t.y[j]);
+      if (x < 0 || x > S.w || y < 0 || y > S.h) continue;  // zoomed out of view
+      pts.push({x: r.left + S.l + x, y: r.top + S.t + y, custom: t.customdata[j]});
+    }
+  });
+  for (const p of pts) {
+    p.gap = Infinity;
+    for (const q of pts) if (q !== p) p.gap = Math.min(p.gap, Math.hypot(p.x - q.x, p.y - q.y));
+  }
+  return pts.sort((a, b) => b.gap - a.gap);
+})(GD)"""
+
+
+#: Zoom the map in on its first trace's points (as the mouse wheel or the zoom tool would):
+#: a synthetic run's clusters are tight blobs, their points a pixel or two apart.
+ZOOM = """((gd) => {
+  const t = gd._fullData[0];
+  const lo = (a) => Math.min(...a), hi = (a) => Math.max(...a);
+  const pad = 0.3 * Math.max(hi(t.x) - lo(t.x), hi(t.y) - lo(t.y), 1e-3);
+  return Plotly.relayout(gd, {"xaxis.range": [lo(t.x) - pad, hi(t.x) + pad],
+                              "yaxis.range": [lo(t.y) - pad, hi(t.y) + pad]}).then(() => true);
+})(GD)"""
+
+
+def zoom_in(browser, gd: str) -> None:
+    """Zoom the map in graph div ``gd`` (a JS expression) in on its first cluster."""
+    assert browser.js(ZOOM.replace("GD", gd))
+
+
+def map_points_on_screen(browser, gd: str) -> list[dict]:
+    """Every point of the map in graph div ``gd`` (a JS expression) as :data:`POINTS` has it."""
+    return browser.js(POINTS.replace("GD", gd))
+
+
+def isolated_point(browser, gd: str) -> dict:
+    """The point of the map farthest from the others, with ``id``: its image id (the
+    notebook's customdata holds it first, the gallery's is the image's number)."""
+    zoom_in(browser, gd)
+    point = map_points_on_screen(browser, gd)[0]
+    assert point["gap"] > 12, point  # nothing else under the mouse (markers are 8 px)
+    custom = point["custom"]
+    if isinstance(custom, list):
+        point["id"] = custom[0]
+    else:
+        point["id"] = browser.js(f"window.gallery.data.images[{custom}].id")
+    return point
+
+
+GALLERY_MAP = "document.getElementById('map')"
+TIP = """(() => {
+  const tip = document.getElementById('map-tip');
+  if (tip.style.display !== 'block') return null;
+  const im = tip.querySelector('img');
+  return {label: tip.querySelector('.tip-label').textContent,
+          cluster: tip.querySelector('.tip-cluster').textContent,
+          image: Boolean(im && im.complete && im.naturalWidth > 0)};
+})()"""
+
+
+@pytest.fixture
+def map_page(gallery_run, tmp_path, devtools):
+    """The gallery of :func:`gallery_run` (plotly.js and thumbnails in files beside it) in
+    chromium, its map drawn."""
+    run, dups, choice = gallery_run
+    out = write_gallery(
+        run, tmp_path / "report" / "gallery.html", choice=choice, n_neighbours=6, inline=False
+    )
+    assert (out.parent / "gallery_files" / "plotly.min.js").is_file()
+    page = devtools(out.as_uri(), "--window-size=1280,1000")  # the map in the window
+    page.wait_for("window.gallery && window.gallery.mapReady")
+    return run, choice, page
+
+
+def test_gallery_map_hover_shows_the_thumbnail_and_label(map_page):
+    run, choice, page = map_page
+    point = isolated_point(page, GALLERY_MAP)
+    page.mouse("mouseMoved", point["x"], point["y"])
+    page.wait_for(TIP)
+    got = page.js(TIP)
+    cluster = _members(run, choice.method, choice.k).set_index("image_id")["cluster"]
+    assert got == {"label": _labels(run)[point["id"]], "image": True,
+                   "cluster": f"cluster {cluster[point['id']]}"}  # fmt: skip
+
+
+def test_gallery_map_click_shows_the_neighbours_in_the_panel(map_page):
+    run, choice, page = map_page
+    zoom_in(page, GALLERY_MAP)
+    points = map_points_on_screen(page, GALLERY_MAP)
+    before = page.js(PANEL)
+    labels = _labels(run)
+    # the most isolated point that is not the image the panel opened on
+    for point in points:
+        point["id"] = page.js(f"window.gallery.data.images[{point['custom']}].id")
+        if point["gap"] > 12 and labels[point["id"]] != before["title"]:
+            break
+    page.click(point["x"], point["y"])
+    title = "document.querySelector('#panel h3').textContent"
+    page.wait_for(f"{title} !== {json.dumps(before['title'])}")
+    opened = page.js(PANEL)
+    assert opened["title"] == labels[point["id"]] == opened["images"][0]
+    assert len(opened["images"]) == 1 + 6  # the image and its neighbours
+
+
+READ_SELECTION = """(async () => {
+  const a = document.getElementById('map-export');
+  return {href: a.getAttribute('href').split(':')[0], name: a.download,
+          disabled: a.getAttribute('aria-disabled'),
+          selected: document.getElementById('map-selected').textContent,
+          text: await (await fetch(a.href)).text()};
+})()"""
+
+
+def test_gallery_map_selection_exports_its_rows_as_csv(map_page):
+    """A box drawn with the mouse around one cluster's points (the "Box Select" tool picked
+    in the map's toolbar): the CSV link has exactly the images inside, cluster by cluster."""
+    run, choice, page = map_page
+    assert page.js("document.getElementById('map-export').getAttribute('aria-disabled')") == "true"
+    zoom_in(page, GALLERY_MAP)
+    points = map_points_on_screen(page, GALLERY_MAP)
+    button = page.js("""(() => {
+      const b = document.querySelector('#map-box .modebar-btn[data-val="select"]');
+      const r = b.getBoundingClientRect();
+      return {x: r.left + r.width / 2, y: r.top + r.height / 2};
+    })()""")
+    page.mouse("mouseMoved", button["x"], button["y"])  # the toolbar shows on hover
+    page.click(button["x"], button["y"])
+    page.wait_for("document.getElementById('map')._fullLayout.dragmode === 'select'")
+    members = _members(run, choice.method, choice.k).set_index("image_id")
+    ids = {p["custom"]: page.js(f"window.gallery.data.images[{p['custom']}].id") for p in points}
+    # a box around the left half of the points in view (the first cluster's), 4 px out
+    xs = sorted(p["x"] for p in points)
+    inside = [p for p in points if p["x"] <= xs[len(xs) // 2]]
+    start = (min(p["x"] for p in inside) - 4, min(p["y"] for p in inside) - 4)
+    end = (max(p["x"] for p in inside) + 4, max(p["y"] for p in inside) + 4)
+    within = [start[0] < p["x"] < end[0] and start[1] < p["y"] < end[1] for p in points]
+    on_edge = [
+        p for p in points
+        if min(abs(p["x"] - start[0]), abs(p["x"] - end[0]), abs(p["y"] - start[1]),
+               abs(p["y"] - end[1])) < 1.5
+        and start[0] - 1.5 < p["x"] < end[0] + 1.5 and start[1] - 1.5 < p["y"] < end[1] + 1.5
+    ]  # fmt: skip
+    assert not on_edge, "a point on the box's edge: in or out is a matter of rounding"
+    want_ids = {ids[p["custom"]] for p, w in zip(points, within, strict=True) if w}
+    assert 0 < len(want_ids) < len(points)  # a part of what is in view
+    page.drag(start, end)
+    page.wait_for("document.getElementById('map-selected').textContent !== ''")
+    got = page.js(READ_SELECTION)
+    assert got["href"] == "blob" and got["disabled"] == "false"
+    assert got["name"] == f"lookalike-map-{choice.method}-k{choice.k}-selection.csv"
+    assert got["selected"] == f"{len(want_ids)} images selected"
+    order = {i: n for n, i in enumerate(pd.read_parquet(RunLayout(run).map2d)["image_id"])}
+    want = members.loc[sorted(want_ids, key=lambda i: (members.loc[i, "cluster"], order[i]))]
+    assert _csv_rows(got["text"]) == _rows(want.reset_index()[["image_id", "label", "cluster"]])

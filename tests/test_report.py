@@ -261,10 +261,13 @@ def _open_offline(tmp_path, page) -> tuple[dict, list[str]]:
 
 @pytest.fixture(scope="module")
 def chromium_own(tmp_path_factory) -> set[str]:
-    """The hosts chromium itself asks for (its clock, sign-in, google.com) on an empty page;
-    no flag turns all of them off."""
+    """The hosts chromium itself asks for (its clock, sign-in, google.com, its check-in) on
+    an empty page that keeps it busy; no flag turns all of them off."""
     blank = tmp_path_factory.mktemp("blank") / "blank.html"
-    blank.write_text("<!DOCTYPE html><html><body><p>empty</p></body></html>")
+    # busy for 3 s, as a report is that runs plotly.js (its map): chromium asks for more of
+    # its own hosts (android.clients.google.com) the longer a page keeps it working
+    busy = "<script>const t0 = Date.now(); while (Date.now() - t0 < 3000) {}</script>"
+    blank.write_text(f"<!DOCTYPE html><html><body><p>empty</p>{busy}</body></html>")
     _, requests = _open_offline(blank.parent, blank)
     return {_host(r) for r in requests}
 

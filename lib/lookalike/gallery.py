@@ -30,6 +30,7 @@ from .duplicates import N_NEIGHBOURS, run_neighbours
 from .elbow import KChoice
 from .exceptions import ConfigError
 from .find import read_find
+from .mapview import cluster_colours, map_coords, plotly_js
 from .neighbors import match_text, read_matches
 from .paths import RunLayout, resolve
 from .reduce import read_reduced
@@ -41,7 +42,8 @@ __all__ = ["GALLERY_FIND_MAX", "GALLERY_INLINE_MAX", "GALLERY_PAGE_SIZE", "write
 GALLERY_INLINE_MAX = 1000
 #: Images per cluster inside the page itself by default; the others a cluster keeps (up to
 #: ``max_per_cluster``) are in one page file per clustering, loaded on "show more". So the
-#: HTML holds at most (clusters shown) x this many images, whatever the run's size.
+#: HTML holds at most (clusters shown) x this many images, whatever the run's size, and the
+#: map's (at most :data:`lookalike.mapview.MAP_MAX_POINTS`).
 GALLERY_PAGE_SIZE = 24
 #: Query images of ``lookalike find`` shown in the page's Find section, all searches together
 #: (the first of each search's table, searches in name order); each brings its hits.
@@ -49,7 +51,8 @@ GALLERY_FIND_MAX = 50
 
 
 def _template() -> str:
-    """The page, with ``__TITLE__``, ``__THUMB__`` and ``__DATA__`` to fill in.
+    """The page, with ``__TITLE__``, ``__THUMB__``, ``__DATA__`` and ``__PLOTLYJS__`` to
+    fill in.
 
     It is package data named after this module: ``lookalike/templates/gallery.html``.
     """
@@ -383,7 +386,8 @@ def _split_pages(
     members of every cluster, their thumbnails and neighbours) for each clustering with
     more, records its path in the clustering's ``page``, and returns the page's own
     ``images`` and ``neighbours`` lists: None for the images only page files show.
-    ``found`` (the Find section's images) stay in the page with their neighbours.
+    ``found`` (the Find section's images and the map's) stay in the page with their
+    neighbours.
     """
     inline = {i for g in clusterings for cl in g["clusters"] for i in cl["m"]} | set(found or ())
     main = inline | {j for i in inline for j, *_ in neighbours.get(i, [])}
@@ -439,15 +443,65 @@ def _choice_data(choice: KChoice | None) -> dict[str, Any] | None:
     }
 
 
-def _render(page_data: dict[str, Any]) -> str:
-    """The template filled with the page's title, thumbnail size and data."""
+def _render(page_data: dict[str, Any], plotly_tag: str = "") -> str:
+    """The template filled with the page's title, thumbnail size and data, and
+    ``plotly_tag`` (the script element of plotly.js, or "" for a page without a map)."""
     blob = json.dumps(page_data, separators=(",", ":")).replace("<", "\\u003c")
-    return (
-        _template()
-        .replace("__TITLE__", html.escape(page_data["title"]))
+    # split first: nothing in plotly.js or the data is taken for a placeholder
+    head, _, tail = _template().partition("__PLOTLYJS__")
+    head, tail = (
+        part.replace("__TITLE__", html.escape(page_data["title"]))
         .replace("__THUMB__", str(page_data["thumb"]))
         .replace("__DATA__", blob)
+        for part in (head, tail)
     )
+    return head + plotly_tag + tail
+
+
+def _map_data(
+    run: RunLayout,
+    coords: pd.DataFrame,
+    clusterings: list[dict[str, Any]],
+    page: _PageImages,
+) -> dict[str, Any]:
+    """The page's map: each point's position and page number (its image joins the page),
+    and its cluster in every clustering of the page (``{"method-kK": [cluster, ...]}``, -1
+    for none). Each cluster of ``clusterings`` gets its ``colour``
+    (:func:`lookalike.mapview.cluster_colours`, as in notebook 05's map)."""
+    ids = coords["image_id"].astype(str).tolist()
+    per: dict[str, list[int]] = {}
+    for method in sorted({g["method"] for g in clusterings}):
+        ks = [g["k"] for g in clusterings if g["method"] == method]
+        cols = ["k", "image_id", "cluster"]
+        sel = read_clusterings(run, methods=[method], k_values=ks, columns=cols, image_ids=ids)
+        for k, rows in sel.groupby("k"):
+            of = pd.Series(rows["cluster"].to_numpy(), index=rows["image_id"].astype(str))
+            per[f"{method}-k{k}"] = of.reindex(ids).fillna(-1).astype(int).tolist()
+    for g in clusterings:
+        for cl, colour in zip(g["clusters"], cluster_colours(len(g["clusters"])), strict=True):
+            cl["colour"] = colour
+    return {
+        "x": [round(float(v), 4) for v in coords["x"]],
+        "y": [round(float(v), 4) for v in coords["y"]],
+        "m": [page(i) for i in ids],
+        "c": per,
+        "projection": coords.attrs.get("projection"),
+        "n_images": int(coords.attrs.get("n_images", len(coords))),
+    }
+
+
+def _plotly_tag(inline: bool, files_dir: Path, plotlyjs_name: str) -> str:
+    """plotly.js for the page's map: inlined, or written beside the page in ``files_dir``
+    (the folder of the thumbnail files) and loaded from there; never from the network."""
+    code = plotly_js()
+    if inline:
+        return f"<script>{code}</script>"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    path = files_dir / plotlyjs_name
+    if not path.is_file() or path.stat().st_size != len(code.encode("utf-8")):
+        _readable(storage.atomic_write_bytes(path, code.encode("utf-8"), fsync=False))
+    src = urllib.parse.quote(f"{files_dir.name}/{plotlyjs_name}")
+    return f'<script src="{src}" charset="utf-8"></script>'
 
 
 def write_gallery(
@@ -466,6 +520,9 @@ def write_gallery(
     thumb: int = 104,
     inline: bool | None = None,
     title: str | None = None,
+    show_map: bool = True,
+    map_max: int | None = None,
+    random_state: int | None = 0,
 ) -> Path:
     """A self-contained HTML gallery of the clusters, to open in any browser and share.
 
@@ -524,6 +581,19 @@ def write_gallery(
         Data URIs (True) or files beside the page (False); default: inline up to
         :data:`GALLERY_INLINE_MAX` images.
     title : str, optional
+    show_map : bool, default True
+        Show the 2-D map of the images above the clusters (:func:`lookalike.mapview.map_coords`,
+        kept in ``RUN/map2d.parquet``, so notebook 05's map is the same): a point per image
+        coloured by its cluster in the clustering picked, its thumbnail and label on hover;
+        a click shows its neighbours in the panel, and a lasso or box selection is exported
+        as CSV (``image_id,label,cluster``). plotly.js is inlined with inlined thumbnails,
+        else ``gallery_files/plotly.min.js`` beside the page.
+    map_max : int, optional
+        Images on the map: a seeded sample above it, every cluster of the opening
+        clustering in it (None: :data:`lookalike.mapview.MAP_MAX_POINTS`, 5,000). Each has
+        its thumbnail and neighbours in the page.
+    random_state : int or None, default 0
+        Seed of the map's sample and projection.
 
     Returns
     -------
@@ -552,6 +622,13 @@ def write_gallery(
         page_size=page_size,
     )
     finds = _find_searches(run, page, paths)  # before the neighbours: hits get theirs
+    map_data = None
+    if show_map and clusterings:
+        shown = clusterings[start]  # the sample has every cluster of the one the page opens on
+        coords = map_coords(
+            run, method=shown["method"], k=shown["k"], max_points=map_max, random_state=random_state
+        )
+        map_data = _map_data(run, coords, clusterings, page)  # before the neighbours too
     n_neighbours = N_NEIGHBOURS if n_neighbours is None else n_neighbours
     whys = {"": 0}  # the neighbours' reasons in words, numbered
     neighbours = _neighbour_lists(run, ids, Z, page, n_neighbours, whys)
@@ -562,6 +639,7 @@ def write_gallery(
     images = _thumbnails(page.order, paths, thumb, inline, files_dir, meta)
     pages_dir = out.parent / run.gallery_pages.name
     found = {n for s in finds or [] for q in s["queries"] for n in [q["q"], *_hit_numbers(q)]}
+    found |= set(map_data["m"]) if map_data else set()
     images, neighbour_lists = _split_pages(clusterings, images, neighbours, dups, pages_dir, found)
     page_data = {
         "title": title or f"lookalike gallery: {run.root.name}",
@@ -577,8 +655,10 @@ def write_gallery(
         "why": list(whys),
         "duplicates": dups,
         "finds": finds,
+        "map": map_data,
     }
-    _readable(storage.atomic_write_bytes(out, _render(page_data).encode("utf-8")))
+    plotly_tag = _plotly_tag(inline, files_dir, run.gallery_plotlyjs.name) if map_data else ""
+    _readable(storage.atomic_write_bytes(out, _render(page_data, plotly_tag).encode("utf-8")))
     size = out.stat().st_size / 2**20
     where = "inlined" if inline else f"in {run.shown(files_dir)}"
     left = f"; left out {len(skipped)} clusterings (max_images={max_images})" if skipped else ""
@@ -586,6 +666,7 @@ def write_gallery(
     left += f"; {n_pages} page files in {run.shown(pages_dir)}" if n_pages else ""
     n_found = sum(len(s["queries"]) for s in finds or [])
     left += f"; {n_found} find queries" if n_found else ""
+    left += f"; a map of {len(map_data['m'])} images" if map_data else ""
     print(
         f"gallery: {run.shown(out)} ({size:.1f} MiB), {len(clusterings)} clusterings, "
         f"{len(page.order)} thumbnails {where}{left}; {time.perf_counter() - t0:.1f} s"

@@ -271,7 +271,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("k_values", "list_int", [3, 5, 10, 20, 50, 70, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000], _N4, "the k sweep; values >= the number of images are dropped", low=2),  # noqa: E501
     _p("algorithm", "choice", "auto", _N4, "kmeans (exact), minibatch (MiniBatchKMeans), faiss (faiss KMeans from a k-means++ start) or auto (minibatch above 5,000 images, faiss above 500,000)", choices=ALGORITHMS),  # noqa: E501
     _p("n_init", "int", 4, _N4, "exact KMeans restarts per k (the best is kept)", low=1),
-    _p("random_state", "int", 0, (*_N4, *_N5), "seed for PCA, KMeans and sampling (04) and for t-SNE and sampling (05)", low=0),  # noqa: E501
+    _p("random_state", "int", 0, (*_N4, *_N5), "seed for PCA, KMeans and sampling (04) and for t-SNE, UMAP and sampling (05)", low=0),  # noqa: E501
     _p("silhouette_sample", "int", 10000, _N4, "with more images, silhouette uses a seeded sample of this size", low=2),  # noqa: E501
     _p("agglomerative", "bool", True, _N4, "also cluster with average-linkage agglomerative on cosine distance"),  # noqa: E501
     _p("agglomerative_threshold", "float", None, _N4, "cosine distance to cut the tree at, e.g. 0.3; null: at each k", low=0, high=2, low_open=True),  # noqa: E501
@@ -287,6 +287,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("max_cluster_sheets", "int", 100, _N5, "contact sheets written for at most this many clusters, the largest", low=0),  # noqa: E501
     _p("map_thumbnails", "int", 120, _N5, "at most this many thumbnails on each 2-D map", low=0),
     _p("tsne_max", "int", 2000, _N5, "t-SNE runs on a seeded sample of at most this many images", low=3),  # noqa: E501
+    _p("map_max", "int", 5000, _N5, "the interactive map (UMAP) shows a seeded sample of at most this many images, every cluster in it", low=1),  # noqa: E501
     _p("dup_threshold", "float", 0.97, _N5, "cosine similarity at or above which two images are near-duplicates", low=0, high=1, low_open=True),  # noqa: E501
     _p("n_neighbours", "int", 8, _N5, "nearest neighbours listed per image in the browser and the gallery", low=1),  # noqa: E501
     _p("gallery_page_size", "int", 24, _N5, "images per cluster inside the gallery page; the rest are in page files beside it", low=1),  # noqa: E501

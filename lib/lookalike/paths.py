@@ -293,6 +293,17 @@ class RunLayout:
         return self.figures_dir / "clusters"
 
     @property
+    def map2d(self) -> Path:
+        """``map2d.parquet``: the 2-D map of 05 and the gallery (``image_id``, ``x``, ``y``;
+        UMAP of a seeded sample of the PCA vectors, :func:`lookalike.mapview.map_coords`)."""
+        return self.root / "map2d.parquet"
+
+    @property
+    def map2d_state(self) -> Path:
+        """``map2d.json``: what ``map2d.parquet`` was computed from (reused while current)."""
+        return self.root / "map2d.json"
+
+    @property
     def near_duplicates(self) -> Path:
         """``near_duplicates.csv``: groups of near-identical images."""
         return self.root / "near_duplicates.csv"
@@ -317,6 +328,12 @@ class RunLayout:
         """``report/gallery_pages/``: later pages of the gallery's clusters, as scripts
         (``<method>-k<k>.js``) so that they load from file:// with no server."""
         return self.report_dir / "gallery_pages"
+
+    @property
+    def gallery_plotlyjs(self) -> Path:
+        """``report/gallery_files/plotly.min.js``: plotly.js for the gallery's map, beside a
+        gallery whose thumbnails are files (an inlined gallery inlines it too)."""
+        return self.gallery_files / "plotly.min.js"
 
     def report(self, notebook: str) -> Path:
         """``report/<notebook>.html``."""

@@ -214,6 +214,7 @@ def read_clusterings(
     k_values: Sequence[int] | None = None,
     max_rank: int | None = None,
     columns: Sequence[str] | None = None,
+    image_ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Rows of ``RUN/clusters.parquet``, filtered while reading (never the whole table).
 
@@ -229,6 +230,8 @@ def read_clusterings(
         Keep the rows with ``rank < max_rank`` (the images nearest each centre).
     columns : sequence of str, optional
         Columns to read (default :data:`lookalike.cluster.CLUSTERS_COLUMNS`).
+    image_ids : sequence of str, optional
+        Keep the rows of these images (default all).
     """
     path = run.clusters
     if not path.is_file():
@@ -240,6 +243,8 @@ def read_clusterings(
         filters.append(("k", "in", [int(k) for k in k_values]))
     if max_rank is not None:
         filters.append(("rank", "<", int(max_rank)))
+    if image_ids is not None:
+        filters.append(("image_id", "in", [str(i) for i in image_ids]))
     cols = list(CLUSTERS_COLUMNS if columns is None else columns)
     table = pd.read_parquet(path, columns=cols, filters=filters or None)
     if "method" in table.columns:
