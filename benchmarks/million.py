@@ -149,7 +149,7 @@ class Steps:
 
 def stage_05(run_dir: Path, step: Steps, random_state: int = 0) -> None:
     """Every step of notebook 05 with its default parameters, as the notebook calls them."""
-    from lookalike import browser, duplicates, elbow, gallery, plots, sheets
+    from lookalike import browser, duplicates, elbow, gallery, mapview, plots, sheets
 
     run = RunLayout(run_dir)
     metrics = pd.read_csv(run.metrics)
@@ -167,6 +167,8 @@ def stage_05(run_dir: Path, step: Steps, random_state: int = 0) -> None:
         step(f"05 map ({projection}, sampled)", lambda p=projection: plots.plot_map(
             run, k, projection=p, method=method, max_thumbnails=120,
             random_state=random_state))  # fmt: skip
+    step("05 interactive map (UMAP, sampled)", lambda: mapview.map_html(
+        run, k, method=method, random_state=random_state))  # fmt: skip
     step("05 overview sheet", lambda: sheets.overview_sheet(run, k, method=method))
     step("05 cluster contact sheets", lambda: sheets.cluster_contact_sheets(
         run, k, method=method, out_dir=run.figure("clusters")))  # fmt: skip
