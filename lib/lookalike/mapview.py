@@ -63,27 +63,21 @@ UMAP_MIN_DIST = 0.1
 #: Bumped when the coordinates computed for the same inputs change.
 _VERSION = 1
 
-# Ten and 24 well-separated colours (D3's category10 and plotly's Dark24); above 24 clusters
-# hues a golden angle apart, in two lightnesses: no two clusters share a colour.
-_TEN = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-        "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # fmt: skip
-_DARK24 = ["#2e91e5", "#e15f99", "#1ca71c", "#fb0d0d", "#da16ff", "#222a2a", "#b68100",
-           "#750d86", "#eb663b", "#511cfb", "#00a08b", "#fb00d1", "#fc0080", "#b2828d",
-           "#6c7c32", "#778aae", "#862a16", "#a777f1", "#620042", "#1616a7", "#da60ca",
-           "#6c4516", "#0d2a63", "#af0038"]  # fmt: skip
-
 
 def cluster_colours(n: int) -> list[str]:
-    """``n`` distinct colours as ``#rrggbb``, one per cluster in cluster order.
+    """``n`` distinct colours as ``#rrggbb``, one per cluster in cluster order; above 24
+    clusters no two share a colour.
 
     Up to 10: D3's category10 (matplotlib's tab10); up to 24: plotly's Dark24; above, hues a
     golden angle (137.5 degrees) apart, alternating two lightnesses.
     """
-    if n <= len(_TEN):
-        return _TEN[:n]
-    if n <= len(_DARK24):
-        return _DARK24[:n]
     import colorsys
+
+    from plotly.colors import qualitative
+
+    for palette in (qualitative.D3, qualitative.Dark24):  # well separated, as plotly ships them
+        if n <= len(palette):
+            return [c.lower() for c in palette[:n]]
 
     out = []
     for i in range(n):

@@ -374,7 +374,6 @@ def pair_matches(
     gain = np.zeros(len(i), np.float32)
     if colour is not None and colour_weight > 0 and len(i):
         tint = _pair_colour(colour, i, j)
-        storage.drop_pages(colour)  # a memory map of colour.npy: this pass only
         fused = (1.0 - colour_weight) * best + colour_weight * tint  # pair_similarity's formula
         gain = (fused.astype(np.float32) - best).astype(np.float32)
     return kind, slot, gain
@@ -384,14 +383,7 @@ def _pair_colour(colour: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray
     """``colour[i[p]] . colour[j[p]]``: float32 (p,), from sparse rows of only the images
     the pairs name (histograms with few filled bins; see :func:`_colour_dot`)."""
     rows, pos = np.unique(np.concatenate([i, j]), return_inverse=True)
-    tints = sparse.vstack(
-        [
-            sparse.csr_matrix(np.asarray(colour[rows[s : s + QUERY_ROWS]], dtype=np.float32))
-            for s in range(0, len(rows), QUERY_ROWS)
-        ],
-        format="csr",
-    )
-    return _colour_dot(tints, pos[: len(i)], pos[len(i) :])
+    return _colour_dot(_sparse_rows(colour, rows), pos[: len(i)], pos[len(i) :])
 
 
 def match_text(match: Any, colour_gain: Any = 0.0) -> str:
@@ -489,11 +481,22 @@ def _part_searches(
     return sc.reshape(len(rows), -1), ids.reshape(len(rows), -1)
 
 
-def _sparse_rows(x: np.ndarray, block: int = QUERY_ROWS) -> sparse.csr_matrix:
-    """``x`` (n, c) as a CSR matrix, converted a block of rows at a time (bounded memory)."""
-    blocks = [sparse.csr_matrix(np.asarray(x[s : s + block])) for s in range(0, len(x), block)]
+def _sparse_rows(
+    x: np.ndarray, rows: np.ndarray | None = None, block: int = QUERY_ROWS
+) -> sparse.csr_matrix:
+    """``x[rows]`` (default all of ``x``; (m, c)) as a float32 CSR matrix, converted a block
+    of rows at a time (bounded memory)."""
+    m = len(x) if rows is None else len(rows)
+    blocks = [
+        sparse.csr_matrix(
+            np.asarray(x[s : s + block] if rows is None else x[rows[s : s + block]], np.float32)
+        )
+        for s in range(0, m, block)
+    ]
     storage.drop_pages(x)  # a memory map of colour.npy: the CSR copy is what is used
-    return sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix(x)
+    if not blocks:
+        return sparse.csr_matrix((0, x.shape[1]), dtype=np.float32)
+    return sparse.vstack(blocks, format="csr")
 
 
 def _colour_dot(sparse, i: np.ndarray, j: np.ndarray) -> np.ndarray:
