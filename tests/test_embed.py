@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lookalike import embed, storage
+from lookalike import embed, model, storage
 from lookalike.embed import embed_images
 from lookalike.exceptions import ConfigError
 
@@ -383,5 +383,19 @@ def test_the_local_engine_says_where_its_model_runs(tmp_path, capsys):
     assert compute_device("onnxruntime") == "CPU (onnxruntime)"
     run = tmp_path / "run"
     _add_rows(run, [("a.png", _png(_photo(3)))])
-    embed_images(run, cache_dir=tmp_path / "cache", **EMBED_KW)
+    embed_images(run, cache_dir=tmp_path / "cache", backend="keras", **EMBED_KW)
     assert f"embed: engine local, model on {where}" in capsys.readouterr().out
+    embed_images(run, cache_dir=tmp_path / "cache2", backend="onnxruntime", force=True, **EMBED_KW)
+    assert "embed: engine local, model on CPU (onnxruntime)" in capsys.readouterr().out
+
+
+def test_exact_backends_share_the_cache(embedded_run):
+    """fp32 on Keras or ONNX Runtime is one embedding: switching recomputes nothing."""
+    run, cache, first, _, _ = embedded_run
+    assert first["backend"] == model.default_backend("fp32")
+    other = "keras" if first["backend"] == "onnxruntime" else "onnxruntime"
+    again = embed_images(run, cache_dir=cache, backend=other, force=True, **EMBED_KW)
+    assert again["backend"] == other and again["computed"] == 0
+    assert again["cache_dir"] == first["cache_dir"]
+    with pytest.raises(ConfigError, match="backend"):
+        embed_images(run, cache_dir=cache, backend="tflite", **EMBED_KW)

@@ -72,11 +72,32 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
     return cos, float(np.mean(sa.argmax(1) == sb.argmax(1)))
 
 
-def test_onnx_fp32_equals_keras(real_batch):
-    x, ref = real_batch
-    ex = model.load_extractor(image_size=64, backend="onnxruntime")
-    cos, _ = _agreement(ref, l2_normalize(pool_features(ex(x), "avg")))
-    assert 1.0 - cos.min() < 1e-4
+@pytest.mark.parametrize(
+    ("layer", "pooling", "size"), [("block5_pool", "max", 224), ("block4_pool", "gem", 160)]
+)
+def test_onnx_fp32_gives_keras_vectors(layer, pooling, size):
+    """The exact backends agree on every image, at the presets' layers, poolings and sizes."""
+    files = _real_images(12)
+    x = np.stack([model.prepare(load_for_embedding(p, image_size=size)) for p in files])
+    keras = model.load_extractor(layer=layer, backend="keras")
+    ort = model.load_extractor(layer=layer, backend="onnxruntime")
+    a, b = (l2_normalize(pool_features(ex(x), pooling)) for ex in (keras, ort))
+    cos, nn_same = _agreement(a, b)
+    assert cos.min() >= 0.99999 and nn_same == 1.0
+
+
+def test_default_backend_follows_precision_and_cpu():
+    avx2 = "flags\t: fpu sse2 avx avx2 fma\n"
+    avx512 = "flags\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni\n"
+    assert model.default_backend("int8", avx2) == model.default_backend("int8", avx512)
+    assert model.default_backend("int8") == "onnxruntime"
+    assert model.default_backend("bf16", avx2) == "keras"
+    # tensorflow-cpu is what this environment has, so the CPU decides fp32.
+    assert model.default_backend("fp32", avx2) == "onnxruntime"
+    assert model.default_backend("fp32", avx512) == "keras"
+    assert model.load_extractor(image_size=64).backend == model.default_backend("fp32")
+    with pytest.raises(ConfigError, match="precision"):
+        model.default_backend("fp16")
 
 
 @pytest.mark.parametrize(("precision", "min_mean_cos"), [("bf16", 0.999), ("int8", 0.98)])

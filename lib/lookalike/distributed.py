@@ -41,6 +41,7 @@ from .exceptions import ConfigError
 from .model import (
     build_int8_model,
     compute_device,
+    default_backend,
     load_extractor,
     pool_features,
     prepare,
@@ -243,8 +244,8 @@ class _Embedder:
         import ray
 
         model = _install_files(ray, files[0], model)
-        backend = "onnxruntime" if model.get("precision") == "int8" else "keras"
-        _set_threads(backend, threads)
+        model.setdefault("backend", default_backend(model.get("precision", "fp32")))
+        _set_threads(model["backend"], threads)
         self.extractor = load_extractor(**model, threads=threads, progress=False)
         self.pooling, self.normalize, self.dim, self.describe = pooling, normalize, dim, describe
         print(f"embed actor on {platform.node()}: {compute_device(self.extractor.backend)}")

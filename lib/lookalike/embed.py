@@ -36,9 +36,11 @@ from .exceptions import ConfigError, ImageError, ManifestError
 from .extras import embed_extras
 from .images import image_error
 from .model import (
+    BACKENDS,
     POOLINGS,
     PRECISIONS,
     compute_device,
+    default_backend,
     load_extractor,
     output_dim,
     pool_features,
@@ -405,7 +407,13 @@ def _build(
 
 
 def _new_summary(
-    n: int, dim: int, precision: str, phash: str, cache_root: Path, vectors: Path, engine: str
+    n: int,
+    dim: int,
+    model: dict[str, Any],
+    phash: str,
+    cache_root: Path,
+    vectors: Path,
+    engine: str,
 ) -> dict[str, Any]:
     """The summary :func:`embed_images` returns, before any work (see its docstring)."""
     return {
@@ -418,8 +426,8 @@ def _new_summary(
         "failed": 0,
         "reused": False,
         "dim": dim,
-        "precision": precision,
-        "backend": "onnxruntime" if precision == "int8" else "keras",
+        "precision": model["precision"],
+        "backend": model["backend"],
         "seconds": 0.0,
         "images_per_s": 0.0,
         "manifest_updated": 0,
@@ -435,6 +443,9 @@ def _check_options(
     """Validate the options of :func:`embed_images`; return ``(image_size, dim)``."""
     check_choice("pooling", pooling, POOLINGS)
     check_choice("precision", preprocessing.pop("precision"), PRECISIONS)
+    backend = preprocessing.pop("backend")
+    if backend is not None:
+        check_choice("backend", backend, BACKENDS)
     size = check_preprocessing(image_size, **preprocessing)
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be >= 1")
@@ -453,6 +464,7 @@ def embed_images(
     fit: str = "pad",
     trim: bool = False,
     precision: str = "fp32",
+    backend: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int = WORKERS,
     force: bool = False,
@@ -485,6 +497,11 @@ def embed_images(
     precision : {"fp32", "bf16", "int8"}, default "fp32"
         See :func:`lookalike.model.load_extractor`. int8 is the fast path (several times
         faster on CPUs with VNNI; ``benchmarks/embed.py`` measures speed and agreement with fp32).
+    backend : {"keras", "onnxruntime"}, optional
+        Where the network runs; default :func:`lookalike.model.default_backend` of
+        ``precision`` (fp32: ONNX Runtime, or Keras where TensorFlow has CUDA). The fp32
+        backends give the same vectors (cosine > 0.99999), so the cache does not tell them
+        apart.
     cache_dir : str or Path, optional
         Root of the vector cache; vectors go under ``cache_dir/<params hash>/``, int8 models
         under ``cache_dir/models/``. Default :func:`lookalike.model.vector_cache_root`.
@@ -532,6 +549,7 @@ def embed_images(
         pooling=pooling,
         layer=layer,
         precision=precision,
+        backend=backend,
         background=background,
         fit=fit,
     )
@@ -559,7 +577,14 @@ def embed_images(
     cache_root = vector_cache_root(cache_dir)
     cache = VectorCache(cache_root / phash)
     key = {"params": params, "manifest": _manifest_fingerprint(rows)}
-    summary = _new_summary(len(rows), dim, precision, phash, cache.root, run.vectors, engine)
+    model = {
+        "layer": layer,
+        "precision": precision,
+        "backend": backend or default_backend(precision),
+        "image_size": size,
+        "cache_dir": cache_root,
+    }
+    summary = _new_summary(len(rows), dim, model, phash, cache.root, run.vectors, engine)
     run.root.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(run.embeddings_dir)
     preprocessing = {"image_size": size, "background": background, "fit": fit, "trim": trim}
@@ -580,12 +605,7 @@ def embed_images(
             key,
             summary,
             preprocessing=preprocessing,
-            model={
-                "layer": layer,
-                "precision": precision,
-                "image_size": size,
-                "cache_dir": cache_root,
-            },
+            model=model,
             pooling=pooling,
             normalize=normalize,
             batch_size=int(batch_size),
@@ -630,6 +650,7 @@ def embed_run(
     batch_size: int | None = None,
     normalize: bool | None = None,
     precision: str | None = None,
+    backend: str | None = None,
     workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     force: bool | None = None,
@@ -651,7 +672,7 @@ def embed_run(
         The run folder.
     preset : {"auto", "logos", "photos"}, default DEFAULT_PRESET
         ``None`` means :data:`DEFAULT_PRESET` (``"auto"``).
-    batch_size, normalize, precision, workers, force
+    batch_size, normalize, precision, backend, workers, force
         As in :func:`embed_images`; ``None`` means its default. ``precision="auto"`` is
         resolved here by :func:`lookalike.cpu.auto_precision` (int8 on CPUs with VNNI or
         AMX, else fp32) and the choice is printed.
@@ -681,7 +702,9 @@ def embed_run(
         print(f"embed: precision auto -> {precision}: {why}")
     name = DEFAULT_PRESET if preset is None else preset
     settings = resolve_preset(name, run_dir=run, **overrides)
-    common = _given(batch_size=batch_size, precision=precision, workers=workers, engine=engine)
+    common = _given(
+        batch_size=batch_size, precision=precision, backend=backend, workers=workers, engine=engine
+    )
     common["ray"] = ray_options(ray)
     vectors = embed_images(
         run,

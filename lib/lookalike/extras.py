@@ -23,7 +23,15 @@ from . import storage
 from .distributed import RayOptions, check_engine, embed_batches, map_batches, ray_options
 from .exceptions import ConfigError, ManifestError
 from .images import png_bytes
-from .model import load_extractor, load_vgg16, output_dim, pool_features, prepare, vector_cache_root
+from .model import (
+    default_backend,
+    load_extractor,
+    load_vgg16,
+    output_dim,
+    pool_features,
+    prepare,
+    vector_cache_root,
+)
 from .neighbors import l2_normalize
 from .paths import RunLayout
 from .preprocess import colour_signature, load_for_embedding, part_inputs, upright_rgba
@@ -212,6 +220,7 @@ def _parts_pass(
     settings: dict[str, Any],
     *,
     precision: str,
+    backend: str | None,
     batch_size: int,
     workers: int,
     cache_root: Path,
@@ -225,6 +234,7 @@ def _parts_pass(
     model = {
         "layer": settings["layer"],
         "precision": precision,
+        "backend": backend or default_backend(precision),
         "image_size": size,
         "cache_dir": cache_root,
     }
@@ -265,6 +275,7 @@ def embed_extras(
     *,
     batch_size: int = BATCH_SIZE,
     precision: str = "fp32",
+    backend: str | None = None,
     workers: int = WORKERS,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -284,7 +295,7 @@ def embed_extras(
     run_dir : str, Path or RunLayout
     settings : dict
         From :func:`lookalike.similarity.resolve_preset`.
-    batch_size, precision, workers, progress
+    batch_size, precision, backend, workers, progress
         As in :func:`lookalike.embed.embed_images`; parts run at ``precision`` too.
     cache_dir : str or Path, optional
         Root of the vector cache (default :func:`lookalike.model.vector_cache_root`). Each
@@ -360,6 +371,7 @@ def embed_extras(
             failed,
             settings,
             precision=precision,
+            backend=backend,
             batch_size=batch_size,
             workers=workers,
             cache_root=cache_root,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import precision_warning
+from .cpu import instruction_sets, precision_warning
 from .exceptions import ConfigError, WeightsError
 from .paths import DEMO_DIR, vector_cache_dir
 from .preprocess import check_choice, load_for_embedding
@@ -521,6 +521,53 @@ class FeatureExtractor:
         )
 
 
+#: Backends :func:`load_extractor` runs on.
+BACKENDS = ("keras", "onnxruntime")
+
+
+def _cuda_tensorflow() -> bool:
+    """True when TensorFlow was installed with CUDA (the ``gpu`` extra), read from package
+    metadata so that choosing a backend never imports TensorFlow."""
+    from importlib import metadata
+
+    try:
+        metadata.version("tensorflow-cpu")
+        return False
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        metadata.version("nvidia-cudnn-cu12")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def default_backend(precision: str = "fp32", cpuinfo: str | None = None) -> str:
+    """The backend :func:`load_extractor` takes for ``precision`` when none is given.
+
+    int8 exists only on ONNX Runtime and bf16 only on Keras. fp32 runs on both with the same
+    vectors (cosine above 0.99999 for every image), and the faster one depends on the CPU
+    (``benchmarks/embed.py``, model only, 2 cores): with AVX-512, TensorFlow's oneDNN kernels
+    ran 10.6 images/s against ONNX Runtime's 8.1; with AVX2 only, ONNX Runtime ran 3.89
+    against 3.08. So fp32 takes Keras where the CPU has AVX-512 (or TensorFlow was
+    installed with CUDA, the ``gpu`` extra, which uses a visible GPU by itself) and ONNX
+    Runtime elsewhere, which also spares loading TensorFlow (about 3 s and 300 MB).
+
+    Parameters
+    ----------
+    precision : {"fp32", "bf16", "int8"}
+    cpuinfo : str, optional
+        The text of ``/proc/cpuinfo`` (default: this machine's), as in
+        :func:`lookalike.cpu.instruction_sets`.
+    """
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "int8":
+        return "onnxruntime"
+    if precision == "bf16" or _cuda_tensorflow() or instruction_sets(cpuinfo)["avx512f"]:
+        return "keras"
+    return "onnxruntime"
+
+
 def load_extractor(
     *,
     layer: str = "block5_pool",
@@ -544,8 +591,9 @@ def load_extractor(
     image_size : int, default 224
         Input side; only int8 needs it (it is calibrated at that size).
     backend : {"keras", "onnxruntime"}, optional
-        Default ``"keras"`` for fp32 and bf16, ``"onnxruntime"`` for int8 (the only choice for
-        it). ``"onnxruntime"`` with fp32 runs :func:`vgg16_onnx`.
+        Default :func:`default_backend` of ``precision``. int8 runs only on
+        ``"onnxruntime"``, bf16 only on ``"keras"``; fp32 on either (``"onnxruntime"`` runs
+        :func:`vgg16_onnx`).
     cache_dir : path, optional
         Where the int8 model is kept (``cache_dir/models``); as in
         :func:`lookalike.embed.embed_images`.
@@ -566,9 +614,9 @@ def load_extractor(
     unfit = precision_warning(precision)
     if unfit:
         warnings.warn(unfit, RuntimeWarning, stacklevel=2)
-    default = "onnxruntime" if precision == "int8" else "keras"
+    default = default_backend(precision)
     backend = backend or default
-    check_choice("backend", backend, ("keras", "onnxruntime"))
+    check_choice("backend", backend, BACKENDS)
     if (precision == "int8") != (backend == "onnxruntime") and precision != "fp32":
         raise ConfigError(
             f"precision={precision!r} runs on backend {default!r}, not {backend!r}; "
