@@ -1,4 +1,4 @@
-"""Helpers shared by the embedding benchmarks (``embed.py``, ``embed_memory.py``, ``quality.py``).
+"""Helpers shared by the benchmarks (``embed.py``, ``embed_memory.py``, ``quality.py`` and others).
 
 Not a test module and not part of the library: image sets, agreement figures and the
 "seeds' way" of embedding, each measured by the scripts next to this file.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,41 @@ def seeds_load(path: str | os.PathLike[str], image_size: int = 224) -> np.ndarra
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB").resize((image_size, image_size)), dtype=np.float32)
+
+
+class SeedsEmbedder:
+    """The seed notebooks' embedding loop: :func:`seeds_load`, ``preprocess_input``, one
+    ``model.predict`` per image, flattened (fp32 Keras VGG16 without its top: 25,088 values
+    at 224 px). Resumable: :meth:`embed` appends, so a timed probe can count in a longer run.
+
+    Attributes
+    ----------
+    load_s : float, seconds to load the model
+    vectors : list of ndarray (25088,), float32, one per image embedded so far
+    seconds : float, seconds spent in :meth:`embed` so far
+    """
+
+    def __init__(self) -> None:
+        t0 = time.perf_counter()
+        from keras.applications.vgg16 import preprocess_input
+
+        from lookalike.model import load_vgg16
+
+        self._pre = preprocess_input
+        self.model = load_vgg16()
+        self.load_s = time.perf_counter() - t0
+        self.vectors: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def embed(self, paths: list[Path]) -> float:
+        """Embed ``paths`` one ``predict`` each, appending; returns the seconds taken."""
+        t0 = time.perf_counter()
+        for p in paths:
+            x = self._pre(seeds_load(p)[None])
+            self.vectors.append(np.asarray(self.model.predict(x, verbose=0)).reshape(-1))
+        dt = time.perf_counter() - t0
+        self.seconds += dt
+        return dt
 
 
 def peak_rss_mb() -> float:

@@ -36,7 +36,7 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the figures
 
 import numpy as np  # noqa: E402
-from _common import agreement, demo_images, folder_images, folder_run, seeds_load  # noqa: E402
+from _common import SeedsEmbedder, agreement, demo_images, folder_images, folder_run  # noqa: E402
 
 from lookalike import embed, storage  # noqa: E402
 from lookalike import model as vgg  # noqa: E402
@@ -46,18 +46,12 @@ from lookalike.preprocess import load_for_embedding  # noqa: E402
 
 def seeds_way(paths: list[Path]) -> tuple[np.ndarray, float]:
     """(a): one ``predict`` per image, as the seed notebooks did. Returns (vectors, images/s)."""
-    from keras.applications.vgg16 import preprocess_input
-
-    from lookalike.model import load_vgg16
-
-    model = load_vgg16()
-    model.predict(preprocess_input(seeds_load(paths[0])[None]), verbose=0)  # build + trace
-    out = []
-    t0 = time.perf_counter()
-    for p in paths:
-        x = preprocess_input(seeds_load(p)[None])
-        out.append(np.asarray(model.predict(x, verbose=0)).reshape(-1))
-    return np.stack(out), len(paths) / (time.perf_counter() - t0)
+    seeds = SeedsEmbedder()
+    seeds.embed(paths[:1])  # build + trace
+    seeds.vectors.clear()
+    seeds.seconds = 0.0
+    seeds.embed(paths)
+    return np.stack(seeds.vectors), len(paths) / seeds.seconds
 
 
 def model_only(extractor, batches: list[np.ndarray]) -> tuple[np.ndarray, float]:

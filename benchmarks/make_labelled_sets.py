@@ -24,18 +24,37 @@ Sets
     Google), ``@iconify-json/twemoji`` 1.2.5 (CC-BY-4.0, Twitter/X and jdecked/twemoji
     contributors), ``@iconify-json/openmoji`` 1.2.29 (CC-BY-SA-4.0, HfG Schwaebisch Gmuend),
     ``@iconify-json/fluent-emoji-flat`` 1.2.6 (MIT, Microsoft).
+``many``
+    About 14,000 real brand, technology and file-type logos for the end-to-end benchmark
+    (``benchmarks/end_to_end.py``), every drawing of nine packages, labelled where a brand
+    has more than one drawing. Group = the icon name normalised across packages
+    (:func:`brand_key`: lower case, package suffixes such as ``-icon``, ``-wordmark``,
+    ``-dark``/``-light``, ``-background``, vscode's ``file-type-``/``light-`` and trailing
+    variant digits removed, then everything but letters and digits), so simple-icons
+    ``github``, logos ``github-icon``, devicon ``github-wordmark`` and skill-icons
+    ``github-dark`` are one group; web3 tokens (tickers) are grouped among themselves only.
+    Unlike the other sets, images without a partner are kept as singleton groups
+    (``singleton`` column of ``meta.csv``): they are embedded and clustered but left out of
+    the quality scores. Packages: ``@iconify-json/simple-icons`` 1.2.103 (CC0-1.0, Simple
+    Icons contributors), ``@iconify-json/logos`` 1.2.19 (CC0-1.0, SVG Logos, Gil Barbara),
+    ``@iconify-json/cib`` 1.2.3 (CC0-1.0, CoreUI brands), ``@iconify-json/devicon`` 1.2.68
+    and ``@iconify-json/devicon-plain`` 1.2.57 (MIT), ``@iconify-json/skill-icons`` 1.2.4
+    (MIT, tandpfun), ``@iconify-json/vscode-icons`` 1.2.97 (MIT, Roberto Huertas; file types
+    only, not folders), ``@iconify-json/fa6-brands`` 1.2.6 (CC-BY-4.0, Fonticons) and
+    ``@iconify-json/token-branded`` 1.2.45 (MIT, Web3 Icons, 0xa3k5).
 
 The artwork is rendered from SVG with resvg (:func:`lookalike.images.render_svg`, which strips
 every external reference), kept with its transparency and the icon set's own padding (unlike
 logos-dev, which is cropped and composited on white), so the sets also exercise background
 handling and content cropping. Identical renders inside a group are kept once; groups with
-fewer than two images are dropped. Packages are fetched with ``npm pack`` into
+fewer than two images are dropped (except in ``many``). Packages are fetched with ``npm pack`` into
 ``OUT/_npm/`` (reused when present). Output folders are git-ignored.
 
 Usage::
 
     .venv/bin/python benchmarks/make_labelled_sets.py                 # both sets
     .venv/bin/python benchmarks/make_labelled_sets.py --sets emoji --n-emoji 100
+    .venv/bin/python benchmarks/make_labelled_sets.py --sets many     # ~14,000, a few minutes
 """
 
 from __future__ import annotations
@@ -45,6 +64,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +88,13 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "@iconify-json/twemoji": ("1.2.5", "CC-BY-4.0", "Twitter/X, jdecked/twemoji contributors"),
     "@iconify-json/openmoji": ("1.2.29", "CC-BY-SA-4.0", "OpenMoji, HfG Schwaebisch Gmuend"),
     "@iconify-json/fluent-emoji-flat": ("1.2.6", "MIT", "Microsoft Corporation (Fluent Emoji)"),
+    "@iconify-json/simple-icons": ("1.2.103", "CC0-1.0", "Simple Icons contributors"),
+    "@iconify-json/logos": ("1.2.19", "CC0-1.0", "SVG Logos (Gil Barbara)"),
+    "@iconify-json/cib": ("1.2.3", "CC0-1.0", "CoreUI (creativeLabs)"),
+    "@iconify-json/skill-icons": ("1.2.4", "MIT", "tandpfun (Skill Icons)"),
+    "@iconify-json/vscode-icons": ("1.2.97", "MIT", "Roberto Huertas (vscode-icons)"),
+    "@iconify-json/fa6-brands": ("1.2.6", "CC-BY-4.0", "Fonticons, Inc. (Font Awesome 6)"),
+    "@iconify-json/token-branded": ("1.2.45", "MIT", "0xa3k5 (Web3 Icons)"),
 }
 
 SETS = {
@@ -78,6 +105,31 @@ SETS = {
         "@iconify-json/openmoji",
         "@iconify-json/fluent-emoji-flat",
     ],
+    "many": [
+        "@iconify-json/simple-icons",
+        "@iconify-json/logos",
+        "@iconify-json/cib",
+        "@iconify-json/devicon",
+        "@iconify-json/devicon-plain",
+        "@iconify-json/skill-icons",
+        "@iconify-json/vscode-icons",
+        "@iconify-json/fa6-brands",
+        "@iconify-json/token-branded",
+    ],
+}
+
+#: Per package of ``many``: (prefixes, suffixes) removed from an icon name by
+#: :func:`brand_key` before it is reduced to letters and digits.
+_AFFIXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "simple-icons": ((), ()),
+    "logos": ((), ("-icon", "-wordmark")),
+    "cib": ((), ()),
+    "devicon": ((), ("-wordmark",)),
+    "devicon-plain": ((), ("-wordmark",)),
+    "skill-icons": ((), ("-dark", "-light")),
+    "vscode-icons": (("file-type-light-", "file-type-"), ()),
+    "fa6-brands": (("square-",), ("-square", "-alt")),
+    "token-branded": ((), ("-background",)),
 }
 
 
@@ -146,6 +198,45 @@ def _emoji_items(
     return [(name, p.split("/")[1], "emoji", name) for name in chosen for p in packages]
 
 
+def brand_key(source: str, name: str) -> str:
+    """The group of icon ``name`` of package ``source`` (e.g. ``"logos"``) in the ``many`` set.
+
+    ``brand_key("logos", "google-chrome-icon") == brand_key("simple-icons", "googlechrome")``.
+    Trailing variant digits (``access2``, ``500px-5``) and a trailing ``js`` (``vuejs``,
+    ``vue``) are dropped when something is left; tokens get a ``token-`` prefix, since
+    tickers are not brand names.
+    """
+    prefixes, suffixes = _AFFIXES[source]
+    key = name.lower()
+    for p in prefixes:
+        if key.startswith(p):
+            key = key[len(p) :]
+            break
+    for sfx in suffixes:
+        if key.endswith(sfx) and len(key) > len(sfx):
+            key = key[: -len(sfx)]
+    key = re.sub(r"[^a-z0-9]", "", key)
+    stem = re.sub(r"\d+$", "", key)
+    key = stem if len(stem) >= 2 else key
+    if key.endswith("js") and len(key) >= 5:
+        key = key[:-2]
+    return f"token-{key}" if source == "token-branded" else key
+
+
+def _many_items(sets: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(group, source, variant, icon name) for every drawing of the ``many`` packages."""
+    items = []
+    for package in SETS["many"]:
+        source = package.split("/")[1]
+        for name in sorted(sets[package]["icons"]):
+            if sets[package]["icons"][name].get("hidden"):
+                continue
+            if source == "vscode-icons" and not name.startswith("file-type-"):
+                continue  # folders and defaults: the same folder drawing, not a logo
+            items.append((brand_key(source, name), source, name, name))
+    return items
+
+
 def _render(svg: bytes, size: int) -> bytes | None:
     """PNG bytes of the rendered SVG, or None when it renders blank."""
     img = render_svg(svg, size=size)
@@ -165,6 +256,8 @@ def build_set(
     sets = {p: fetch_icon_set(p, out_dir / "_npm") for p in packages}
     if name == "devicon":
         items = _devicon_items(sets)
+    elif name == "many":
+        items = _many_items(sets)
     else:
         items = _emoji_items(sets, packages, n_emoji=n_emoji, seed=seed)
     pkg_of = {p.split("/")[1]: p for p in packages}
@@ -204,13 +297,18 @@ def build_set(
         )
     meta = pd.DataFrame(rows)
     counts = meta["group"].map(meta["group"].value_counts())
-    for rel in meta.loc[counts < 2, "path"]:
-        (dest / rel).unlink()
-    meta = meta[counts >= 2].reset_index(drop=True)
+    if name == "many":  # singletons stay: embedded and clustered, left out of the scores
+        meta["singleton"] = counts < 2
+    else:
+        for rel in meta.loc[counts < 2, "path"]:
+            (dest / rel).unlink()
+        meta = meta[counts >= 2].reset_index(drop=True)
     meta[["path", "group"]].to_csv(dest / "labels.csv", index=False)
     meta.to_csv(dest / "meta.csv", index=False)
+    labelled = meta[meta["group"].map(meta["group"].value_counts()) >= 2]
     print(
-        f"{name}: {len(meta)} images of {meta['group'].nunique()} groups -> {dest} "
+        f"{name}: {len(meta)} images of {meta['group'].nunique()} groups "
+        f"({len(labelled)} images in {labelled['group'].nunique()} groups of 2 or more) -> {dest} "
         f"({failures} blank or failed renders skipped, {time.perf_counter() - t0:.1f} s)"
     )
     return meta
@@ -219,7 +317,13 @@ def build_set(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
+    ap.add_argument(
+        "--sets",
+        nargs="+",
+        choices=sorted(SETS),
+        default=["devicon", "emoji"],
+        help="sets to build (default devicon and emoji; many is built on request)",
+    )
     ap.add_argument("--size", type=int, default=256, help="longest side in pixels")
     ap.add_argument("--n-emoji", type=int, default=250, help="emoji drawn for the emoji set")
     ap.add_argument("--seed", type=int, default=0, help="seed of the emoji draw")
