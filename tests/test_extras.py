@@ -133,3 +133,35 @@ def test_a_kill_at_any_write_of_the_extras_then_a_rerun_equals_a_clean_run(tmp_p
         if killed_at[-1:] != [kill_at]:
             break  # the run finished: every write point was tried
     assert len(killed_at) >= 4  # parts, mask, colour and the stamp at least
+
+
+def test_the_parts_of_a_lockup_come_from_one_decode(tmp_path, monkeypatch):
+    from lookalike import extras
+    from lookalike.exceptions import ImageError
+    from lookalike.vectors import prefetch
+
+    paths = []
+    for i, img in enumerate(_brand_images()):
+        img.save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    opts = extras._part_opts(sim.resolve_preset("logos"))
+    real = extras.part_inputs
+    # the colour pass counts the boxes without cutting them: the same count
+    counts = [int(extras._look(p, 0, opts=opts, bins=8, parts=True)[0]) for p in paths]
+    assert counts == [len(real(p, **opts)) for p in paths] == [2, 0, 2, 0, 2, 0, 0, 0]
+    decoded = []
+    monkeypatch.setattr(
+        extras, "part_inputs", lambda path, **kw: decoded.append(path) or real(path, **kw)
+    )
+    todo = [(i, j) for i, n in enumerate(counts) for j in range(n)]
+    load = extras._PartsOnce(paths, opts)
+    got = list(prefetch(todo, load, workers=2, lookahead=4))
+    assert sorted(decoded) == [paths[0], paths[2], paths[4]]  # once per lockup, not per part
+    for (i, j), arr, err in got:
+        assert err is None
+        np.testing.assert_array_equal(arr, real(paths[i], **opts)[j])
+    assert load._rows == {}  # nothing held once both parts were taken
+    paths[2].write_bytes(b"not an image any more")  # broken after the colour pass
+    load = extras._PartsOnce(paths, opts)
+    errors = [err for _, _, err in prefetch(todo, load, workers=2, lookahead=4)]
+    assert [type(e) for e in errors] == [type(None)] * 2 + [ImageError] * 2 + [type(None)] * 2

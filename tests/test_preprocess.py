@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as stdio
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ from logo_images import _icon, _lockup
 from PIL import Image
 
 from lookalike.exceptions import ConfigError, ImageError
-from lookalike.preprocess import load_for_embedding, part_boxes, part_inputs, trim_borders
+from lookalike.images import decode_image
+from lookalike.preprocess import (
+    draft_size,
+    load_for_embedding,
+    part_boxes,
+    part_inputs,
+    read_image,
+    trim_borders,
+)
 
 WHITE = np.array([255.0, 255.0, 255.0])
 
@@ -252,3 +261,77 @@ def test_part_inputs_are_the_end_squares_of_the_trimmed_lockup():
     # without trim the margins stay, so the end squares are mostly background
     loose = part_inputs(lockup, part_size=64, background="white", trim=False)
     assert loose[0].mean() > first.mean()
+
+
+# -- draft mode: large JPEGs decoded at a reduced scale ----------------------------------
+
+
+SHOP = Path(__file__).resolve().parents[1] / "data" / "demo" / "shop"
+
+
+def _large_jpeg(tmp_path: Path, name: str = "avocado-2.jpg", size=(2048, 1536)) -> bytes:
+    """A real product photo scaled up to ``size`` and saved as a JPEG: its bytes."""
+    with Image.open(SHOP / name) as im:
+        big = im.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    return _save(big, tmp_path / f"large-{name}", "JPEG", quality=90).read_bytes()
+
+
+def test_draft_size_keeps_twice_the_output_on_the_side_that_matters():
+    assert draft_size(2048, 1536, image_size=224) == (448, 336)  # pad: the long side
+    assert draft_size(1536, 2048, image_size=224) == (336, 448)
+    assert draft_size(2048, 1536, image_size=224, fit="stretch") == (448, 448)  # both sides
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_and_stays_close(tmp_path):
+    data = _large_jpeg(tmp_path)
+    need = partial(draft_size, image_size=224)
+    assert read_image(data).size == (2048, 1536)
+    assert decode_image(data, draft=need).size == (512, 384)  # 1/4 scale, long side >= 448
+    for trim in (False, True):
+        drafted = load_for_embedding(data, trim=trim)
+        full = load_for_embedding(data, trim=trim, draft=False)
+        assert drafted.shape == full.shape == (224, 224, 3)
+        diff = np.abs(drafted - full)
+        # not the same decode (the draft was taken), yet the same picture
+        assert diff.max() > 0 and diff.mean() < 1.0, (trim, diff.mean())
+
+
+def test_stretch_never_drafts_below_the_short_side(tmp_path):
+    data = _large_jpeg(tmp_path, size=(2048, 400))  # 400 < 2 x 224: no scale fits both sides
+    need = partial(draft_size, image_size=224, fit="stretch")
+    assert decode_image(data, draft=need).size == (2048, 400)
+    np.testing.assert_array_equal(
+        load_for_embedding(data, fit="stretch"),
+        load_for_embedding(data, fit="stretch", draft=False),
+    )
+    # padded, only the long side matters: 2048 / 4 = 512 >= 448
+    assert decode_image(data, draft=partial(draft_size, image_size=224)).size == (512, 100)
+
+
+def test_small_jpegs_and_pngs_are_decoded_in_full(tmp_path):
+    small = (SHOP / "avocado-2.jpg").read_bytes()  # 256 px: below 2 x 224
+    np.testing.assert_array_equal(load_for_embedding(small), load_for_embedding(small, draft=False))
+    with Image.open(SHOP / "avocado-2.jpg") as im:
+        big = im.convert("RGB").resize((2048, 1536), Image.Resampling.BICUBIC)
+    png = _save(big, tmp_path / "large.png").read_bytes()
+    assert decode_image(png, draft=partial(draft_size, image_size=224)).size == (2048, 1536)
+    np.testing.assert_array_equal(load_for_embedding(png), load_for_embedding(png, draft=False))
+
+
+def test_trim_decodes_again_in_full_when_the_artwork_is_small(tmp_path):
+    # a small photo in the middle of a large white JPEG: trimmed, the draft would be too small
+    canvas = Image.new("RGB", (2048, 1536), "white")
+    with Image.open(SHOP / "avocado-2.jpg") as im:
+        canvas.paste(im.convert("RGB").resize((300, 300)), (900, 600))
+    data = _save(canvas, tmp_path / "small-artwork.jpg", "JPEG", quality=90).read_bytes()
+    assert decode_image(data, draft=partial(draft_size, image_size=2 * 224)).size == (1024, 768)
+    np.testing.assert_array_equal(
+        load_for_embedding(data, trim=True), load_for_embedding(data, trim=True, draft=False)
+    )
+
+
+def test_draft_does_not_let_a_bomb_through(tmp_path):
+    data = _large_jpeg(tmp_path)
+    with pytest.raises(ImageError) as e:
+        decode_image(data, max_pixels=1_000_000, draft=partial(draft_size, image_size=224))
+    assert e.value.reason == "decompression_bomb"  # judged by the stored 2048 x 1536

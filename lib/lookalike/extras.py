@@ -9,6 +9,7 @@ images). :func:`embed_parts` computes the same features for a few images held in
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,14 @@ from .model import (
 )
 from .neighbors import l2_normalize
 from .paths import RunLayout
-from .preprocess import colour_signature, load_for_embedding, part_inputs, upright_rgba
+from .preprocess import (
+    colour_signature,
+    load_for_embedding,
+    part_boxes,
+    part_inputs,
+    trim_borders,
+    upright_rgba,
+)
 from .progress import summary as print_summary
 from .similarity import EMBED_KEYS
 from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches, prefetch
@@ -129,13 +137,50 @@ def _describe(e: BaseException) -> str:
 def _look(data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool) -> np.ndarray:
     """``[number of parts, colour signature...]`` of one image (path or bytes), float32."""
     img = upright_rgba(data)
-    n_parts = len(part_inputs(img, **opts)) if parts else 0
+    n_parts = 0
+    if parts:  # the boxes :func:`part_inputs` would cut, without resizing them for nothing
+        crop = trim_borders(img) if opts["trim"] else img
+        n_parts = len(part_boxes(crop.width, crop.height, min_aspect=opts["part_min_aspect"]))
     return np.concatenate([[np.float32(n_parts)], colour_signature(img, bins=bins)])
 
 
 def _part_input(data: Any, j: int, *, opts: dict[str, Any]) -> np.ndarray:
     """Part ``j``'s network input of one image (path or bytes)."""
     return part_inputs(data, **opts)[int(j)]
+
+
+class _PartsOnce:
+    """``load((row, j))`` for :func:`feature_batches`: both parts of a row from one decode.
+
+    :func:`part_boxes` gives a lockup two parts, asked for as ``(row, 0)`` and ``(row, 1)``
+    next to each other, so two decoding threads often want them at once: the first to take
+    the row's lock decodes and cuts both, the second takes its part. A row is held only
+    between its two requests.
+    """
+
+    def __init__(self, paths: Sequence[Path], opts: dict[str, Any]):
+        self._paths, self._opts = paths, opts
+        self._lock = threading.Lock()
+        self._rows: dict[int, list[Any]] = {}  # row -> [lock, (parts, error) or None, served]
+
+    def __call__(self, item: tuple[int, int]) -> np.ndarray:
+        i, j = int(item[0]), int(item[1])
+        with self._lock:
+            row = self._rows.setdefault(i, [threading.Lock(), None, 0])
+        with row[0]:
+            if row[1] is None:
+                try:
+                    row[1] = (part_inputs(self._paths[i], **self._opts), None)
+                except Exception as e:  # the other part fails the same way
+                    row[1] = (None, e)
+            row[2] += 1
+            if row[2] == 2:
+                with self._lock:
+                    del self._rows[i]
+        parts, error = row[1]
+        if error is not None:
+            raise error
+        return parts[j]
 
 
 def _part_opts(settings: dict[str, Any]) -> dict[str, Any]:
@@ -198,10 +243,9 @@ def _colour_pass(
 
 def _part_batches(rec: _Records, todo: list[tuple[int, int]], settings, extractor, **c: Any):
     """``(positions, vectors, errors)`` of the part inputs ``todo``, in this process."""
-    opts = _part_opts(settings)
     batches = feature_batches(
         todo,
-        lambda item: _part_input(rec.paths[item[0]], item[1], opts=opts),
+        _PartsOnce(rec.paths, _part_opts(settings)),
         extractor,
         batch_size=int(c["batch_size"]),
         workers=int(c["workers"]),

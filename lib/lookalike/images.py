@@ -28,6 +28,7 @@ import io
 import re
 import threading
 import warnings
+from collections.abc import Callable
 
 from PIL import Image, ImageFile
 
@@ -128,7 +129,12 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: Callable[[int, int], tuple[int, int]] | None = None,
+) -> Image.Image:
     """Decode ``data`` completely and safely.
 
     Parameters
@@ -138,6 +144,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     max_pixels : int, default 40_000_000
         Refuse images with more than ``width * height`` pixels (checked from the header,
         before decoding). Pillow's own ``Image.MAX_IMAGE_PIXELS`` guard still applies on top.
+    draft : callable, optional
+        For a JPEG only: ``draft(width, height)`` gets the stored size and returns the
+        smallest ``(w, h)`` the caller needs; libjpeg then decodes at the largest of 1/2,
+        1/4 or 1/8 scale that stays at least that size (:meth:`PIL.Image.Image.draft`), which
+        is several times faster than decoding every pixel and resizing afterwards.
 
     Returns
     -------
@@ -176,7 +187,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     fmt = im.format
     if fmt == "ICO":
         return _decode_ico(data, im, max_pixels)
-    return _load_checked(im, fmt, max_pixels)
+    return _load_checked(im, fmt, max_pixels, draft=draft if fmt == "JPEG" else None)
 
 
 def _decode_ico(data: bytes, im: Image.Image | None, max_pixels: int) -> Image.Image:
@@ -220,14 +231,26 @@ def _decode_ico_entries(data: bytes, max_pixels: int) -> Image.Image:
     raise image_error("corrupt", "looks like ico but no entry can be decoded")
 
 
-def _load_checked(im: Image.Image, fmt: str, max_pixels: int) -> Image.Image:
-    """Load ``im`` fully, refusing zero-sized images and more than ``max_pixels``."""
+def _load_checked(
+    im: Image.Image,
+    fmt: str,
+    max_pixels: int,
+    *,
+    draft: Callable[[int, int], tuple[int, int]] | None = None,
+) -> Image.Image:
+    """Load ``im`` fully, refusing zero-sized images and more than ``max_pixels``.
+
+    ``draft`` (JPEG only, see :func:`decode_image`) is applied after the size checks, so a
+    bomb is refused by its stored size, not by the reduced one.
+    """
     width, height = im.size
     if width * height > max_pixels:
         raise image_error("decompression_bomb", f"{width}x{height} exceeds max_pixels={max_pixels}")
     if width < 1 or height < 1:
         raise image_error("corrupt", f"zero-sized image {width}x{height}")
     try:
+        if draft is not None:
+            im.draft(im.mode, draft(width, height))
         im.load()
     except Image.DecompressionBombError as exc:
         raise image_error("decompression_bomb", str(exc)) from None
