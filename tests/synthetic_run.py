@@ -96,7 +96,9 @@ def make_run(root: Path, *, n_per: int = 6, k_values=(2, 3, 4, 5)) -> Path:
             }
         )
         v = centres[g] + rng.normal(scale=1.0, size=16)
-        vecs.append(vecs[0] + rng.normal(scale=1e-3, size=16) if i == n else v)
+        # 1e-2, not less: closer than float32 can tell from identical, the pair would
+        # reach cosine 1.0 and pass any threshold.
+        vecs.append(vecs[0] + rng.normal(scale=1e-2, size=16) if i == n else v)
     manifest = storage.merge_manifest(run, pd.DataFrame(rows))
     vec_path, ids_path = storage.embeddings_paths(run)
     vec_path.parent.mkdir(parents=True)

@@ -38,9 +38,8 @@ from .paths import RunLayout
 from .preprocess import (
     colour_signature,
     load_for_embedding,
-    part_boxes,
+    lockup_parts,
     part_inputs,
-    trim_borders,
     upright_rgba,
 )
 from .progress import summary as print_summary
@@ -139,8 +138,8 @@ def _look(data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool)
     img = upright_rgba(data)
     n_parts = 0
     if parts:  # the boxes :func:`part_inputs` would cut, without resizing them for nothing
-        crop = trim_borders(img) if opts["trim"] else img
-        n_parts = len(part_boxes(crop.width, crop.height, min_aspect=opts["part_min_aspect"]))
+        boxes = lockup_parts(img, part_min_aspect=opts["part_min_aspect"], trim=opts["trim"])[1]
+        n_parts = len(boxes)
     return np.concatenate([[np.float32(n_parts)], colour_signature(img, bins=bins)])
 
 

@@ -87,11 +87,13 @@ def read_image(
     ImageError
         If the bytes are not a decodable image; OSError if the file cannot be read.
     """
+    return decode_image(_read_bytes(path_or_bytes), draft=draft)
+
+
+def _read_bytes(path_or_bytes: str | os.PathLike[str] | bytes) -> bytes:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data = bytes(path_or_bytes)
-    else:
-        data = Path(path_or_bytes).read_bytes()
-    return decode_image(data, draft=draft)
+        return bytes(path_or_bytes)
+    return Path(path_or_bytes).read_bytes()
 
 
 def first_frame_upright(img: Image.Image) -> Image.Image:
@@ -352,10 +354,7 @@ def load_for_embedding(
         If an option has an unsupported value.
     """
     size = check_preprocessing(image_size, background, fit)
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data = bytes(path_or_bytes)
-    else:
-        data = Path(path_or_bytes).read_bytes()  # read once: a trimmed draft may decode twice
+    data = _read_bytes(path_or_bytes)  # read once: a trimmed draft may decode twice
     try:
         img = _decoded_for(data, size=size, background=background, fit=fit, trim=trim, draft=draft)
         if fit == "stretch":
@@ -424,6 +423,20 @@ def part_boxes(width: int, height: int, *, min_aspect: float = 1.5) -> list[tupl
     return []
 
 
+def lockup_parts(
+    img: Image.Image, *, part_min_aspect: float = 1.5, trim: bool = True
+) -> tuple[Image.Image, list[tuple[int, ...]]]:
+    """``img`` as its parts are cut from (trimmed when ``trim``) and its :func:`part_boxes`.
+
+    Returns
+    -------
+    (PIL.Image, list of 0 or 2 boxes ``(left, top, right, bottom)`` in that image's pixels)
+    """
+    if trim:
+        img = trim_borders(img)
+    return img, part_boxes(img.width, img.height, min_aspect=part_min_aspect)
+
+
 def part_inputs(
     path_or_bytes: str | os.PathLike[str] | bytes | Image.Image,
     *,
@@ -443,10 +456,9 @@ def part_inputs(
     -------
     list of 0 or 2 ndarrays of shape (part_size, part_size, 3), float32, RGB 0..255
     """
-    img = upright_rgba(path_or_bytes)
-    if trim:
-        img = trim_borders(img)
-    boxes = part_boxes(img.width, img.height, min_aspect=part_min_aspect)
+    img, boxes = lockup_parts(
+        upright_rgba(path_or_bytes), part_min_aspect=part_min_aspect, trim=trim
+    )
     if not boxes:
         return []
     if background == "none":
