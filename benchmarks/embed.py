@@ -19,10 +19,22 @@ already-decoded batches (so ``busy`` = end-to-end / model-only shows whether dec
 model fed), and, against (b)'s vectors of the same images, the mean and minimum cosine and
 the share of images whose nearest neighbour is unchanged. The other exact fp32 backend
 (Keras or ONNX Runtime, whichever ``lookalike.model.default_backend`` did not take) is
-measured model-only too. Targets on a 2-core CPU: (b) >= 2x (a);
-int8 >= 4x (a) with mean cosine >= 0.99 and nearest neighbour unchanged >= 95%.
+measured model-only too, ONNX Runtime fp32 also on one thread (the thread count the stage
+uses is the CPUs this process may use), and the default fp32 model-only at smaller inputs
+(``--sizes``).
 
-Run: ``.venv/bin/python benchmarks/embed.py [--n 200] [--set DIR]`` (about 5 min at n=200).
+Ratios to (a) depend on the CPU (on AVX2 alone the seeds' batch-1 loop already reaches a fair
+share of the cores), so every figure is also printed as a share of this machine's limit,
+measured first in the same run by ``_limit.probe``: the best GFLOP/s (int8: GOP/s) that
+VGG16-shaped single convolutions reach on the same backends, divided by the network's FLOP
+per image at that input size. The CPU's instruction sets are printed with it. Targets, as
+shares so that they hold on any CPU: (b) >= 80% of the fp32 limit at 224 px with busy >=
+95%; int8 >= 60% of the int8 limit with mean cosine >= 0.99 and nearest neighbour unchanged
+>= 95%. For the record, as the project first stated them: (b) >= 2x (a), int8 >= 4x (a).
+``e2e %lim`` is a row's end-to-end images/s as a share of its limit, ``mdl %lim`` its
+model-only images/s.
+
+Run: ``.venv/bin/python benchmarks/embed.py [--n 200] [--set DIR]`` (about 6 min at n=200).
 """
 
 from __future__ import annotations
@@ -39,8 +51,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave wit
 
 import numpy as np  # noqa: E402
 from _common import SeedsEmbedder, agreement, demo_images, folder_images, folder_run  # noqa: E402
+from _limit import images_per_s_limit, probe  # noqa: E402
 
-from lookalike import embed, storage  # noqa: E402
+from lookalike import cpu, embed, storage  # noqa: E402
 from lookalike import model as vgg  # noqa: E402
 from lookalike.neighbors import l2_normalize  # noqa: E402
 from lookalike.preprocess import load_for_embedding  # noqa: E402
@@ -58,7 +71,8 @@ def seeds_way(paths: list[Path]) -> tuple[np.ndarray, float]:
 
 def model_only(extractor, batches: list[np.ndarray]) -> tuple[np.ndarray, float]:
     """Feature maps of pre-decoded ``batches`` and the model-only images/s (after a warm-up)."""
-    extractor(batches[0][:2])
+    for b in {len(b): b for b in batches}.values():  # trace every batch shape (Keras retraces)
+        extractor(b)
     t0 = time.perf_counter()
     feats = [extractor(b) for b in batches]
     n = sum(len(b) for b in batches)
@@ -73,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small-size", type=int, default=128, help="lower image_size row (int8)")
     ap.add_argument(
+        "--sizes",
+        default="160,128",
+        help="smaller inputs for the default fp32 model-only rows (default 160,128)",
+    )
+    ap.add_argument(
         "--models-dir",
         type=Path,
         default=None,
@@ -83,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = folder_images(args.set, args.n) if args.set else demo_images(args.n)
     print(f"{len(paths)} real images from {args.set or 'data/demo (logos + shop photos)'}")
     print(f"CPUs: {os.cpu_count()}; batch {args.batch_size}, {args.workers} decode workers")
+    print(f"CPU instruction sets: {cpu.describe()}")
     models_dir = args.models_dir or vgg.vector_cache_root() / "models"
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-embed-"))
     try:
@@ -107,16 +127,30 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
         vgg.build_int8_model(image_size=size, cache_dir=models_dir.parent, progress=False)
     print(f"int8 models ready in {time.perf_counter() - t0:.1f} s (one-time, then cached)")
 
+    # This machine's limit, in the same run, on the same backends.
+    t0 = time.perf_counter()
+    probed = probe()
+    limit = {p: max(v.values()) for p, v in probed.items()}
+    print(f"\nlimit probe ({time.perf_counter() - t0:.0f} s): VGG16-shaped 3x3 convolutions")
+    for precision, by_backend in probed.items():
+        cells = ", ".join(f"{b} {r:.0f}" for b, r in by_backend.items())
+        unit = "GOP/s" if precision == "int8" else "GFLOP/s"
+        print(
+            f"  {precision}: {cells} {unit}; limit {limit[precision]:.0f} = "
+            f"{images_per_s_limit(limit[precision]):.2f} images/s at 224 px"
+        )
+
     rows: list[dict] = []
 
     # (a) the seeds' way
     _, seeds_rate = seeds_way(paths)
-    rows.append({"way": "(a) seeds: predict per image, fp32", "rate": seeds_rate})
+    rows.append({"way": "(a) seeds: predict per image, fp32", "rate": seeds_rate, "p": "fp32"})
 
     # Decoded once for the model-only figures (not timed).
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
     decoded = {
         size: np.stack([vgg.prepare(load_for_embedding(p, image_size=size)) for p in paths])
-        for size in (224, args.small_size)
+        for size in {224, args.small_size, *sizes}
     }
     bs = args.batch_size
 
@@ -160,7 +194,8 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
             precision=precision, backend=backend, image_size=size, cache_dir=cache, progress=False
         )
         _, mrate = model_only(ex, batches(size))
-        row = {"way": label, "rate": s["images_per_s"], "model": mrate}
+        row = {"way": label, "rate": s["images_per_s"], "model": mrate, "p": precision}
+        row["size"] = size
         if ref is None:
             ref = vectors
         else:
@@ -172,12 +207,34 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
     feats, mrate = model_only(ex, batches(224))
     pooling = inspect.signature(embed.embed_images).parameters["pooling"].default
     v = l2_normalize(vgg.pool_features(feats, pooling))
-    rows.append({"way": f"    fp32, {other} (model only)", "model": mrate, **agreement(ref, v)})
+    rows.append(
+        {"way": f"    fp32, {other} (model only)", "model": mrate, "p": "fp32", **agreement(ref, v)}
+    )
+    # Threads: ONNX Runtime fp32 on one thread against the stage's (all CPUs).
+    ex = vgg.load_extractor(backend="onnxruntime", threads=1)
+    _, mrate = model_only(ex, batches(224))
+    rows.append(
+        {"way": "    fp32, onnxruntime, 1 thread (model only)", "model": mrate} | {"p": "fp32"}
+    )
+    # The default fp32 at smaller inputs, model only (a different embedding, see *).
+    ex = vgg.load_extractor(backend=fp32)
+    for size in sizes:
+        _, mrate = model_only(ex, batches(size))
+        rows.append(
+            {"way": f"    fp32, {fp32} at {size} px (*, model only)", "model": mrate}
+            | {"p": "fp32", "size": size}
+        )
+
+    def share(r: dict, key: str) -> float | None:
+        """``r[key]`` images/s as a share of the limit of its precision at its input size."""
+        if r.get("p") not in limit:
+            return None
+        return r[key] / images_per_s_limit(limit[r["p"]], r.get("size", 224))
 
     print()
     head = (
-        f"{'way':38s} {'images/s':>9s} {'x seeds':>8s} {'model-only':>11s} {'busy':>6s} "
-        f"{'mean cos':>9s} {'min cos':>8s} {'NN same':>8s}"
+        f"{'way':44s} {'images/s':>9s} {'x seeds':>8s} {'model-only':>11s} {'busy':>6s} "
+        f"{'mean cos':>9s} {'min cos':>8s} {'NN same':>8s} {'e2e %lim':>8s} {'mdl %lim':>8s}"
     )
     print(head)
     print("-" * len(head))
@@ -191,11 +248,26 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
             f"{r['mean_cos']:9.5f}" if "mean_cos" in r else f"{'-':>9s}",
             f"{r['min_cos']:8.4f}" if "min_cos" in r else f"{'-':>8s}",
             f"{100 * r['nn_same']:7.1f}%" if "nn_same" in r else f"{'-':>8s}",
+            f"{100 * share(r, 'rate'):7.0f}%" if rate and share(r, "rate") else f"{'-':>8s}",
+            f"{100 * share(r, 'model'):7.0f}%" if model and share(r, "model") else f"{'-':>8s}",
         ]
-        print(f"{r['way']:38s} " + " ".join(cells))
+        print(f"{r['way']:44s} " + " ".join(cells))
 
     default, fast = rows[1], rows[2]
     print()
+    d_share, f_share = share(default, "rate"), share(fast, "rate")
+    d_busy = default["rate"] / default["model"]
+    print(
+        f"default fp32: {100 * d_share:.0f}% of this machine's fp32 limit, busy "
+        f"{100 * d_busy:.0f}% (target >= 80% and >= 95%: "
+        f"{'met' if d_share >= 0.8 and d_busy >= 0.95 else 'NOT met'})"
+    )
+    met = f_share >= 0.6 and fast["mean_cos"] >= 0.99 and fast["nn_same"] >= 0.95
+    print(
+        f"int8: {100 * f_share:.0f}% of this machine's int8 limit, mean cos "
+        f"{fast['mean_cos']:.4f}, NN unchanged {100 * fast['nn_same']:.1f}% (target >= 60%, "
+        f">= 0.99, >= 95%: {'met' if met else 'NOT met'})"
+    )
     print(
         f"default vs seeds: {default['rate'] / seeds_rate:.2f}x (target >= 2x: "
         f"{'met' if default['rate'] >= 2 * seeds_rate else 'NOT met'})"

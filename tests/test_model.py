@@ -45,6 +45,23 @@ def test_feature_map_shape_matches_the_network(layer, size, shape):
     assert model.output_dim(layer, size, "flatten") == int(np.prod(shape))
 
 
+@pytest.mark.parametrize(("layer", "size"), [("block5_pool", 224), ("block4_pool", 160)])
+def test_conv_macs_counts_the_network(layer, size):
+    import keras
+
+    net = model.load_vgg16(layer=layer)
+    convs = [lay for lay in net.layers if isinstance(lay, keras.layers.Conv2D)]
+    shapes = keras.Model(net.input, [c.output for c in convs]).compute_output_shape(
+        (1, size, size, 3)
+    )
+    counted = sum(
+        h * w * int(np.prod(c.kernel.shape)) for c, (_, h, w, _) in zip(convs, shapes, strict=True)
+    )
+    assert model.conv_macs(layer, size) == counted
+    if (layer, size) == ("block5_pool", 224):
+        assert counted == 15_346_630_656  # VGG16's 15.35 GMACs, 30.7 GFLOP per image
+
+
 def _real_images(n: int) -> list[Path]:
     """``n`` real images bundled with the repository: logos and product photos."""
     logos = sorted((DEMO_DIR / "logos").glob("*.png"))

@@ -309,6 +309,26 @@ def feature_map_shape(layer: str, image_size: int) -> tuple[int, int, int]:
     return side, side, channels
 
 
+def conv_macs(layer: str = "block5_pool", image_size: int = 224) -> int:
+    """Multiply-accumulates of VGG16's convolutions up to ``layer``, per image.
+
+    Each 3x3 "same" convolution costs ``h * w * 9 * c_in * c_out`` at its input side
+    ``h = w`` (pooling and the bias are left out: under 0.1% of the work). At 224 px up to
+    ``block5_pool`` that is 15.35 G, i.e. 30.7 GFLOP per image; the benchmarks divide a
+    machine's measured GFLOP/s by ``2 * conv_macs`` to get its images/s limit.
+    """
+    feature_map_shape(layer, image_size)  # validates
+    upto = VGG16_LAYERS[: VGG16_LAYERS.index(layer) + 1]
+    side, total = int(image_size), 0
+    for name in upto:
+        if name.endswith("_pool"):
+            side //= 2
+        elif name in CONV_LAYERS:
+            c_in, c_out = CONV_LAYERS[name]
+            total += side * side * 9 * c_in * c_out
+    return total
+
+
 def output_dim(layer: str, image_size: int, pooling: str) -> int:
     """Length of the vector for this ``layer``, ``image_size`` and ``pooling``."""
     check_choice("pooling", pooling, POOLINGS)
