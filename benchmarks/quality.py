@@ -18,6 +18,12 @@ similarity clustering, and the embedding seconds per image with the ratio to the
 preset (the plain default). ``--fresh-cache`` embeds each preset into an empty cache so the
 seconds are real (the recipes too); otherwise cached vectors make them small.
 
+``--variant image_size=160`` (repeatable; ``KEY=VALUE[,KEY=VALUE]`` of any preset key) adds
+a row per preset with those settings changed, and the change of ``P@1`` and of the ARI of the
+preset's own clustering against the preset as it is: the way the ``logos`` preset's input
+sizes were chosen (docs/benchmarks.md, "Input size for logos"). ``--skip-recipes`` scores
+the presets alone.
+
 Then the default against the seeds' recipe (stretch, plain RGB convert, flatten, no
 normalisation), metric by metric. The seeds' recipe is not tuned on, and neither is anything
 else here: the rows are fixed settings, compared on every set given.
@@ -226,6 +232,7 @@ def evaluate_preset(
     workers: int,
     precision: str,
     random_state: int = 0,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Scores of ``preset`` on a labelled set, through the pipeline's own functions.
 
@@ -238,9 +245,10 @@ def evaluate_preset(
     -------
     dict with ``P@1``, ``kmeans ARI``/``NMI``, ``agglo ARI``/``NMI``, ``similarity ARI``/``NMI``
     (NaN for presets that do not cluster on the similarity), ``s/img`` (embedding seconds,
-    whole images plus parts and colour, per image) and ``n``.
+    whole images plus parts and colour, per image) and ``n``. ``overrides`` change preset
+    keys, as in :func:`lookalike.similarity.resolve_preset`.
     """
-    settings = sim.resolve_preset(preset)
+    settings = sim.resolve_preset(preset, **(overrides or {}))
     ids = [storage.sha256_bytes(p.read_bytes()) for p in paths]
     label_of: dict[str, int] = {}
     for i, lab in zip(ids, labels, strict=True):
@@ -320,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         "--presets", nargs="*", default=list(sim.PRESETS), help="presets to score (none: skip)"
     )
     ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="KEY=VALUE[,KEY=VALUE]: one more row per preset with those keys changed",
+    )
+    ap.add_argument("--skip-recipes", action="store_true", help="score the presets only")
+    ap.add_argument(
         "--fresh-cache",
         action="store_true",
         help="embed into empty temporary caches, so the seconds are real",
@@ -350,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for folder in sets:
         df = read_labelled_set(folder)
+        if args.skip_recipes:
+            print(f"\n== {folder}: {len(df)} images in {df['label'].nunique()} groups")
+            print_presets(df, np.ones(len(df), dtype=bool), args)
+            continue
         try:
             with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
                 vectors, ok, seconds = embed_set(
@@ -401,33 +420,69 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) -> None:
-    """Score every preset of ``args.presets`` on one set and print a table."""
-    results = {}
+    """Score every preset of ``args.presets`` (and its ``--variant`` rows) on one set and
+    print a table."""
+    results, base_of = {}, {}
     for preset in args.presets:
-        with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
-            cache = Path(fresh) if args.fresh_cache else args.cache_dir
-            results[preset] = evaluate_preset(
-                [p for p, keep in zip(df["path"], ok, strict=True) if keep],
-                df["label"].to_numpy()[ok],
-                preset,
-                cache_dir=cache,
-                batch_size=args.batch_size,
-                workers=args.workers,
-                precision=args.precision,
-                random_state=args.random_state,
-            )
+        keys = sim.PRESETS[preset]
+        for variant in [None, *args.variant]:
+            overrides = parse_variant(variant) if variant else {}
+            if any(k not in keys for k in overrides):
+                continue
+            name = preset if not variant else f"{preset}, {variant}"
+            base_of[name] = preset
+            with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
+                cache = Path(fresh) if args.fresh_cache else args.cache_dir
+                results[name] = evaluate_preset(
+                    [p for p, keep in zip(df["path"], ok, strict=True) if keep],
+                    df["label"].to_numpy()[ok],
+                    preset,
+                    cache_dir=cache,
+                    batch_size=args.batch_size,
+                    workers=args.workers,
+                    precision=args.precision,
+                    random_state=args.random_state,
+                    overrides=overrides,
+                )
     cols = [c for c in next(iter(results.values())) if c not in ("s/img", "n")]
-    print(f"{'preset':26s} " + " ".join(f"{c:>14s}" for c in cols) + "   s/img  x photos")
+    print(f"{'preset':44s} " + " ".join(f"{c:>14s}" for c in cols) + "   s/img  x photos")
     base = results.get("photos", {}).get("s/img")
     for preset, row in results.items():
         ratio = f"{row['s/img'] / base:8.2f}" if base else "       -"
         print(
-            f"{'preset ' + preset:26s} "
+            f"{'preset ' + preset:44s} "
             + " ".join(f"{row[c]:14.3f}" for c in cols)
             + f"  {row['s/img']:6.3f}  {ratio}"
         )
+    for name, preset in base_of.items():
+        if name == preset:
+            continue
+        ari = "similarity ARI" if sim.PRESETS[preset]["cluster_method"] == "similarity" else None
+        ari = ari or "kmeans ARI"
+        row, ref = results[name], results[preset]
+        d_p1, d_ari = row["P@1"] - ref["P@1"], row[ari] - ref[ari]
+        verdict = "within" if min(d_p1, d_ari) >= -0.01 else "NOT within"
+        print(f"{name}: P@1 {d_p1:+.3f}, {ari} {d_ari:+.3f} against {preset} ({verdict} 0.01)")
     if not args.fresh_cache:
         print("(seconds include cached vectors; pass --fresh-cache for real embedding times)")
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"image_size=160,part_size=128"`` -> ``{"image_size": 160, "part_size": 128}``."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {text!r}: expected KEY=VALUE[,KEY=VALUE]")
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
 
 
 if __name__ == "__main__":
