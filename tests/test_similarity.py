@@ -28,7 +28,7 @@ def test_presets_resolve_to_documented_values():
     logos = sim.resolve_preset("logos")
     assert logos["layer"] == "block4_pool" and logos["pooling"] == "gem"
     assert logos["trim"] is True and logos["parts"] is True
-    assert (logos["image_size"], logos["part_size"], logos["part_min_aspect"]) == (224, 160, 1.5)
+    assert (logos["image_size"], logos["part_size"], logos["part_min_aspect"]) == (160, 160, 1.5)
     assert (logos["whiten"], logos["colour_weight"], logos["colour_bins"]) == (128, 0.1, 8)
     assert logos["cluster_method"] == "similarity"
     photos = sim.resolve_preset("photos")

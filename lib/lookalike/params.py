@@ -241,8 +241,8 @@ _PARAMS: tuple[Param, ...] = (
     # -- 03_embed_vgg16 ------------------------------------------------------------------
     _p("preset", "choice", "auto", _N3, "logos, photos, or auto (logos when most images came from notebook 02)", choices=PRESETS),  # noqa: E501
     _p("batch_size", "int", 32, _N3, "images per forward pass", low=1),
-    _p("image_size", "int", None, _N3, "side in pixels of the square fed to the network; null means 224", low=32,  # noqa: E501
-       doc="side of the square fed to VGG16; `null` means 224; smaller (e.g. `128` for small logos) is much faster but a different embedding"),  # noqa: E501
+    _p("image_size", "int", None, _N3, "side in pixels of the square fed to the network; null means the preset (logos 160, photos 224)", low=32,  # noqa: E501
+       doc="side of the square fed to VGG16; `null`: the preset's (logos 160, photos 224); smaller is much faster but a different embedding"),  # noqa: E501
     _p("pooling", "choice", None, _N3, "max, avg or gem (512-d) or flatten; null means the preset (logos gem, photos max)", choices=POOLINGS,  # noqa: E501
        doc="`max`, `avg`, `gem` (512-d) or `flatten` (h x w x 512: 25,088-d at 224, as the original notebooks did); `null`: the preset's (logos `gem`, photos `max`)"),  # noqa: E501
     _p("layer", "choice", None, _N3, "VGG16 layer pooled; null means the preset (logos block4_pool, photos block5_pool)", choices=VGG16_LAYERS),  # noqa: E501
