@@ -38,17 +38,17 @@ def _best_rate(fn: Callable[[], object], flop: float, *, reps: int = 3, calls: i
     return best
 
 
-def _shape(layer: str, side: int) -> tuple[int, int, int, float]:
+def _shape(layer: str, side: int) -> tuple[int, int, float]:
+    """(in channels, out channels, FLOP of one probe call)."""
     c_in, c_out = CONV_LAYERS[layer]
-    flop = 2.0 * PROBE_BATCH * side * side * 9 * c_in * c_out
-    return c_in, c_out, side, flop
+    return c_in, c_out, 2.0 * PROBE_BATCH * side * side * 9 * c_in * c_out
 
 
 def _ort_conv(layer: str, side: int, *, int8: bool, threads: int | None) -> float:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    c_in, c_out, side, flop = _shape(layer, side)
+    c_in, c_out, flop = _shape(layer, side)
     rng = np.random.default_rng(0)
     attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
     w = rng.normal(size=(c_out, c_in, 3, 3))
@@ -92,7 +92,7 @@ def _ort_conv(layer: str, side: int, *, int8: bool, threads: int | None) -> floa
 def _tf_conv(layer: str, side: int, *, bf16: bool) -> float:
     import tensorflow as tf
 
-    c_in, c_out, side, flop = _shape(layer, side)
+    c_in, c_out, flop = _shape(layer, side)
     dt = tf.bfloat16 if bf16 else tf.float32
     rng = np.random.default_rng(0)
     x = tf.cast(rng.random((PROBE_BATCH, side, side, c_in), np.float32), dt)

@@ -194,8 +194,13 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
             precision=precision, backend=backend, image_size=size, cache_dir=cache, progress=False
         )
         _, mrate = model_only(ex, batches(size))
-        row = {"way": label, "rate": s["images_per_s"], "model": mrate, "p": precision}
-        row["size"] = size
+        row = {
+            "way": label,
+            "rate": s["images_per_s"],
+            "model": mrate,
+            "p": precision,
+            "size": size,
+        }
         if ref is None:
             ref = vectors
         else:
@@ -214,16 +219,14 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
     ex = vgg.load_extractor(backend="onnxruntime", threads=1)
     _, mrate = model_only(ex, batches(224))
     rows.append(
-        {"way": "    fp32, onnxruntime, 1 thread (model only)", "model": mrate} | {"p": "fp32"}
+        {"way": "    fp32, onnxruntime, 1 thread (model only)", "model": mrate, "p": "fp32"}
     )
     # The default fp32 at smaller inputs, model only (a different embedding, see *).
     ex = vgg.load_extractor(backend=fp32)
     for size in sizes:
         _, mrate = model_only(ex, batches(size))
-        rows.append(
-            {"way": f"    fp32, {fp32} at {size} px (*, model only)", "model": mrate}
-            | {"p": "fp32", "size": size}
-        )
+        label = f"    fp32, {fp32} at {size} px (*, model only)"
+        rows.append({"way": label, "model": mrate, "p": "fp32", "size": size})
 
     def share(r: dict, key: str) -> float | None:
         """``r[key]`` images/s as a share of the limit of its precision at its input size."""
@@ -240,6 +243,8 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
     print("-" * len(head))
     for r in rows:
         rate, model = r.get("rate"), r.get("model")
+        e2e_share = share(r, "rate") if rate else None
+        model_share = share(r, "model") if model else None
         cells = [
             f"{rate:9.2f}" if rate else f"{'-':>9s}",
             f"{rate / seeds_rate:7.2f}x" if rate else f"{'-':>8s}",
@@ -248,8 +253,8 @@ def _run(args, paths: list[Path], models_dir: Path, work: Path) -> int:
             f"{r['mean_cos']:9.5f}" if "mean_cos" in r else f"{'-':>9s}",
             f"{r['min_cos']:8.4f}" if "min_cos" in r else f"{'-':>8s}",
             f"{100 * r['nn_same']:7.1f}%" if "nn_same" in r else f"{'-':>8s}",
-            f"{100 * share(r, 'rate'):7.0f}%" if rate and share(r, "rate") else f"{'-':>8s}",
-            f"{100 * share(r, 'model'):7.0f}%" if model and share(r, "model") else f"{'-':>8s}",
+            f"{100 * e2e_share:7.0f}%" if e2e_share else f"{'-':>8s}",
+            f"{100 * model_share:7.0f}%" if model_share else f"{'-':>8s}",
         ]
         print(f"{r['way']:44s} " + " ".join(cells))
 

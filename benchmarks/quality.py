@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from _common import ROOT, nearest_neighbours, read_labelled_set
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -424,11 +425,8 @@ def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) ->
     print a table."""
     results, base_of = {}, {}
     for preset in args.presets:
-        keys = sim.PRESETS[preset]
         for variant in [None, *args.variant]:
             overrides = parse_variant(variant) if variant else {}
-            if any(k not in keys for k in overrides):
-                continue
             name = preset if not variant else f"{preset}, {variant}"
             base_of[name] = preset
             with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
@@ -457,8 +455,8 @@ def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) ->
     for name, preset in base_of.items():
         if name == preset:
             continue
-        ari = "similarity ARI" if sim.PRESETS[preset]["cluster_method"] == "similarity" else None
-        ari = ari or "kmeans ARI"
+        own = sim.PRESETS[preset]["cluster_method"] == "similarity"
+        ari = "similarity ARI" if own else "kmeans ARI"
         row, ref = results[name], results[preset]
         d_p1, d_ari = row["P@1"] - ref["P@1"], row[ari] - ref[ari]
         verdict = "within" if min(d_p1, d_ari) >= -0.01 else "NOT within"
@@ -468,20 +466,13 @@ def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) ->
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """``"image_size=160,part_size=128"`` -> ``{"image_size": 160, "part_size": 128}``."""
+    """``"image_size=160,trim=false"`` -> ``{"image_size": 160, "trim": False}`` (YAML values)."""
     out: dict[str, Any] = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--variant {text!r}: expected KEY=VALUE[,KEY=VALUE]")
-        for cast in (int, float):
-            try:
-                out[key.strip()] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key.strip()] = {"true": True, "false": False}.get(value.lower(), value)
+        out[key.strip()] = yaml.safe_load(value)
     return out
 
 

@@ -318,12 +318,11 @@ def conv_macs(layer: str = "block5_pool", image_size: int = 224) -> int:
     machine's measured GFLOP/s by ``2 * conv_macs`` to get its images/s limit.
     """
     feature_map_shape(layer, image_size)  # validates
-    upto = VGG16_LAYERS[: VGG16_LAYERS.index(layer) + 1]
     side, total = int(image_size), 0
-    for name in upto:
+    for name in VGG16_LAYERS[: VGG16_LAYERS.index(layer) + 1]:
         if name.endswith("_pool"):
             side //= 2
-        elif name in CONV_LAYERS:
+        else:
             c_in, c_out = CONV_LAYERS[name]
             total += side * side * 9 * c_in * c_out
     return total
