@@ -54,6 +54,19 @@ lab: setup
 	echo "make lab: open the http://127.0.0.1:.../lab?token=... URL printed below; Ctrl-C stops it"; \
 	exec $(VENV)/bin/jupyter lab --notebook-dir=. --no-browser $$root $(LAB_ARGS)
 
+## peers: the published tools benchmarks/quality.py compares against, in virtualenvs of their own
+PEERS_VENV := benchmarks/.peers-venv
+FASTDUP_VENV := benchmarks/.fastdup-venv
+.PHONY: peers
+peers:
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/pip install --quiet --no-deps imagededup==0.3.3.post2
+	@# fastdup pins a stack of its own and bundles a non-commercial model: measured, never used
+	@test -x $(FASTDUP_VENV)/bin/python || $(PYTHON) -m venv $(FASTDUP_VENV)
+	$(FASTDUP_VENV)/bin/pip install --quiet fastdup==2.54 || \
+	  { echo "make peers: fastdup did not install; quality.py runs without it" >&2; rm -rf $(FASTDUP_VENV); }
+
 ## lint: ruff lint and format check
 .PHONY: lint
 lint: $(STAMP)

@@ -24,6 +24,16 @@ Sets
     Google), ``@iconify-json/twemoji`` 1.2.5 (CC-BY-4.0, Twitter/X and jdecked/twemoji
     contributors), ``@iconify-json/openmoji`` 1.2.29 (CC-BY-SA-4.0, HfG Schwaebisch Gmuend),
     ``@iconify-json/fluent-emoji-flat`` 1.2.6 (MIT, Microsoft).
+``dark``
+    Logos beside their dark-mode variants, the look-alike that polarity breaks: ``--n-brands``
+    (default 200) brands of the ``simple-icons`` package drawn at random (``--seed``) among those
+    whose brand colour is neither near black nor near white, each in its brand colour on
+    transparent, in white on black and in white on its brand colour (the three ways brand
+    guidelines allow); skill-icons' own ``-light``/``-dark`` drawings of ~160 tools; and
+    vscode-icons' file types beside their ``file-type-light-`` variants. Group = the brand,
+    tool or file type. Packages: ``simple-icons`` 16.37.0 (CC0-1.0, Simple Icons contributors;
+    its ``data/simple-icons.json`` gives the brand colours), ``@iconify-json/skill-icons``
+    1.2.4 (MIT, tandpfun), ``@iconify-json/vscode-icons`` 1.2.97 (MIT, Roberto Huertas).
 ``many``
     About 14,000 real brand, technology and file-type logos for the end-to-end benchmark
     (``benchmarks/end_to_end.py``), every drawing of nine packages, labelled where a brand
@@ -52,7 +62,7 @@ fewer than two images are dropped (except in ``many``). Packages are fetched wit
 
 Usage::
 
-    .venv/bin/python benchmarks/make_labelled_sets.py                 # both sets
+    .venv/bin/python benchmarks/make_labelled_sets.py                 # devicon, emoji, dark
     .venv/bin/python benchmarks/make_labelled_sets.py --sets emoji --n-emoji 100
     .venv/bin/python benchmarks/make_labelled_sets.py --sets many     # ~14,000, a few minutes
 """
@@ -71,6 +81,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -95,6 +106,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "@iconify-json/vscode-icons": ("1.2.97", "MIT", "Roberto Huertas (vscode-icons)"),
     "@iconify-json/fa6-brands": ("1.2.6", "CC-BY-4.0", "Fonticons, Inc. (Font Awesome 6)"),
     "@iconify-json/token-branded": ("1.2.45", "MIT", "0xa3k5 (Web3 Icons)"),
+    "simple-icons": ("16.37.0", "CC0-1.0", "Simple Icons contributors (brand colours)"),
 }
 
 SETS = {
@@ -116,6 +128,11 @@ SETS = {
         "@iconify-json/fa6-brands",
         "@iconify-json/token-branded",
     ],
+    "dark": [
+        "simple-icons",
+        "@iconify-json/skill-icons",
+        "@iconify-json/vscode-icons",
+    ],
 }
 
 #: Per package of ``many``: (prefixes, suffixes) removed from an icon name by
@@ -133,8 +150,8 @@ _AFFIXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def fetch_icon_set(package: str, npm_dir: Path) -> dict:
-    """The parsed ``icons.json`` of an Iconify package, fetched with ``npm pack`` if needed."""
+def _npm_tarball(package: str, npm_dir: Path) -> Path:
+    """The pinned ``npm pack`` tarball of ``package``, fetched into ``npm_dir`` if needed."""
     version = PACKAGES[package][0]
     npm_dir.mkdir(parents=True, exist_ok=True)
     tgz = npm_dir / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
@@ -146,11 +163,36 @@ def fetch_icon_set(package: str, npm_dir: Path) -> dict:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    return tgz
+
+
+def _tar_json(tgz: Path, member: str) -> Any:
     with tarfile.open(tgz, "r:gz") as tar:
-        f = tar.extractfile("package/icons.json")
+        f = tar.extractfile(member)
         if f is None:
-            raise SystemExit(f"{tgz} has no package/icons.json")
+            raise SystemExit(f"{tgz} has no {member}")
         return json.load(f)
+
+
+def fetch_icon_set(package: str, npm_dir: Path) -> dict:
+    """The parsed ``icons.json`` of an Iconify package, fetched with ``npm pack`` if needed."""
+    return _tar_json(_npm_tarball(package, npm_dir), "package/icons.json")
+
+
+def fetch_simple_icons(npm_dir: Path) -> list[dict]:
+    """Every icon of the ``simple-icons`` package: ``slug``, ``title``, ``hex`` and ``path``
+    (the SVG path data of its 24 x 24 drawing)."""
+    tgz = _npm_tarball("simple-icons", npm_dir)
+    data = _tar_json(tgz, "package/data/simple-icons.json")
+    out = []
+    with tarfile.open(tgz, "r:gz") as tar:
+        for entry in data:
+            slug = entry.get("slug") or re.sub(r"[^a-z0-9]", "", entry["title"].lower())
+            f = tar.extractfile(f"package/icons/{slug}.svg")
+            found = re.search(rb' d="([^"]+)"', f.read()) if f else None
+            if found:
+                out.append({**entry, "slug": slug, "path": found.group(1).decode()})
+    return out
 
 
 def icon_svg(icon_set: dict, name: str) -> bytes:
@@ -196,6 +238,70 @@ def _emoji_items(
     pool = sorted(n for n in common or () if "tone" not in n)
     chosen = sorted(random.Random(seed).sample(pool, min(n_emoji, len(pool))))
     return [(name, p.split("/")[1], "emoji", name) for name in chosen for p in packages]
+
+
+def _luminance(hex6: str) -> float:
+    """Relative luminance (0..1, WCAG) of an ``RRGGBB`` colour."""
+    c = [int(hex6[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+
+def _brand_svg(path: str, fg: str, bg: str | None) -> bytes:
+    """A simple-icons drawing in colour ``fg`` on ``bg`` (None: transparent), 2 units of margin."""
+    rect = f'<rect x="-2" y="-2" width="28" height="28" fill="#{bg}"/>' if bg else ""
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="-2 -2 28 28" width="28" height="28">'
+        f'{rect}<path fill="#{fg}" d="{path}"/></svg>'
+    ).encode()
+
+
+def _dark_items(
+    sets: dict[str, dict], brands: list[dict], *, n_brands: int, seed: int
+) -> list[tuple[str, str, str, bytes]]:
+    """(group, source, variant, SVG) of logos beside their dark-mode variants.
+
+    * ``n_brands`` simple-icons brands drawn at random (``seed``) among those whose brand
+      colour is neither near black nor near white (relative luminance 0.1-0.7): the icon in its
+      brand colour on transparent (``colour``), in white on black (``white-on-black``) and in
+      white on its brand colour (``white-on-brand``);
+    * skill-icons' ``-light`` and ``-dark`` drawings of the same tool (the artist's own
+      dark-mode variants);
+    * vscode-icons' file types beside their ``file-type-light-`` variants (drawn for light
+      themes).
+    """
+    items = []
+    pool = sorted(
+        (b for b in brands if 0.1 <= _luminance(b["hex"]) <= 0.7), key=lambda b: b["slug"]
+    )
+    for b in sorted(
+        random.Random(seed).sample(pool, min(n_brands, len(pool))), key=lambda b: b["slug"]
+    ):
+        for variant, fg, bg in (
+            ("colour", b["hex"], None),
+            ("white-on-black", "FFFFFF", "000000"),
+            ("white-on-brand", "FFFFFF", b["hex"]),
+        ):
+            items.append(
+                (f"si-{b['slug']}", "simple-icons", variant, _brand_svg(b["path"], fg, bg))
+            )
+    skill = sets["@iconify-json/skill-icons"]
+    for name in sorted(skill["icons"]):
+        base = name.removesuffix("-dark")
+        if name.endswith("-dark") and f"{base}-light" in skill["icons"]:
+            for variant in ("light", "dark"):
+                icon = f"{base}-{variant}"
+                items.append((f"skill-{base}", "skill-icons", variant, icon_svg(skill, icon)))
+    vscode = sets["@iconify-json/vscode-icons"]
+    for name in sorted(vscode["icons"]):
+        if name.startswith("file-type-light-"):
+            base = name.removeprefix("file-type-light-")
+            if f"file-type-{base}" in vscode["icons"]:
+                for variant, icon in (("default", f"file-type-{base}"), ("light", name)):
+                    items.append(
+                        (f"vscode-{base}", "vscode-icons", variant, icon_svg(vscode, icon))
+                    )
+    return items
 
 
 def brand_key(source: str, name: str) -> str:
@@ -248,31 +354,42 @@ def _render(svg: bytes, size: int) -> bytes | None:
 
 
 def build_set(
-    name: str, out_dir: Path, *, size: int = 256, n_emoji: int = 250, seed: int = 0
+    name: str,
+    out_dir: Path,
+    *,
+    size: int = 256,
+    n_emoji: int = 250,
+    n_brands: int = 200,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Render set ``name`` into ``out_dir/name`` and return its ``meta.csv`` table."""
     t0 = time.perf_counter()
     packages = SETS[name]
-    sets = {p: fetch_icon_set(p, out_dir / "_npm") for p in packages}
-    if name == "devicon":
-        items = _devicon_items(sets)
-    elif name == "many":
-        items = _many_items(sets)
+    npm = out_dir / "_npm"
+    sets = {p: fetch_icon_set(p, npm) for p in packages if p.startswith("@iconify-json/")}
+    pkg_of = {p.split("/")[-1]: p for p in packages}
+    if name == "dark":
+        items = _dark_items(sets, fetch_simple_icons(npm), n_brands=n_brands, seed=seed)
     else:
-        items = _emoji_items(sets, packages, n_emoji=n_emoji, seed=seed)
-    pkg_of = {p.split("/")[1]: p for p in packages}
+        if name == "devicon":
+            named = _devicon_items(sets)
+        elif name == "many":
+            named = _many_items(sets)
+        else:
+            named = _emoji_items(sets, packages, n_emoji=n_emoji, seed=seed)
+        items = [(g, src, v, icon_svg(sets[pkg_of[src]], icon)) for g, src, v, icon in named]
 
     dest = out_dir / name
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "images").mkdir(parents=True)
     rows, seen, failures = [], set(), 0
-    for group, source, variant, icon in items:
+    for group, source, variant, svg in items:
         package = pkg_of[source]
         try:
-            png = _render(icon_svg(sets[package], icon), size)
+            png = _render(svg, size)
         except ImageError as e:
-            print(f"  skip {source}:{icon}: {e}", file=sys.stderr)
+            print(f"  skip {source}:{group}/{variant}: {e}", file=sys.stderr)
             failures += 1
             continue
         if png is None:
@@ -321,19 +438,27 @@ def main(argv: list[str] | None = None) -> int:
         "--sets",
         nargs="+",
         choices=sorted(SETS),
-        default=["devicon", "emoji"],
-        help="sets to build (default devicon and emoji; many is built on request)",
+        default=["devicon", "emoji", "dark"],
+        help="sets to build (default devicon, emoji and dark; many is built on request)",
     )
     ap.add_argument("--size", type=int, default=256, help="longest side in pixels")
     ap.add_argument("--n-emoji", type=int, default=250, help="emoji drawn for the emoji set")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the emoji draw")
+    ap.add_argument("--n-brands", type=int, default=200, help="brands drawn for the dark set")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the emoji and brand draws")
     args = ap.parse_args(argv)
     for name in args.sets:
         print(f"{name}: licences:")
         for p in SETS[name]:
             version, licence, who = PACKAGES[p]
             print(f"  {p}@{version}  {licence}  ({who})")
-        build_set(name, args.out, size=args.size, n_emoji=args.n_emoji, seed=args.seed)
+        build_set(
+            name,
+            args.out,
+            size=args.size,
+            n_emoji=args.n_emoji,
+            n_brands=args.n_brands,
+            seed=args.seed,
+        )
     return 0
 
 

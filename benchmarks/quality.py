@@ -24,6 +24,15 @@ preset's own clustering against the preset as it is: the way the ``logos`` prese
 sizes were chosen (docs/benchmarks.md, "Input size for logos"). ``--skip-recipes`` scores
 the presets alone.
 
+Then the peers: published tools run on the same images in the same run, each with its own
+documented workflow and in a virtualenv of its own (``make peers`` builds them; they are
+measured, never depended on): clustimage with ``method="hog"`` and ``"pca"``, imagededup's
+PHash and, when it installs, fastdup (``benchmarks/peers/run_peer.py`` says exactly how each
+is called). Their ``P@1`` (nearest other image under the tool's own comparison) and ``ARI``
+(the tool's clusters, with k forced to the number of groups where the tool allows it) are
+printed beside the presets', then each preset's margin over the best peer against the
+targets (P@1 at least +0.05, ARI at least 2x). ``--peers`` chooses them (none: skip).
+
 Then the default against the seeds' recipe (stretch, plain RGB convert, flatten, no
 normalisation), metric by metric. The seeds' recipe is not tuned on, and neither is anything
 else here: the rows are fixed settings, compared on every set given.
@@ -44,6 +53,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -90,6 +102,15 @@ DEFAULT_SETS = [
     ROOT / "benchmarks" / "sets" / "devicon",
     ROOT / "benchmarks" / "sets" / "emoji",
 ]
+
+#: Published tools run beside the recipes (``benchmarks/peers/run_peer.py``), each in the
+#: virtualenv ``make peers`` builds for it: tool -> virtualenv folder under ``benchmarks/``.
+PEERS: dict[str, str] = {
+    "clustimage-hog": ".peers-venv",
+    "clustimage-pca": ".peers-venv",
+    "imagededup-phash": ".peers-venv",
+    "fastdup": ".fastdup-venv",
+}
 
 #: Clusterings scored at k = number of groups: ``fn(Z, k, random_state) -> labels``.
 CLUSTERINGS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
@@ -311,6 +332,88 @@ def evaluate_preset(
     return res
 
 
+def available_peers() -> list[str]:
+    """The tools of :data:`PEERS` whose virtualenv exists (``make peers`` builds them)."""
+    return [t for t, venv in PEERS.items() if (ROOT / "benchmarks" / venv / "bin/python").exists()]
+
+
+def score_peers(paths: list[Path], labels: np.ndarray, tools: list[str]) -> dict[str, dict]:
+    """``P@1``, ``ARI`` (NaN without clustering), ``s/img`` of each peer tool on one set.
+
+    The images are copied into a temporary folder as ``000000.png`` ... (so every tool sees
+    the same files in the same order) and each tool runs in its own virtualenv through
+    ``benchmarks/peers/run_peer.py`` with k = the number of groups. A tool that fails gets a
+    row of NaN and its error is printed: a peer must never stop the benchmark.
+    """
+    k = len(np.unique(labels))
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="quality-peers-") as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for i, p in enumerate(paths):
+            shutil.copyfile(p, folder / f"{i:06d}{Path(p).suffix.lower()}")
+        for tool in tools:
+            python = ROOT / "benchmarks" / PEERS[tool] / "bin" / "python"
+            result = Path(tmp) / f"{tool}.json"
+            cmd = [str(python), str(ROOT / "benchmarks" / "peers" / "run_peer.py")]
+            cmd += ["--tool", tool, "--images", str(folder), "--k", str(k), "--out", str(result)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode or not result.is_file():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                print(f"peer {tool} failed (exit {proc.returncode}): {tail[0]}")
+                out[tool] = {"P@1": float("nan"), "ARI": float("nan"), "s/img": float("nan")}
+                continue
+            res = json.loads(result.read_text())
+            order = [int(Path(f).stem) for f in res["files"]]
+            y = labels[order]
+            nn = np.asarray(res["nn"])
+            hit = (nn >= 0) & (y[np.clip(nn, 0, None)] == y)
+            ari = float("nan")
+            if res["labels"] is not None:
+                ari = float(adjusted_rand_score(y, np.asarray(res["labels"])))
+            out[tool] = {
+                "P@1": float(hit.mean()),
+                "ARI": ari,
+                "s/img": res["seconds"] / len(y),
+                "version": res.get("version", "?"),
+            }
+    return out
+
+
+def print_peers(peers: dict[str, dict], presets: dict[str, dict]) -> None:
+    """The peers' rows, then each preset's margin over the best peer against the targets
+    (P@1 >= best + 0.05; ARI of the preset's own clustering >= 2x the best peer's)."""
+    if not peers:
+        return
+    print(f"{'peer':44s} {'P@1':>8s} {'ARI':>8s}   s/img  version")
+    for tool, row in peers.items():
+        print(
+            f"{'peer ' + tool:44s} {row['P@1']:8.3f} {row['ARI']:8.3f}  {row['s/img']:6.3f}  "
+            f"{row.get('version', '-')}"
+        )
+    p1s = {t: r["P@1"] for t, r in peers.items() if np.isfinite(r["P@1"])}
+    aris = {t: r["ARI"] for t, r in peers.items() if np.isfinite(r["ARI"])}
+    for name, row in presets.items():
+        preset = name.split(",")[0]
+        ari_col = (
+            "similarity ARI"
+            if sim.PRESETS[preset]["cluster_method"] == "similarity"
+            else "kmeans ARI"
+        )
+        parts = []
+        if p1s:
+            best = max(p1s, key=p1s.get)
+            margin = row["P@1"] - p1s[best]
+            ok = "met" if margin >= 0.05 else "NOT met"
+            parts.append(f"P@1 {margin:+.3f} over {best} (target +0.05: {ok})")
+        if aris:
+            best = max(aris, key=aris.get)
+            ratio = row[ari_col] / aris[best] if aris[best] > 0 else float("inf")
+            ok = "met" if ratio >= 2 else "NOT met"
+            parts.append(f"{ari_col} {ratio:.2f}x {best}'s (target 2x: {ok})")
+        print(f"preset {name} vs the best peer: " + "; ".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -336,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--skip-recipes", action="store_true", help="score the presets only")
     ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=None,
+        help=f"peer tools to run (default: those of {list(PEERS)} that `make peers` installed; "
+        "none: skip)",
+    )
+    ap.add_argument(
         "--fresh-cache",
         action="store_true",
         help="embed into empty temporary caches, so the seconds are real",
@@ -343,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sets = args.set or [str(d) for d in DEFAULT_SETS if (d / "labels.csv").is_file()]
+    args.peers = available_peers() if args.peers is None else args.peers
+    unknown = set(args.peers) - set(PEERS)
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {sorted(unknown)}; known: {list(PEERS)}")
+    print(f"peers: {args.peers or 'none (make peers installs them)'}")
     if not sets:
         print(f"no labelled set found (looked for {[str(d) for d in DEFAULT_SETS]}); pass --set")
         return 0
@@ -368,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         df = read_labelled_set(folder)
         if args.skip_recipes:
             print(f"\n== {folder}: {len(df)} images in {df['label'].nunique()} groups")
-            print_presets(df, np.ones(len(df), dtype=bool), args)
+            ok = np.ones(len(df), dtype=bool)
+            presets = print_presets(df, ok, args) if args.presets else {}
+            print_peers(run_peers(df, ok, args), presets)
             continue
         try:
             with tempfile.TemporaryDirectory(prefix="quality-cache-") as fresh:
@@ -415,14 +532,24 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f"; default better on {len(wins)}/{len(cols)}"
         )
-        if args.presets:
-            print_presets(df, ok, args)
+        presets = print_presets(df, ok, args) if args.presets else {}
+        print_peers(run_peers(df, ok, args), presets)
     return 0
 
 
-def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) -> None:
-    """Score every preset of ``args.presets`` (and its ``--variant`` rows) on one set and
-    print a table."""
+def run_peers(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) -> dict[str, dict]:
+    """:func:`score_peers` on the readable images of one set, for ``args.peers``."""
+    if not args.peers:
+        return {}
+    paths = [Path(p) for p, keep in zip(df["path"], ok, strict=True) if keep]
+    return score_peers(paths, df["label"].to_numpy()[ok], args.peers)
+
+
+def print_presets(
+    df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Score every preset of ``args.presets`` (and its ``--variant`` rows) on one set, print a
+    table and return the rows by name."""
     results, base_of = {}, {}
     for preset in args.presets:
         for variant in [None, *args.variant]:
@@ -463,6 +590,7 @@ def print_presets(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) ->
         print(f"{name}: P@1 {d_p1:+.3f}, {ari} {d_ari:+.3f} against {preset} ({verdict} 0.01)")
     if not args.fresh_cache:
         print("(seconds include cached vectors; pass --fresh-cache for real embedding times)")
+    return results
 
 
 def parse_variant(text: str) -> dict[str, Any]:

@@ -319,7 +319,7 @@ def test_embed_run_writes_the_vectors_and_the_logo_extras_in_one_call(tmp_path, 
     assert first["vectors"]["embedded"] == 8 and first["vectors"]["precision"] == "fp32"
     assert first["extras"]["with_parts"] == 3
     layout = RunLayout(run)
-    assert np.load(layout.parts).shape == (8, 2, 512)
+    assert np.load(layout.parts).shape == (8, 3, 512)
     assert similarity.read_settings(run)["preset"] == "logos"
     again = embed.embed_run(layout, whiten=0, cache_dir=cache, progress=False)
     assert again["vectors"]["reused"] and again["extras"]["reused"]

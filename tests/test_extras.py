@@ -24,10 +24,11 @@ def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
     embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=cache, progress=False)
     first = embed_extras(run, settings, cache_dir=cache, progress=False)
     assert first["with_parts"] == 3 and first["parts_computed"] == 6 and first["cached"] == 0
-    assert "3 lockups with parts" in capsys.readouterr().out
+    assert "3 with parts (0 light-on-dark with a negative)" in capsys.readouterr().out
     layout = RunLayout(run)
     parts, mask = np.load(layout.parts), np.load(layout.part_mask)
-    assert parts.shape == (8, 2, 512) and mask[[0, 2, 4]].all() and not mask[[1, 3, 5, 6, 7]].any()
+    assert parts.shape == (8, 3, 512) and mask[[0, 2, 4], :2].all()
+    assert not mask[[1, 3, 5, 6, 7]].any() and not mask[:, 2].any()  # no light-on-dark artwork
     colour = np.load(layout.colour)
     np.testing.assert_allclose(np.linalg.norm(colour, axis=1), 1.0, rtol=1e-5)
     assert sim.read_settings(run)["cluster_method"] == "similarity"
@@ -62,8 +63,7 @@ def test_photos_preset_adds_nothing_logo_specific(tmp_path):
     from lookalike import cluster, elbow, embed
 
     run, ids = _logo_run(tmp_path, _brand_images()[:6], source="catalog")
-    settings = sim.resolve_preset("auto", run_dir=run)
-    assert settings["preset"] == "photos"
+    settings = sim.resolve_preset("photos")
     embed.embed_images(run, **sim.embed_kwargs(settings), cache_dir=tmp_path, progress=False)
     out = embed_extras(run, settings, cache_dir=tmp_path, progress=False)
     assert out["parts_computed"] == 0 and not RunLayout(run).parts.exists()
@@ -147,7 +147,9 @@ def test_the_parts_of_a_lockup_come_from_one_decode(tmp_path, monkeypatch):
     opts = extras._part_opts(sim.resolve_preset("logos"))
     real = extras.part_inputs
     # the colour pass counts the boxes without cutting them: the same count
-    counts = [int(extras._look(p, 0, opts=opts, bins=8, parts=True)[0]) for p in paths]
+    counts = [
+        int(extras._look(p, 0, opts=opts, bins=8, parts=True, negatives=True)[0]) for p in paths
+    ]
     assert counts == [len(real(p, **opts)) for p in paths] == [2, 0, 2, 0, 2, 0, 0, 0]
     decoded = []
     monkeypatch.setattr(

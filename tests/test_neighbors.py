@@ -210,7 +210,7 @@ def test_write_neighbors_adds_the_match_after_the_same_four_columns(tmp_path):
         assert gain == pytest.approx(s - best, abs=1e-5)
         assert gain == pytest.approx(0.3 * (c[a] @ c[b] - best), abs=1e-5)
         seen.add(match)
-    assert seen == set(neighbors.MATCHES)  # all three kinds occur in this set
+    assert seen == set(neighbors.MATCHES[:3])  # the three kinds of 2-slot parts all occur
     # the photos preset: plain wholes, nothing from colour
     plain = neighbors.write_neighbors(
         tmp_path, {"vectors": inputs["vectors"], "parts": None, "part_mask": None,

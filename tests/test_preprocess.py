@@ -335,3 +335,19 @@ def test_draft_does_not_let_a_bomb_through(tmp_path):
     with pytest.raises(ImageError) as e:
         decode_image(data, max_pixels=1_000_000, draft=partial(draft_size, image_size=224))
     assert e.value.reason == "decompression_bomb"  # judged by the stored 2048 x 1536
+
+
+def test_negative_input_only_for_light_on_dark_artwork():
+    from PIL import ImageDraw
+
+    from lookalike.preprocess import negative_input, shows_light_on_dark
+
+    dark = Image.new("RGB", (64, 64), (0, 0, 0))
+    ImageDraw.Draw(dark).ellipse((16, 16, 48, 48), fill=(255, 255, 255))
+    light = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(light).ellipse((16, 16, 48, 48), fill=(200, 30, 30))
+    assert shows_light_on_dark(dark) and not shows_light_on_dark(light)
+    assert negative_input(light, image_size=32) is None
+    neg = negative_input(dark, image_size=32)
+    assert neg.shape == (32, 32, 3)
+    assert neg[16, 16].max() < 30 and neg[0, 0].min() > 225  # dark disc on white, trimmed

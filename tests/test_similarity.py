@@ -90,8 +90,9 @@ def test_logo_and_its_icon_are_mutual_nearest_neighbours(vgg):
     images[1] = images[1].resize((200, 200))
     params = sim.resolve_preset("logos", whiten=0)  # 8 images are too few to whiten on
     emb = embed_parts(images, vgg, **params)
-    assert emb["vectors"].shape == (9, 512) and emb["parts"].shape == (9, 2, 512)
-    assert emb["part_mask"][[0, 2, 4, 6, 8]].all() and not emb["part_mask"][[1, 3, 5, 7]].any()
+    assert emb["vectors"].shape == (9, 512) and emb["parts"].shape == (9, 3, 512)
+    mask = emb["part_mask"]
+    assert mask[[0, 2, 4, 6, 8], :2].all() and not mask[[1, 3, 5, 7]].any() and not mask[:, 2].any()
     colour = np.stack([colour_signature(im) for im in images])
     for weight in (0.0, params["colour_weight"]):  # the parts alone do it; colour keeps it
         nn = neighbors_table(
@@ -176,3 +177,29 @@ def test_whitening_above_fit_rows_matches_its_sample(monkeypatch):
     assert np.allclose(wholes, t(vectors), atol=1e-5)
     assert np.allclose(w_parts[mask], t(parts[mask]), atol=1e-5)
     assert not w_parts[~mask].any()
+
+
+@pytest.mark.parametrize(("folder", "want"), [("logos", "logos"), ("shop", "photos")])
+def test_auto_preset_reads_a_folder_s_images(tmp_path, folder, want):
+    from lookalike.folder import index_folder
+    from lookalike.paths import DEMO_DIR
+
+    storage.merge_manifest(tmp_path, index_folder(DEMO_DIR / folder, progress=False))
+    name, why = sim.choose_preset(tmp_path, sample=40)
+    assert name == want, why
+    assert "of 40 sampled images look like logos" in why
+    assert sim.resolve_preset("auto", run_dir=tmp_path)["preset"] == want
+
+
+def test_auto_preset_counts_only_readable_images(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "image_id": ["a", "b"],
+            "path": ["missing.png", "also-missing.jpg"],
+            "source": "folder",
+            "origin": ["1", "2"],
+            "status": "ok",
+        }
+    )
+    storage.merge_manifest(tmp_path, rows)
+    assert sim.choose_preset(tmp_path) == ("photos", "none of the sampled images could be read")

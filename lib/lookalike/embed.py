@@ -56,7 +56,7 @@ from .preprocess import (
     check_preprocessing,
     load_for_embedding,
 )
-from .similarity import embed_kwargs, resolve_preset
+from .similarity import choose_preset, embed_kwargs, resolve_preset
 from .vectors import (
     BATCH_SIZE,
     WORKERS,
@@ -73,7 +73,7 @@ from .vectors import (
 EMBED_ERROR_PREFIX = "embed: "
 
 #: The preset :func:`embed_run` uses when given none: ``logos`` when most images came from
-#: stage 02, else ``photos`` (see :func:`lookalike.similarity.resolve_preset`).
+#: stage 02 or look like logos, else ``photos`` (:func:`lookalike.similarity.choose_preset`).
 DEFAULT_PRESET = "auto"
 
 
@@ -701,6 +701,9 @@ def embed_run(
         precision, why = auto_precision()
         print(f"embed: precision auto -> {precision}: {why}")
     name = DEFAULT_PRESET if preset is None else preset
+    if name == "auto":
+        name, why = choose_preset(run)
+        print(f"embed: preset auto -> {name}: {why}")
     settings = resolve_preset(name, run_dir=run, **overrides)
     common = _given(
         batch_size=batch_size, precision=precision, backend=backend, workers=workers, engine=engine

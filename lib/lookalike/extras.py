@@ -1,4 +1,9 @@
-"""Stage 03's logo extras: lockup part vectors and colour signatures beside the vectors.
+"""Stage 03's logo extras: part vectors and colour signatures beside the vectors.
+
+An image's parts are up to :data:`SLOTS` more vectors it can be matched by: the two end
+squares of a lockup (slots 0 and 1, where its icon sits) and the luminance negative of
+light-on-dark artwork (slot :data:`~lookalike.neighbors.NEGATIVE_SLOT`, so a dark-mode logo
+meets its usual version; :func:`lookalike.preprocess.negative_input`).
 
 :func:`embed_extras` adds ``RUN/embeddings/parts.npy``, ``part_mask.npy`` and ``colour.npy``,
 aligned with the rows of ``vectors.npy``, for the ``logos`` preset of
@@ -33,13 +38,15 @@ from .model import (
     prepare,
     vector_cache_root,
 )
-from .neighbors import l2_normalize
+from .neighbors import NEGATIVE_SLOT, l2_normalize
 from .paths import RunLayout
 from .preprocess import (
     colour_signature,
     load_for_embedding,
     lockup_parts,
+    negative_input,
     part_inputs,
+    shows_light_on_dark,
     upright_rgba,
 )
 from .progress import summary as print_summary
@@ -47,10 +54,14 @@ from .similarity import EMBED_KEYS
 from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches, prefetch
 
 #: Bumped when part or colour preprocessing changes, so cached records are not reused.
-PARTS_VERSION = 1
+#: 2: a third slot, the negative of light-on-dark artwork.
+PARTS_VERSION = 2
+
+#: Part slots per image: two end squares, then the negative.
+SLOTS = 3
 
 #: Part keys of a preset that decide an image's cached record (with the embedding's own).
-PART_KEYS = ("part_size", "part_min_aspect", "colour_bins", "parts")
+PART_KEYS = ("part_size", "part_min_aspect", "colour_bins", "parts", "negatives")
 
 
 def extras_hash(settings: dict[str, Any], embed_params: dict[str, Any]) -> str:
@@ -70,7 +81,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 class _Records:
     """The extras of every row, filled from the cache or computed; one cache record per image.
 
-    A record is a float32 vector: mask (2), part 0 (d), part 1 (d), colour (c).
+    A record is a float32 vector: mask (SLOTS), the SLOTS part vectors (d each), colour (c).
     """
 
     image_ids: list[str]
@@ -81,22 +92,23 @@ class _Records:
 
     def __post_init__(self) -> None:
         n = len(self.image_ids)
-        self.parts = np.zeros((n, 2, self.d), dtype=np.float32)
-        self.mask = np.zeros((n, 2), dtype=bool)
+        self.parts = np.zeros((n, SLOTS, self.d), dtype=np.float32)
+        self.mask = np.zeros((n, SLOTS), dtype=bool)
         self.colour = np.zeros((n, self.c), dtype=np.float32)
 
     def load_cached(self) -> list[int]:
         """Fill the rows the cache holds; return the others (row numbers)."""
-        d, width = self.d, 2 + 2 * self.d + self.c
+        d, m = self.d, SLOTS
+        width = m + m * d + self.c
         misses = []
         for i, image_id in enumerate(self.image_ids):
             rec = self.cache.get(image_id, width)
             if rec is None:
                 misses.append(i)
                 continue
-            self.mask[i] = rec[:2] > 0.5
-            self.parts[i] = rec[2 : 2 + 2 * d].reshape(2, d)
-            self.colour[i] = rec[2 + 2 * d :]
+            self.mask[i] = rec[:m] > 0.5
+            self.parts[i] = rec[m : m + m * d].reshape(m, d)
+            self.colour[i] = rec[m + m * d :]
         return misses
 
     def store(self, i: int) -> None:
@@ -133,18 +145,36 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _look(data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool) -> np.ndarray:
-    """``[number of parts, colour signature...]`` of one image (path or bytes), float32."""
+def _look(
+    data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool, negatives: bool
+) -> np.ndarray:
+    """``[end squares, has a negative, colour signature...]`` of one image (path or bytes)."""
     img = upright_rgba(data)
-    n_parts = 0
+    n_parts, negative = 0, False
     if parts:  # the boxes :func:`part_inputs` would cut, without resizing them for nothing
         boxes = lockup_parts(img, part_min_aspect=opts["part_min_aspect"], trim=opts["trim"])[1]
         n_parts = len(boxes)
-    return np.concatenate([[np.float32(n_parts)], colour_signature(img, bins=bins)])
+    if negatives:
+        negative = shows_light_on_dark(img, background=opts["background"])
+    head = np.asarray([n_parts, float(negative)], dtype=np.float32)
+    return np.concatenate([head, colour_signature(img, bins=bins)])
+
+
+def _negative_opts(opts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "image_size": opts["part_size"],
+        "background": opts["background"],
+        "trim": opts["trim"],
+    }
 
 
 def _part_input(data: Any, j: int, *, opts: dict[str, Any]) -> np.ndarray:
     """Part ``j``'s network input of one image (path or bytes)."""
+    if int(j) == NEGATIVE_SLOT:
+        found = negative_input(data, **_negative_opts(opts))
+        if found is None:
+            raise ValueError("no negative: the image is not light on dark")
+        return found
     return part_inputs(data, **opts)[int(j)]
 
 
@@ -164,6 +194,8 @@ class _PartsOnce:
 
     def __call__(self, item: tuple[int, int]) -> np.ndarray:
         i, j = int(item[0]), int(item[1])
+        if j == NEGATIVE_SLOT:  # one request per row: nothing to share
+            return _part_input(self._paths[i], j, opts=self._opts)
         with self._lock:
             row = self._rows.setdefault(i, [threading.Lock(), None, 0])
         with row[0]:
@@ -216,12 +248,16 @@ def _colour_pass(
     if not misses:  # everything came from the cache: no empty bar
         return [], {}
     look = partial(
-        _look, opts=_part_opts(settings), bins=int(settings["colour_bins"]), parts=settings["parts"]
+        _look,
+        opts=_part_opts(settings),
+        bins=int(settings["colour_bins"]),
+        parts=bool(settings["parts"]),
+        negatives=bool(settings.get("negatives", False)),
     )
     if engine == "ray":
         paths = [str(rec.paths[i]) for i in misses]
         stream = map_batches(
-            paths, [0] * len(misses), look, width=1 + rec.c, describe=_describe,
+            paths, [0] * len(misses), look, width=2 + rec.c, describe=_describe,
             options=ray or RayOptions(), workers=int(workers), progress=progress, desc="colour",
         )  # fmt: skip
     else:
@@ -231,10 +267,11 @@ def _colour_pass(
     for positions, values, errors in stream:
         failed.update((misses[j], text) for j, text in errors)
         for j, value in zip(positions, [] if values is None else values, strict=True):
-            i, n_parts = misses[j], int(value[0])
-            rec.colour[i] = value[1:]
-            if n_parts:
-                todo += [(i, p) for p in range(n_parts)]
+            i, n_parts, negative = misses[j], int(value[0]), bool(value[1] > 0.5)
+            rec.colour[i] = value[2:]
+            slots = list(range(n_parts)) + ([NEGATIVE_SLOT] if negative else [])
+            if slots:
+                todo += [(i, p) for p in slots]
             else:
                 rec.store(i)
     return sorted(todo), failed
@@ -272,7 +309,9 @@ def _parts_pass(
     ray: RayOptions | None = None,
 ) -> int:
     """Embed the part inputs ``todo`` (image row, part); return how many were computed."""
-    pending = {i: 2 for i, j in todo if j == 0}
+    pending: dict[int, int] = {}
+    for i, _ in todo:
+        pending[i] = pending.get(i, 0) + 1
     size = int(settings["part_size"])
     model = {
         "layer": settings["layer"],
@@ -330,8 +369,8 @@ def embed_extras(
     Run after :func:`lookalike.embed.embed_images` with the same ``settings``
     (:func:`lookalike.similarity.embed_kwargs`); :func:`lookalike.embed.embed_run` does both.
     Records ``settings`` in the stamp ``RUN/embeddings/similarity.json``, which stage 04
-    reads. With ``parts`` off and ``colour_weight`` 0 (the ``photos`` preset) nothing else is
-    computed; with parts off but a colour weight, only the colour.
+    reads. With ``parts`` and ``negatives`` off and ``colour_weight`` 0 (the ``photos``
+    preset) nothing else is computed; with both off but a colour weight, only the colour.
 
     Parameters
     ----------
@@ -352,14 +391,16 @@ def embed_extras(
 
     Returns
     -------
-    dict with ``n_images``, ``with_parts`` (images that are lockups), ``parts_computed``
+    dict with ``n_images``, ``with_parts`` (images with a part: lockups and light-on-dark
+    artwork), ``negatives`` (images with a negative), ``parts_computed``
     (part inputs run through the model now), ``cached`` (images served by the cache),
     ``failed``, ``seconds``, ``reused``.
 
     Notes
     -----
     Writes, aligned with the rows of ``RUN/embeddings/vectors.npy``: ``parts.npy`` float32
-    (n, 2, d), ``part_mask.npy`` bool (n, 2) and ``colour.npy`` float32 (n, bins**3), then the
+    (n, SLOTS, d), ``part_mask.npy`` bool (n, SLOTS) and ``colour.npy`` float32 (n, bins**3)
+    (slots: the two end squares of a lockup, then the negative of light-on-dark artwork), then the
     stamp. A re-run with the same images and settings reuses them, unless some image failed
     (it is retried; the rest comes from the cache); an interrupted run loses only the records
     not yet cached.
@@ -374,6 +415,7 @@ def embed_extras(
     summary: dict[str, Any] = {
         "n_images": len(ids),
         "with_parts": 0,
+        "negatives": 0,
         "parts_computed": 0,
         "cached": 0,
         "failed": 0,
@@ -381,7 +423,8 @@ def embed_extras(
         "reused": False,
     }
     outputs = [run.parts, run.part_mask, run.colour]
-    if not settings["parts"] and not float(settings["colour_weight"]) > 0:
+    negatives = bool(settings.get("negatives", False))
+    if not settings["parts"] and not negatives and not float(settings["colour_weight"]) > 0:
         storage.clear_stamp(run.similarity_state)
         for path in outputs:
             path.unlink(missing_ok=True)
@@ -393,6 +436,7 @@ def embed_extras(
     if done and storage.is_current(run.similarity_state, key, outputs=outputs):
         mask = np.load(run.part_mask)
         summary.update(reused=True, cached=len(ids), with_parts=int(mask.any(axis=1).sum()))
+        summary["negatives"] = _negatives(mask)
         return _finish(summary, t0)
 
     storage.clear_stamp(run.similarity_state)
@@ -426,6 +470,7 @@ def embed_extras(
     for i, reason in list(failed.items())[:3]:
         print(f"similarity: no parts or colour for {ids['path'].iloc[i]}: {reason}")
     summary["with_parts"] = int(rec.mask.any(axis=1).sum())
+    summary["negatives"] = _negatives(rec.mask)
     for path, array in zip(outputs, (rec.parts, rec.mask, rec.colour), strict=True):
         _save_npy(path, array)
     # the stamp last; a later run retries the failed images (the rest is cached)
@@ -433,11 +478,17 @@ def embed_extras(
     return _finish(summary, t0)
 
 
+def _negatives(mask: np.ndarray) -> int:
+    """Images whose negative slot is filled (0 for masks written before the slot existed)."""
+    return int(mask[:, NEGATIVE_SLOT].sum()) if mask.shape[1] > NEGATIVE_SLOT else 0
+
+
 def _finish(summary: dict[str, Any], t0: float) -> dict[str, Any]:
     summary["seconds"] = time.perf_counter() - t0
     how = " (reused)" if summary["reused"] else ""
     print_summary(
-        f"similarity: {summary['n_images']} images, {summary['with_parts']} lockups with parts; "
+        f"similarity: {summary['n_images']} images, {summary['with_parts']} with parts "
+        f"({summary['negatives']} light-on-dark with a negative); "
         f"{summary['parts_computed']} part inputs computed, {summary['cached']} images from "
         f"the cache, {summary['failed']} failed; {summary['seconds']:.1f} s{how}"
     )
@@ -460,6 +511,7 @@ def embed_parts(
     parts: bool = True,
     part_size: int = 160,
     part_min_aspect: float = 1.5,
+    negatives: bool = True,
     colour_bins: int = 8,
     batch_size: int = BATCH_SIZE,
     **_ignored: Any,
@@ -476,7 +528,7 @@ def embed_parts(
     model : keras.Model, optional
         Default ``lookalike.model.load_vgg16(layer=layer)``.
     layer, pooling, image_size, background, fit, trim, parts, part_size, part_min_aspect,
-    colour_bins
+    negatives, colour_bins
         As in :data:`lookalike.similarity.PRESETS`;
         ``embed_parts(images, **resolve_preset("logos"))`` works.
     batch_size : int, default BATCH_SIZE
@@ -487,8 +539,9 @@ def embed_parts(
     -------
     dict with
         ``vectors`` (n, d) float32, L2-normalised vectors of the wholes;
-        ``parts`` (n, 2, d) float32, the end-square vectors (zeros where absent);
-        ``part_mask`` (n, 2) bool, which parts exist;
+        ``parts`` (n, SLOTS, d) float32, the end-square vectors and the negative (zeros
+        where absent);
+        ``part_mask`` (n, SLOTS) bool, which parts exist;
         ``colour`` (n, colour_bins**3) float32 colour signatures.
 
     Raises
@@ -516,6 +569,11 @@ def embed_parts(
             for j, arr in enumerate(found):
                 part_arrays.append(arr)
                 owners.append((i, j))
+        if negatives:
+            neg = negative_input(data, image_size=part_size, background=background, trim=trim)
+            if neg is not None:
+                part_arrays.append(neg)
+                owners.append((i, NEGATIVE_SLOT))
         colours.append(colour_signature(data, bins=colour_bins))
 
     def run(arrays: list[np.ndarray]) -> np.ndarray:
@@ -527,8 +585,8 @@ def embed_parts(
 
     vectors = run(wholes) if wholes else np.zeros((0, 0), np.float32)
     n, d = len(wholes), vectors.shape[1]
-    part_vecs = np.zeros((n, 2, d), dtype=np.float32)
-    part_mask = np.zeros((n, 2), dtype=bool)
+    part_vecs = np.zeros((n, SLOTS, d), dtype=np.float32)
+    part_mask = np.zeros((n, SLOTS), dtype=bool)
     if part_arrays:
         for (i, j), v in zip(owners, run(part_arrays), strict=True):
             part_vecs[i, j] = v

@@ -35,7 +35,7 @@ from . import storage
 from .domains import normalize_domain
 from .exceptions import ConfigError
 from .folder import IMAGE_EXTENSIONS, index_file, index_folder
-from .neighbors import COLOUR_CANDIDATES, read_neighbors
+from .neighbors import COLOUR_CANDIDATES, NEGATIVE_SLOT, read_neighbors
 from .paths import RunLayout, resolve
 from .progress import summary as print_summary
 from .similarity import PRESETS, load_features
@@ -53,14 +53,14 @@ FIND_COLUMNS: dict[str, str] = {
     "similarity": "float32",  # the run's own similarity (fused for logos, cosine for photos)
     "share": "float64",  # share of the run's pairs at least this similar (see the docstring)
     "precision": "float64",  # with labels: precision of the run's pairs at this similarity
-    "match": "string",  # which pair matched: whole~whole, whole~part or part~whole
+    "match": "string",  # which pair matched: whole~whole, whole~part, part~whole, or a negative
     "colour": "float32",  # what the colour signature added to the similarity (may be < 0)
 }
 #: Hits per query by default.
 DEFAULT_TOP = 10
 #: Default search name (``RUN/find/<name>.parquet``).
 DEFAULT_NAME = "find"
-MATCHES = ("whole~whole", "whole~part", "part~whole")
+MATCHES = ("whole~whole", "whole~part", "part~whole", "whole~negative", "negative~whole")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -194,23 +194,30 @@ def embed_queries(run: RunLayout, qrun: RunLayout, *, progress: bool = True) -> 
 
 def _cross(q: dict, r: dict, qi: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, ...]:
     """Fused similarity of query rows ``qi`` to run rows ``j`` (pairwise), which kind of
-    pair gave it (0, 1, 2: :data:`MATCHES`) and what colour added."""
+    pair gave it (codes of :data:`MATCHES`) and what colour added."""
     best = np.einsum("pd,pd->p", q["vectors"][qi], r["vectors"][j])
     kind = np.zeros(len(best), np.int8)
     if r["parts"] is not None and r["part_mask"] is not None:
         wp = np.einsum("pd,pmd->pm", q["vectors"][qi], r["parts"][j])
-        wp = np.where(r["part_mask"][j], wp, -np.inf).max(axis=1)
-        kind[wp > best], best = 1, np.maximum(best, wp)
+        best = _better(np.where(r["part_mask"][j], wp, -np.inf), best, kind, 1)
     if q["parts"] is not None and q["part_mask"] is not None:
         pw = np.einsum("pmd,pd->pm", q["parts"][qi], r["vectors"][j])
-        pw = np.where(q["part_mask"][qi], pw, -np.inf).max(axis=1)
-        kind[pw > best], best = 2, np.maximum(best, pw)
+        best = _better(np.where(q["part_mask"][qi], pw, -np.inf), best, kind, 2)
     w = float(r["colour_weight"])
     colour = np.zeros(len(best), np.float32)
     if w > 0 and q["colour"] is not None and r["colour"] is not None:
         c = np.einsum("pc,pc->p", q["colour"][qi], r["colour"][j])
         colour = (w * (c - best)).astype(np.float32)
     return (best + colour).astype(np.float32), kind, colour
+
+
+def _better(x: np.ndarray, best: np.ndarray, kind: np.ndarray, code: int) -> np.ndarray:
+    """``max(best, x.max(axis=1))``; where ``x`` is strictly better, ``kind`` becomes ``code``
+    (``code + 2`` when the negative slot gave it)."""
+    top = x.max(axis=1)
+    up = top > best
+    kind[up] = np.where(x.argmax(axis=1)[up] == NEGATIVE_SLOT, code + 2, code)
+    return np.maximum(best, top)
 
 
 def _candidates(space: Space, q: dict, k: int) -> list[np.ndarray]:

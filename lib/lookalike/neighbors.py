@@ -28,13 +28,18 @@ NEIGHBORS_COLUMNS = ["image_id", "rank", "neighbor_id", "similarity"]
 #: (:func:`pair_matches`). Older files lack them: :func:`read_neighbors` gives None and NaN.
 MATCH_COLUMNS = ["match", "colour_gain"]
 #: ``match`` of a pair ``(i, j)``: whole of i to whole of j, whole of i to a part (an end
-#: square of a lockup, where its icon sits) of j, or a part of i to the whole of j.
-MATCHES = ("whole-whole", "whole-part", "part-whole")
+#: square of a lockup, where its icon sits) of j, a part of i to the whole of j, or the same
+#: two with the negative of light-on-dark artwork (part slot :data:`NEGATIVE_SLOT`).
+MATCHES = ("whole-whole", "whole-part", "part-whole", "whole-negative", "negative-whole")
+#: The part slot of an image's luminance negative (slots 0 and 1 are a lockup's end squares).
+NEGATIVE_SLOT = 2
 #: The pair's match in words, "this" being image i and "that" its neighbour j.
 MATCH_WORDS = {
     "whole-whole": "whole ↔ whole",
     "whole-part": "whole of this ↔ icon of that",
     "part-whole": "icon of this ↔ whole of that",
+    "whole-negative": "whole of this ↔ negative of that (dark-mode artwork)",
+    "negative-whole": "negative of this (dark-mode artwork) ↔ whole of that",
 }
 
 #: Rows of the (possibly memory-mapped) vectors normalised at a time by a cosine search.
@@ -343,8 +348,9 @@ def pair_matches(
     kind : int8 ndarray (p,)
         Index into :data:`MATCHES`; a tie goes to whole-whole, then whole-part.
     slot : int8 ndarray (p,)
-        The part that matched: of j for whole-part, of i for part-whole (0: the left or top
-        end square, 1: the right or bottom one); -1 for whole-whole.
+        The part that matched: of j for whole-part/negative, of i for part/negative-whole
+        (0: the left or top end square, 1: the right or bottom one, :data:`NEGATIVE_SLOT`: the
+        negative); -1 for whole-whole.
     colour_gain : float32 ndarray (p,)
         The fused similarity minus the score without colour,
         ``colour_weight * (colour_i . colour_j - best)``; may be negative, 0 without colour.
@@ -371,6 +377,8 @@ def pair_matches(
                 kb[up], sb[up] = code, x.argmax(axis=1)[up]
                 score = np.maximum(score, top)
         best[s : s + QUERY_ROWS] = score
+    negative = (slot == NEGATIVE_SLOT) & (kind > 0)
+    kind[negative] += 2  # whole-part -> whole-negative, part-whole -> negative-whole
     gain = np.zeros(len(i), np.float32)
     if colour is not None and colour_weight > 0 and len(i):
         tint = _pair_colour(colour, i, j)

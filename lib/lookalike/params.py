@@ -239,7 +239,7 @@ _PARAMS: tuple[Param, ...] = (
     _p("domain_budget_s", "float", 60.0, _N2, "wall-time budget per domain, all providers together, in seconds", low=0, low_open=True),  # noqa: E501
     _p("prefer_side", "int", 48, _N2, "a smaller logo is kept, but the next providers are asked for a bigger one", low=1),  # noqa: E501
     # -- 03_embed_vgg16 ------------------------------------------------------------------
-    _p("preset", "choice", "auto", _N3, "logos, photos, or auto (logos when most images came from notebook 02)", choices=PRESETS),  # noqa: E501
+    _p("preset", "choice", "auto", _N3, "logos, photos, or auto (logos when most images came from notebook 02 or look like logos: transparency, or a flat ground and few colours)", choices=PRESETS),  # noqa: E501
     _p("batch_size", "int", 32, _N3, "images per forward pass", low=1),
     _p("image_size", "int", None, _N3, "side in pixels of the square fed to the network; null means the preset (logos 160, photos 224)", low=32,  # noqa: E501
        doc="side of the square fed to VGG16; `null`: the preset's (logos 160, photos 224); smaller is much faster but a different embedding"),  # noqa: E501

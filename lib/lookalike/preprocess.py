@@ -12,6 +12,10 @@ decoded with it) and is deterministic:
 * :func:`part_boxes` and :func:`part_inputs`: the end squares of a wide or tall logo lockup,
   where its icon sits.
 * :func:`foreground_mask` and :func:`colour_signature`: the artwork and its colours.
+* :func:`negative_input`: the luminance negative of light-on-dark artwork (a dark-mode logo),
+  embedded beside the whole so it meets its usual version.
+* :func:`logo_traits`: transparency, a flat ground and few colours, which the ``auto`` preset
+  reads to tell a folder of logos from one of photos.
 """
 
 from __future__ import annotations
@@ -59,6 +63,17 @@ ALPHA_MIN = 32
 
 #: Saturation (max-min)/max above which a pixel counts as chromatic for the colour signature.
 CHROMA_MIN = 0.2
+
+#: Mean luma (0..255) of an image's outer ring below which its ground counts as dark
+#: (:func:`is_light_on_dark`); black is 0, a mid grey 128.
+DARK_GROUND_LUMA = 96.0
+
+#: Width of that ring, as a share of the image's short side.
+RING_SHARE = 0.05
+
+#: :func:`logo_traits`: at most this many colours (16 levels per channel) cover 90% of an
+#: opaque logo's pixels; flat artwork needs 1-3, the demo's product photos 9 or more.
+LOGO_MAX_COLOURS = 4
 
 #: RGB (0..255) of the named backgrounds.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -357,21 +372,26 @@ def load_for_embedding(
     data = _read_bytes(path_or_bytes)  # read once: a trimmed draft may decode twice
     try:
         img = _decoded_for(data, size=size, background=background, fit=fit, trim=trim, draft=draft)
-        if fit == "stretch":
-            target = (size, size)
-        else:
-            scale = size / max(img.width, img.height)
-            target = (
-                max(1, min(size, round(img.width * scale))),
-                max(1, min(size, round(img.height * scale))),
-            )
-        # Pillow premultiplies alpha while resampling RGBA, so edges do not get dark fringes.
-        img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return _square_input(img, size=size, background=background, fit=fit)
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError) as e:  # truncated data surfaces on first load
         raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
 
+
+def _square_input(img: Image.Image, *, size: int, background: str, fit: str) -> np.ndarray:
+    """``img`` (RGB or RGBA, decoded and trimmed) resized, composited and padded to the
+    ``size`` x ``size`` float32 RGB input of :func:`load_for_embedding`."""
+    if fit == "stretch":
+        target = (size, size)
+    else:
+        scale = size / max(img.width, img.height)
+        target = (
+            max(1, min(size, round(img.width * scale))),
+            max(1, min(size, round(img.height * scale))),
+        )
+    # Pillow premultiplies alpha while resampling RGBA, so edges do not get dark fringes.
+    img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     if background == "auto":
         bg = COLOURS[pick_background(img)]
     else:
@@ -385,6 +405,99 @@ def load_for_embedding(
     left = (size - rgb.shape[1]) // 2
     out[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
     return out
+
+
+def is_light_on_dark(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    ring: float = RING_SHARE,
+    dark: float = DARK_GROUND_LUMA,
+) -> bool:
+    """True when an image's ground is dark and its artwork lighter: white-on-black artwork.
+
+    Parameters
+    ----------
+    rgb : ndarray (h, w, 3), 0..255
+        The image as the network would see it (transparency composited).
+    alpha : ndarray (h, w), 0..255, optional
+        Its transparency. Where the outer ring is mostly opaque (a plate with rounded,
+        transparent corners), the ground is the plate: the ring's opaque pixels decide.
+    ring : float, default RING_SHARE
+        Width of the outer ring that stands for the ground, as a share of the short side.
+    dark : float, default DARK_GROUND_LUMA
+        Luma (0..255) below which the ground is dark.
+
+    Returns
+    -------
+    bool: the ground's mean luma is below ``dark`` and below the whole image's.
+    """
+    h, w = rgb.shape[:2]
+    r = max(1, round(ring * min(h, w)))
+    luma = _luma(np.asarray(rgb, dtype=np.float32))
+    edge = np.ones((h, w), dtype=bool)
+    edge[r : h - r, r : w - r] = False
+    weight = np.ones((h, w), dtype=np.float32)
+    if alpha is not None:
+        opaque = np.asarray(alpha, dtype=np.float32) / 255.0
+        if float(opaque[edge].mean()) >= 0.5:
+            weight = opaque
+    ground = float((luma[edge] * weight[edge]).sum() / max(1e-6, float(weight[edge].sum())))
+    return ground < dark and ground < float(luma.mean())
+
+
+def negative_image(img: Image.Image) -> Image.Image:
+    """The luminance negative of an RGB image: light and dark swap, hues stay (YCbCr)."""
+    y, cb, cr = img.convert("RGB").convert("YCbCr").split()
+    return Image.merge("YCbCr", (ImageOps.invert(y), cb, cr)).convert("RGB")
+
+
+def _as_seen(img: Image.Image, background: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``img`` composited as the whole is (float32 RGB 0..255), and its alpha (or None)."""
+    if background == "none":
+        img = img.convert("RGB")
+    bg = COLOURS[pick_background(img)] if background == "auto" else COLOURS.get(background)
+    alpha = np.asarray(img.getchannel("A")) if img.mode == "RGBA" else None
+    return composite(img, bg or COLOURS["white"]), alpha
+
+
+def shows_light_on_dark(
+    path_or_bytes: str | os.PathLike[str] | bytes | Image.Image, *, background: str = "auto"
+) -> bool:
+    """:func:`is_light_on_dark` of an image as the whole is composited with ``background``:
+    whether :func:`negative_input` gives it a negative."""
+    return is_light_on_dark(*_as_seen(upright_rgba(path_or_bytes), background))
+
+
+def negative_input(
+    path_or_bytes: str | os.PathLike[str] | bytes | Image.Image,
+    *,
+    image_size: int = 160,
+    background: str = "auto",
+    fit: str = "pad",
+    trim: bool = True,
+    **_ignored: Any,
+) -> np.ndarray | None:
+    """The network input of the negative of light-on-dark artwork, or None for the rest.
+
+    A dark-mode logo (white artwork on black, on a dark plate, or light artwork that
+    ``background="auto"`` lays on black) and its usual version (dark or coloured artwork on
+    white) have opposite edges, and CNN features follow edges. The image is composited as
+    for the whole, tested with :func:`is_light_on_dark`, and when it is light on dark, its
+    :func:`negative_image` goes through the whole's trimming, resizing and padding (on white).
+
+    Returns
+    -------
+    ndarray of shape (image_size, image_size, 3), float32, RGB 0..255, or None
+    """
+    size = check_preprocessing(image_size, background, fit)
+    rgb, alpha = _as_seen(upright_rgba(path_or_bytes), background)
+    if not is_light_on_dark(rgb, alpha):
+        return None
+    neg = negative_image(Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB"))
+    if trim:
+        neg = trim_borders(neg)
+    return _square_input(neg, size=size, background="white", fit=fit)
 
 
 # -- parts and colour ------------------------------------------------------------------
@@ -474,6 +587,35 @@ def part_inputs(
         crop = img.crop(box).resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
         out.append(np.ascontiguousarray(composite(crop, bg), dtype=np.float32))
     return out
+
+
+def logo_traits(path_or_bytes: str | os.PathLike[str] | bytes | Image.Image) -> dict[str, Any]:
+    """What makes an image look like a logo rather than a photo, measured on a 96 px copy.
+
+    Returns
+    -------
+    dict with ``transparent`` (bool: some pixel has alpha < 250), ``flat_ground`` (share,
+    0..1, of the border pixels within :data:`TRIM_TOLERANCE` levels of the border's median
+    colour), ``colours`` (how many colours, at 16 levels per channel, cover 90% of the opaque
+    pixels: 1-3 for flat artwork, 10 or more for a photo, whose shading and noise spread it)
+    and ``logo`` (bool: transparent, or a flat ground, >= 0.9, with at most
+    :data:`LOGO_MAX_COLOURS` colours).
+    """
+    img = upright_rgba(path_or_bytes)
+    img.thumbnail((96, 96))
+    a = np.asarray(img.convert("RGBA"), dtype=np.int32)
+    transparent = bool(a[..., 3].min() < 250)
+    rgb = a[..., :3]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    flat = float((np.abs(border - np.median(border, axis=0)).max(axis=1) <= TRIM_TOLERANCE).mean())
+    px = rgb[a[..., 3] > 128] if transparent else rgb.reshape(-1, 3)
+    if len(px) == 0:
+        px = rgb.reshape(-1, 3)
+    q = px // 16
+    counts = np.sort(np.bincount((q[:, 0] * 16 + q[:, 1]) * 16 + q[:, 2], minlength=4096))[::-1]
+    colours = int(np.searchsorted(np.cumsum(counts), 0.9 * counts.sum()) + 1)
+    logo = transparent or (flat >= 0.9 and colours <= LOGO_MAX_COLOURS)
+    return {"transparent": transparent, "flat_ground": flat, "colours": colours, "logo": logo}
 
 
 def foreground_mask(image: Image.Image, *, tol: float = FOREGROUND_TOL) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import storage
-from .exceptions import ConfigError, ManifestError
+from .exceptions import ConfigError, ImageError, ManifestError
 from .neighbors import (
     block_rows,
     check_features,
@@ -49,7 +49,8 @@ from .reduce import TRANSFORM_ROWS, fit_rows
 #: Embedding keys (passed to :func:`lookalike.embed.embed_images`): ``layer``, ``pooling``,
 #: ``image_size`` (px), ``background``, ``fit``, ``trim`` (crop to the artwork first).
 #: Part keys: ``parts`` (embed the end squares of lockups), ``part_size`` (px),
-#: ``part_min_aspect`` (long/short side ratio from which an image has parts).
+#: ``part_min_aspect`` (long/short side ratio from which an image has parts), ``negatives``
+#: (embed the luminance negative of light-on-dark artwork as one more part, at ``part_size``).
 #: Similarity keys: ``whiten`` (PCA-whitening dimensions, 0 = off), ``colour_weight`` (share
 #: of the colour signature in the fused similarity, 0 = CNN only), ``colour_bins`` (levels per
 #: RGB channel of the colour histogram), ``cluster_method`` (``"similarity"`` = also cluster
@@ -68,6 +69,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "parts": True,
         "part_size": 160,
         "part_min_aspect": 1.5,
+        # Off until measured on the labelled sets (benchmarks/quality.py --variant
+        # negatives=true): the slot works, its effect on quality is not yet known.
+        "negatives": False,
         "whiten": 128,
         "colour_weight": 0.1,
         "colour_bins": 8,
@@ -83,6 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "parts": False,
         "part_size": 160,
         "part_min_aspect": 1.5,
+        "negatives": False,
         "whiten": 0,
         "colour_weight": 0.0,
         "colour_bins": 8,
@@ -105,8 +110,7 @@ def resolve_preset(
     Parameters
     ----------
     name : {"logos", "photos", "auto"}, default "logos"
-        ``"auto"`` picks ``logos`` when most images of ``run_dir``'s manifest came from stage
-        02 (``source == "logos"``), else ``photos``.
+        ``"auto"``: :func:`choose_preset` on ``run_dir``.
     run_dir : str or Path, optional
         Needed for ``"auto"``.
     **overrides
@@ -126,8 +130,7 @@ def resolve_preset(
     if name == "auto":
         if run_dir is None:
             raise ConfigError("preset='auto' needs the run folder to look at its images")
-        sources = storage.read_manifest(RunLayout(run_dir))["source"].astype(str)
-        name = "logos" if (sources == "logos").mean() > 0.5 else "photos"
+        name, _ = choose_preset(run_dir)
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is not known; use one of {sorted(PRESETS)} or auto")
     params = dict(PRESETS[name])
@@ -150,6 +153,53 @@ def resolve_preset(
         )
     params["preset"] = name
     return params
+
+
+#: ``auto``: images of a run's manifest that :func:`choose_preset` looks at (a seeded sample).
+AUTO_SAMPLE = 100
+
+
+def choose_preset(
+    run_dir: str | os.PathLike[str] | RunLayout, *, sample: int = AUTO_SAMPLE, seed: int = 0
+) -> tuple[str, str]:
+    """The preset ``auto`` means for a run, and why.
+
+    ``logos`` when most images came from stage 02 (``source == "logos"``); otherwise when
+    most of a seeded sample of ``sample`` readable images look like logos
+    (:func:`lookalike.preprocess.logo_traits`: transparency, or a flat ground with few
+    colours); else ``photos``. Images that cannot be read are left out of the count.
+
+    Returns
+    -------
+    (name, reason): e.g. ``("logos", "93 of 100 sampled images look like logos ...")``.
+    """
+    from .preprocess import logo_traits
+
+    run = RunLayout(run_dir)
+    manifest = storage.read_manifest(run, ok_only=True)
+    if manifest.empty:
+        return "photos", "the run has no images yet"
+    from_02 = float((manifest["source"].astype(str) == "logos").mean())
+    if from_02 > 0.5:
+        return "logos", f"{from_02:.0%} of the images came from notebook 02 (logos)"
+    rows = manifest.sample(n=min(sample, len(manifest)), random_state=seed)
+    traits = []
+    for path in rows["path"].astype(str):
+        try:
+            traits.append(logo_traits(run.image_path(path)))
+        except (ImageError, OSError):  # a bad image says nothing about the folder
+            continue
+    if not traits:
+        return "photos", "none of the sampled images could be read"
+    logos = sum(t["logo"] for t in traits)
+    clear = sum(t["transparent"] for t in traits)
+    flat = logos - sum(t["logo"] and t["transparent"] for t in traits)
+    name = "logos" if logos > len(traits) / 2 else "photos"
+    reason = (
+        f"{logos} of {len(traits)} sampled images look like logos ({clear} with transparency, "
+        f"{flat} with a flat ground and few colours)"
+    )
+    return name, reason
 
 
 def embed_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
