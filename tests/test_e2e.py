@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from lookalike import storage
+from lookalike.extras import SLOTS
 from lookalike.paths import PROJECT_ROOT, RunLayout
 from lookalike.report import WIDGET_VIEW
 from lookalike.run import NOTEBOOKS
@@ -110,7 +111,7 @@ def test_logos_preset_adds_parts_neighbours_and_similarity_clusters(logo_run):
 
     assert similarity.read_settings(logo_run)["preset"] == "logos"
     ids, _ = storage.read_embeddings(logo_run)
-    assert np.load(RunLayout(logo_run).parts).shape[:2] == (len(ids), 2)
+    assert np.load(RunLayout(logo_run).parts).shape[:2] == (len(ids), SLOTS)
     nb = neighbors.read_neighbors(logo_run)
     assert list(nb.columns) == neighbors.NEIGHBORS_COLUMNS + neighbors.MATCH_COLUMNS
     assert set(nb["match"]) <= set(neighbors.MATCHES) and nb["colour_gain"].notna().all()
