@@ -101,6 +101,7 @@ DEFAULT_SETS = [
     ROOT.parent / "shared" / "data" / "logos-dev",
     ROOT / "benchmarks" / "sets" / "devicon",
     ROOT / "benchmarks" / "sets" / "emoji",
+    ROOT / "benchmarks" / "sets" / "dark",
 ]
 
 #: Published tools run beside the recipes (``benchmarks/peers/run_peer.py``), each in the
@@ -408,9 +409,16 @@ def print_peers(peers: dict[str, dict], presets: dict[str, dict]) -> None:
             parts.append(f"P@1 {margin:+.3f} over {best} (target +0.05: {ok})")
         if aris:
             best = max(aris, key=aris.get)
-            ratio = row[ari_col] / aris[best] if aris[best] > 0 else float("inf")
-            ok = "met" if ratio >= 2 else "NOT met"
-            parts.append(f"{ari_col} {ratio:.2f}x {best}'s (target 2x: {ok})")
+            if aris[best] > 0:
+                ratio = row[ari_col] / aris[best]
+                ok = "met" if ratio >= 2 else "NOT met"
+                parts.append(f"{ari_col} {ratio:.2f}x {best}'s (target 2x: {ok})")
+            else:  # no ratio to a chance-level ARI: only whether ours is above it
+                ok = "met" if row[ari_col] > 0 else "NOT met"
+                parts.append(
+                    f"{ari_col} {row[ari_col]:.3f}, best peer {aris[best]:.3f} ({best}, at "
+                    f"chance: target {ok})"
+                )
         print(f"preset {name} vs the best peer: " + "; ".join(parts))
 
 

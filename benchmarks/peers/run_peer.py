@@ -131,7 +131,8 @@ def fastdup_default(folder: Path, files: list[str], k: int) -> dict:
         if i is not None and j is not None and i != j and d > best[i]:
             best[i], nn[i] = d, j  # fastdup's "distance" is a cosine similarity
     labels = [-1 - i for i in range(len(files))]  # not in a component: a cluster of its own
-    for idx, comp in zip(cc["__id"], cc["component_id"], strict=True):
+    id_col = next(c for c in ("__id", "fd_index", "index") if c in cc.columns)  # by version
+    for idx, comp in zip(cc[id_col], cc["component_id"], strict=True):
         if int(idx) in name_of:
             labels[name_of[int(idx)]] = int(comp)
     return {"nn": nn, "labels": labels, "version": metadata.version("fastdup")}
