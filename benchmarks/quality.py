@@ -395,12 +395,7 @@ def print_peers(peers: dict[str, dict], presets: dict[str, dict]) -> None:
     p1s = {t: r["P@1"] for t, r in peers.items() if np.isfinite(r["P@1"])}
     aris = {t: r["ARI"] for t, r in peers.items() if np.isfinite(r["ARI"])}
     for name, row in presets.items():
-        preset = name.split(",")[0]
-        ari_col = (
-            "similarity ARI"
-            if sim.PRESETS[preset]["cluster_method"] == "similarity"
-            else "kmeans ARI"
-        )
+        ari_col = own_ari(row["preset"])
         parts = []
         if p1s:
             best = max(p1s, key=p1s.get)
@@ -555,9 +550,9 @@ def run_peers(df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace) -> dic
 
 def print_presets(
     df: pd.DataFrame, ok: np.ndarray, args: argparse.Namespace
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Score every preset of ``args.presets`` (and its ``--variant`` rows) on one set, print a
-    table and return the rows by name."""
+    table and return the rows by name, each with its ``preset``."""
     results, base_of = {}, {}
     for preset in args.presets:
         for variant in [None, *args.variant]:
@@ -590,15 +585,20 @@ def print_presets(
     for name, preset in base_of.items():
         if name == preset:
             continue
-        own = sim.PRESETS[preset]["cluster_method"] == "similarity"
-        ari = "similarity ARI" if own else "kmeans ARI"
+        ari = own_ari(preset)
         row, ref = results[name], results[preset]
         d_p1, d_ari = row["P@1"] - ref["P@1"], row[ari] - ref[ari]
         verdict = "within" if min(d_p1, d_ari) >= -0.01 else "NOT within"
         print(f"{name}: P@1 {d_p1:+.3f}, {ari} {d_ari:+.3f} against {preset} ({verdict} 0.01)")
     if not args.fresh_cache:
         print("(seconds include cached vectors; pass --fresh-cache for real embedding times)")
-    return results
+    return {name: {**row, "preset": base_of[name]} for name, row in results.items()}
+
+
+def own_ari(preset: str) -> str:
+    """The ARI column of a preset's own clustering: the similarity's, else KMeans'."""
+    own = sim.PRESETS[preset]["cluster_method"] == "similarity"
+    return "similarity ARI" if own else "kmeans ARI"
 
 
 def parse_variant(text: str) -> dict[str, Any]:
