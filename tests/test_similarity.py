@@ -28,7 +28,7 @@ def vgg():
 def test_presets_resolve_to_documented_values():
     logos = sim.resolve_preset("logos")
     assert logos["layer"] == "block4_pool" and logos["pooling"] == "gem"
-    assert logos["trim"] is True and logos["parts"] is True
+    assert logos["trim"] is True and logos["parts"] is True and logos["negatives"] is True
     assert (logos["image_size"], logos["part_size"], logos["part_min_aspect"]) == (160, 160, 1.5)
     assert (logos["whiten"], logos["colour_weight"], logos["colour_bins"]) == (128, 0.1, 8)
     assert logos["cluster_method"] == "similarity"
@@ -38,7 +38,8 @@ def test_presets_resolve_to_documented_values():
 
     defaults = inspect.signature(embed.embed_images).parameters
     assert sim.embed_kwargs(photos) == {k: defaults[k].default for k in sim.EMBED_KEYS}
-    assert photos["parts"] is False and photos["colour_weight"] == 0.0
+    assert photos["parts"] is False and photos["negatives"] is False
+    assert photos["colour_weight"] == 0.0
     assert photos["whiten"] == 0 and photos["cluster_method"] == "kmeans"
     # overrides apply, None means "keep the preset's", and the presets stay untouched
     assert sim.resolve_preset("logos", colour_weight=0.5, whiten=None)["colour_weight"] == 0.5
