@@ -17,7 +17,8 @@ What feeds the model in stage 03, measured without the model (except for the agr
     mean and minimum cosine and the share of unchanged nearest neighbours.
 (d) the logo extras' decodes on ``data/demo/logos/*.png``: the colour pass and the part
     inputs as stage 03 did them before (part inputs cut in the colour pass only to count
-    them, and one decode per part) against now (the boxes counted, one decode per lockup).
+    them, and one decode per part) against now (the boxes counted, one decode per lockup),
+    and now with the preset's light-on-dark test and the negatives' inputs.
 
 Run: ``.venv/bin/python benchmarks/decode.py [--n 200] [--n-large 48] [--no-model]``.
 """
@@ -44,7 +45,7 @@ from lookalike import extras  # noqa: E402
 from lookalike.cpu import describe  # noqa: E402
 from lookalike.model import prepare  # noqa: E402
 from lookalike.paths import DEMO_DIR  # noqa: E402
-from lookalike.preprocess import load_for_embedding, part_inputs  # noqa: E402
+from lookalike.preprocess import load_for_embedding, negative_input, part_inputs  # noqa: E402
 from lookalike.similarity import embed_kwargs, resolve_preset  # noqa: E402
 
 
@@ -140,8 +141,11 @@ def draft_agreement(big: list[Path]) -> None:
 def extras_decodes(logos: list[Path], repeat: int) -> None:
     s = resolve_preset("logos")
     opts = extras._part_opts(s)
-    look = partial(extras._look, opts=opts, bins=int(s["colour_bins"]), parts=True)
+    look = partial(extras._look, opts=opts, bins=int(s["colour_bins"]), parts=True, negatives=False)
     counts = [int(look(p, 0)[0]) for p in logos]
+    look_neg = partial(look, negatives=True)
+    dark = [i for i, p in enumerate(logos) if look_neg(p, 0)[1] > 0.5]
+    neg_opts = extras._negative_opts({**opts, **s})
     lockups = [i for i, c in enumerate(counts) if c]
     todo = [(i, j) for i in lockups for j in range(counts[i])]
 
@@ -160,10 +164,20 @@ def extras_decodes(logos: list[Path], repeat: int) -> None:
         for item in todo:
             load(item)
 
+    def with_negatives() -> None:  # the preset as it is: the test, then each negative's input
+        for p in logos:
+            look_neg(p, 0)
+        load = extras._PartsOnce(logos, opts)
+        for item in todo:
+            load(item)
+        for i in dark:
+            negative_input(logos[i], **neg_opts)
+
     whole = partial(load_for_embedding, **_pre("logos"))
     t_whole = len(logos) / _rate(lambda: [whole(p) for p in logos], len(logos), repeat)
     t_before = len(logos) / _rate(before, len(logos), repeat)
     t_now = len(logos) / _rate(now, len(logos), repeat)
+    t_neg = len(logos) / _rate(with_negatives, len(logos), repeat)
     print(
         f"\n(d) logos preset, {len(logos)} logos ({len(lockups)} lockups, {len(todo)} parts), "
         "one thread, seconds"
@@ -171,6 +185,10 @@ def extras_decodes(logos: list[Path], repeat: int) -> None:
     print(f"  whole images (for scale)        {t_whole:6.2f} s")
     print(f"  extras' decodes before          {t_before:6.2f} s")
     print(f"  extras' decodes now             {t_now:6.2f} s  x{t_before / t_now:.2f} faster")
+    print(
+        f"  now, with the negative test     {t_neg:6.2f} s  ({len(dark)} light-on-dark "
+        "decoded again for their negative)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
