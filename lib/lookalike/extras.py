@@ -252,7 +252,7 @@ def _colour_pass(
         opts=_part_opts(settings),
         bins=int(settings["colour_bins"]),
         parts=bool(settings["parts"]),
-        negatives=bool(settings.get("negatives", False)),
+        negatives=bool(settings["negatives"]),
     )
     if engine == "ray":
         paths = [str(rec.paths[i]) for i in misses]
@@ -423,7 +423,7 @@ def embed_extras(
         "reused": False,
     }
     outputs = [run.parts, run.part_mask, run.colour]
-    negatives = bool(settings.get("negatives", False))
+    negatives = bool(settings["negatives"])
     if not settings["parts"] and not negatives and not float(settings["colour_weight"]) > 0:
         storage.clear_stamp(run.similarity_state)
         for path in outputs:
@@ -479,8 +479,8 @@ def embed_extras(
 
 
 def _negatives(mask: np.ndarray) -> int:
-    """Images whose negative slot is filled (0 for masks written before the slot existed)."""
-    return int(mask[:, NEGATIVE_SLOT].sum()) if mask.shape[1] > NEGATIVE_SLOT else 0
+    """Images whose negative slot is filled."""
+    return int(mask[:, NEGATIVE_SLOT].sum())
 
 
 def _finish(summary: dict[str, Any], t0: float) -> dict[str, Any]:

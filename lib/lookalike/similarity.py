@@ -193,7 +193,7 @@ def choose_preset(
         return "photos", "none of the sampled images could be read"
     logos = sum(t["logo"] for t in traits)
     clear = sum(t["transparent"] for t in traits)
-    flat = logos - sum(t["logo"] and t["transparent"] for t in traits)
+    flat = logos - clear  # transparent images count as logos
     name = "logos" if logos > len(traits) / 2 else "photos"
     reason = (
         f"{logos} of {len(traits)} sampled images look like logos ({clear} with transparency, "
