@@ -12,6 +12,7 @@ from lookalike import storage
 from lookalike.extras import embed_extras
 from lookalike.neighbors import MATCH_COLUMNS, NEIGHBORS_COLUMNS, read_neighbors
 from lookalike.paths import RunLayout
+from lookalike.preprocess import SHAPE_DIM
 
 
 def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
@@ -31,15 +32,20 @@ def test_logos_preset_runs_through_stages_03_and_04(tmp_path, capsys):
     assert not mask[[1, 3, 5, 6, 7]].any() and not mask[:, 2].any()  # no light-on-dark artwork
     colour = np.load(layout.colour)
     np.testing.assert_allclose(np.linalg.norm(colour, axis=1), 1.0, rtol=1e-5)
+    shape = np.load(layout.shape)
+    assert shape.shape == (8, 3, SHAPE_DIM) and shape.dtype == np.uint8
+    assert shape[:, 0].any(axis=1).all()  # every whole has one
+    assert shape[[0, 2, 4], 1:].any(axis=2).all() and not shape[[1, 3, 5, 6, 7], 1:].any()
     assert sim.read_settings(run)["cluster_method"] == "similarity"
 
     # resume: a second call reuses the files; a rebuilt RUN/embeddings is served by the cache
     assert embed_extras(run, settings, cache_dir=cache, progress=False)["reused"]
-    for path in (layout.parts, layout.part_mask, layout.colour):
+    for path in (layout.parts, layout.part_mask, layout.colour, layout.shape):
         path.unlink()
     again = embed_extras(run, settings, cache_dir=cache, progress=False)
     assert again["cached"] == 8 and again["parts_computed"] == 0
     np.testing.assert_array_equal(np.load(layout.parts), parts)
+    np.testing.assert_array_equal(np.load(layout.shape), shape)  # short records, for no parts
 
     metrics = cluster.cluster_run(run, k_values=[2, 3, 4], progress=False)
     assert set(metrics["method"]) == {"kmeans", "agglomerative", "similarity"}

@@ -351,3 +351,42 @@ def test_negative_input_only_for_light_on_dark_artwork():
     neg = negative_input(dark, image_size=32)
     assert neg.shape == (32, 32, 3)
     assert neg[16, 16].max() < 30 and neg[0, 0].min() > 225  # dark disc on white, trimmed
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_shape_signature_ignores_polarity_colour_and_fill_but_not_the_outline():
+    from PIL import ImageDraw
+
+    from lookalike.preprocess import SHAPE_DIM, SHAPE_SIZE, shape_signature, shape_signatures
+
+    def drawn(shape: str, *, fill=None, outline=None, ground=(255, 255, 255)) -> np.ndarray:
+        img = Image.new("RGB", (SHAPE_SIZE, SHAPE_SIZE), ground)
+        box = (8, 8, SHAPE_SIZE - 8, SHAPE_SIZE - 8)
+        draw = ImageDraw.Draw(img)
+        if shape == "disc":
+            draw.ellipse(box, fill=fill, outline=outline, width=3)
+        else:
+            draw.polygon([(32, 8), (56, 56), (8, 56)], fill=fill, outline=outline, width=3)
+        return np.asarray(img, dtype=np.float32)
+
+    red_disc = shape_signature(drawn("disc", fill=(220, 40, 40)))
+    assert red_disc.shape == (SHAPE_DIM,) and red_disc.dtype == np.uint8
+    # unsigned gradients: the negative has the very same signature
+    negative = shape_signature(255.0 - drawn("disc", fill=(220, 40, 40)))
+    np.testing.assert_array_equal(negative, red_disc)
+    blue_disc = shape_signature(drawn("disc", fill=(30, 60, 210)))
+    blue_ring = shape_signature(drawn("disc", outline=(30, 60, 210)))
+    red_triangle = shape_signature(drawn("triangle", fill=(220, 40, 40)))
+    assert _cosine(red_disc, blue_disc) > 0.99  # block normalisation: contrast drops out
+    # another colour and fill style is still closer than another outline in the same style
+    assert _cosine(red_disc, blue_ring) > _cosine(red_disc, red_triangle) + 0.5
+    # an image and its end squares: one row each, the whole first
+    wide = Image.new("RGBA", (300, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(wide).ellipse((0, 0, 99, 99), fill=(220, 40, 40, 255))
+    rows = shape_signatures(wide, [(0, 0, 100, 100), (200, 0, 300, 100)])
+    assert rows.shape == (3, SHAPE_DIM) and rows[1].any() and not rows[2].any()  # blank end
+    assert shape_signatures(wide, []).shape == (1, SHAPE_DIM)

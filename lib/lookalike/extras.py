@@ -1,11 +1,12 @@
-"""Stage 03's logo extras: part vectors and colour signatures beside the vectors.
+"""Stage 03's logo extras: part vectors, colour and shape signatures beside the vectors.
 
 An image's parts are up to :data:`SLOTS` more vectors it can be matched by: the two end
 squares of a lockup (slots 0 and 1, where its icon sits) and the luminance negative of
 light-on-dark artwork (slot :data:`~lookalike.neighbors.NEGATIVE_SLOT`, so a dark-mode logo
 meets its usual version; :func:`lookalike.preprocess.negative_input`).
 
-:func:`embed_extras` adds ``RUN/embeddings/parts.npy``, ``part_mask.npy`` and ``colour.npy``,
+:func:`embed_extras` adds ``RUN/embeddings/parts.npy``, ``part_mask.npy``, ``colour.npy`` and
+``shape.npy``,
 aligned with the rows of ``vectors.npy``, for the ``logos`` preset of
 :mod:`lookalike.similarity` (:func:`lookalike.embed.embed_run` calls it after the whole
 images). :func:`embed_parts` computes the same features for a few images held in memory.
@@ -41,11 +42,13 @@ from .model import (
 from .neighbors import NEGATIVE_SLOT, l2_normalize
 from .paths import RunLayout
 from .preprocess import (
+    SHAPE_DIM,
     colour_signature,
     load_for_embedding,
     lockup_parts,
     negative_input,
     part_inputs,
+    shape_signatures,
     shows_light_on_dark,
     upright_rgba,
 )
@@ -54,8 +57,8 @@ from .similarity import EMBED_KEYS
 from .vectors import BATCH_SIZE, WORKERS, VectorCache, feature_batches, prefetch
 
 #: Bumped when part or colour preprocessing changes, so cached records are not reused.
-#: 2: a third slot, the negative of light-on-dark artwork.
-PARTS_VERSION = 2
+#: 2: a third slot, the negative of light-on-dark artwork. 3: shape signatures.
+PARTS_VERSION = 3
 
 #: Part slots per image: two end squares, then the negative.
 SLOTS = 3
@@ -81,7 +84,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 class _Records:
     """The extras of every row, filled from the cache or computed; one cache record per image.
 
-    A record is a float32 vector: mask (SLOTS), the SLOTS part vectors (d each), colour (c).
+    A record is a float32 vector: mask (SLOTS), the SLOTS part vectors (d each), colour (c),
+    the whole's shape signature (SHAPE_DIM), then the end squares' (2 x SHAPE_DIM) when it has
+    them (most images have none: their records stay small).
     """
 
     image_ids: list[str]
@@ -95,26 +100,31 @@ class _Records:
         self.parts = np.zeros((n, SLOTS, self.d), dtype=np.float32)
         self.mask = np.zeros((n, SLOTS), dtype=bool)
         self.colour = np.zeros((n, self.c), dtype=np.float32)
+        self.shape = np.zeros((n, 3, SHAPE_DIM), dtype=np.uint8)
 
     def load_cached(self) -> list[int]:
         """Fill the rows the cache holds; return the others (row numbers)."""
         d, m = self.d, SLOTS
-        width = m + m * d + self.c
+        base = m + m * d + self.c
         misses = []
         for i, image_id in enumerate(self.image_ids):
-            rec = self.cache.get(image_id, width)
-            if rec is None:
+            rec = self.cache.get(image_id)
+            if rec is None or len(rec) not in (base + SHAPE_DIM, base + 3 * SHAPE_DIM):
                 misses.append(i)
                 continue
             self.mask[i] = rec[:m] > 0.5
             self.parts[i] = rec[m : m + m * d].reshape(m, d)
-            self.colour[i] = rec[m + m * d :]
+            self.colour[i] = rec[m + m * d : base]
+            shape = rec[base:].reshape(-1, SHAPE_DIM)
+            self.shape[i, : len(shape)] = shape.astype(np.uint8)
         return misses
 
     def store(self, i: int) -> None:
         mask = self.mask[i].astype(np.float32)
+        shape = self.shape[i] if self.shape[i, 1:].any() else self.shape[i, :1]
         self.cache.put(
-            self.image_ids[i], np.concatenate([mask, self.parts[i].ravel(), self.colour[i]])
+            self.image_ids[i],
+            np.concatenate([mask, self.parts[i].ravel(), self.colour[i], shape.ravel()]),
         )
 
     def drop(self, failed: dict[int, str]) -> None:
@@ -123,6 +133,7 @@ class _Records:
             self.parts[i] = 0.0
             self.mask[i] = False
             self.colour[i] = 0.0
+            self.shape[i] = 0
 
 
 def _embedded_params(run: RunLayout, settings: dict[str, Any]) -> dict[str, Any]:
@@ -148,16 +159,20 @@ def _describe(e: BaseException) -> str:
 def _look(
     data: Any, _key: Any, *, opts: dict[str, Any], bins: int, parts: bool, negatives: bool
 ) -> np.ndarray:
-    """``[end squares, has a negative, colour signature...]`` of one image (path or bytes)."""
+    """``[end squares, has a negative, colour signature..., shape signatures (3 x SHAPE_DIM)]``
+    of one image (path or bytes); the shape rows of absent end squares are zeros."""
     img = upright_rgba(data)
-    n_parts, negative = 0, False
-    if parts:  # the boxes :func:`part_inputs` would cut, without resizing them for nothing
-        boxes = lockup_parts(img, part_min_aspect=opts["part_min_aspect"], trim=opts["trim"])[1]
-        n_parts = len(boxes)
+    negative = False
+    # the boxes :func:`part_inputs` would cut, without resizing them for nothing
+    cut, boxes = lockup_parts(img, part_min_aspect=opts["part_min_aspect"], trim=opts["trim"])
+    boxes = boxes if parts else []
     if negatives:
         negative = shows_light_on_dark(img, background=opts["background"])
-    head = np.asarray([n_parts, float(negative)], dtype=np.float32)
-    return np.concatenate([head, colour_signature(img, bins=bins)])
+    head = np.asarray([len(boxes), float(negative)], dtype=np.float32)
+    shape = np.zeros((3, SHAPE_DIM), dtype=np.float32)
+    found = shape_signatures(cut, boxes, background=opts["background"])
+    shape[: len(found)] = found
+    return np.concatenate([head, colour_signature(img, bins=bins), shape.ravel()])
 
 
 def _negative_opts(opts: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +272,7 @@ def _colour_pass(
     if engine == "ray":
         paths = [str(rec.paths[i]) for i in misses]
         stream = map_batches(
-            paths, [0] * len(misses), look, width=2 + rec.c, describe=_describe,
+            paths, [0] * len(misses), look, width=2 + rec.c + 3 * SHAPE_DIM, describe=_describe,
             options=ray or RayOptions(), workers=int(workers), progress=progress, desc="colour",
         )  # fmt: skip
     else:
@@ -268,7 +283,8 @@ def _colour_pass(
         failed.update((misses[j], text) for j, text in errors)
         for j, value in zip(positions, [] if values is None else values, strict=True):
             i, n_parts, negative = misses[j], int(value[0]), bool(value[1] > 0.5)
-            rec.colour[i] = value[2:]
+            rec.colour[i] = value[2 : 2 + rec.c]
+            rec.shape[i] = value[2 + rec.c :].reshape(3, SHAPE_DIM).astype(np.uint8)
             slots = list(range(n_parts)) + ([NEGATIVE_SLOT] if negative else [])
             if slots:
                 todo += [(i, p) for p in slots]
@@ -369,8 +385,9 @@ def embed_extras(
     Run after :func:`lookalike.embed.embed_images` with the same ``settings``
     (:func:`lookalike.similarity.embed_kwargs`); :func:`lookalike.embed.embed_run` does both.
     Records ``settings`` in the stamp ``RUN/embeddings/similarity.json``, which stage 04
-    reads. With ``parts`` and ``negatives`` off and ``colour_weight`` 0 (the ``photos``
-    preset) nothing else is computed; with both off but a colour weight, only the colour.
+    reads. With ``parts`` and ``negatives`` off and ``colour_weight`` and ``shape_weight`` 0
+    (the ``photos`` preset) nothing else is computed; with both off but a weight, only the
+    signatures.
 
     Parameters
     ----------
@@ -399,9 +416,10 @@ def embed_extras(
     Notes
     -----
     Writes, aligned with the rows of ``RUN/embeddings/vectors.npy``: ``parts.npy`` float32
-    (n, SLOTS, d), ``part_mask.npy`` bool (n, SLOTS) and ``colour.npy`` float32 (n, bins**3)
-    (slots: the two end squares of a lockup, then the negative of light-on-dark artwork), then the
-    stamp. A re-run with the same images and settings reuses them, unless some image failed
+    (n, SLOTS, d), ``part_mask.npy`` bool (n, SLOTS), ``colour.npy`` float32 (n, bins**3)
+    and ``shape.npy`` uint8 (n, 3, SHAPE_DIM) (slots: the two end squares of a lockup, then
+    the negative of light-on-dark artwork; shape rows: the whole, then the end squares), then
+    the stamp. A re-run with the same images and settings reuses them, unless some image failed
     (it is retried; the rest comes from the cache); an interrupted run loses only the records
     not yet cached.
     """
@@ -422,9 +440,12 @@ def embed_extras(
         "seconds": 0.0,
         "reused": False,
     }
-    outputs = [run.parts, run.part_mask, run.colour]
+    outputs = [run.parts, run.part_mask, run.colour, run.shape]
     negatives = bool(settings["negatives"])
-    if not settings["parts"] and not negatives and not float(settings["colour_weight"]) > 0:
+    signatures = (
+        float(settings["colour_weight"]) > 0 or float(settings.get("shape_weight", 0.0)) > 0
+    )
+    if not settings["parts"] and not negatives and not signatures:
         storage.clear_stamp(run.similarity_state)
         for path in outputs:
             path.unlink(missing_ok=True)
@@ -471,7 +492,7 @@ def embed_extras(
         print(f"similarity: no parts or colour for {ids['path'].iloc[i]}: {reason}")
     summary["with_parts"] = int(rec.mask.any(axis=1).sum())
     summary["negatives"] = _negatives(rec.mask)
-    for path, array in zip(outputs, (rec.parts, rec.mask, rec.colour), strict=True):
+    for path, array in zip(outputs, (rec.parts, rec.mask, rec.colour, rec.shape), strict=True):
         _save_npy(path, array)
     # the stamp last; a later run retries the failed images (the rest is cached)
     storage.write_stamp(run.similarity_state, key, n_failed=len(failed))
@@ -542,7 +563,8 @@ def embed_parts(
         ``parts`` (n, SLOTS, d) float32, the end-square vectors and the negative (zeros
         where absent);
         ``part_mask`` (n, SLOTS) bool, which parts exist;
-        ``colour`` (n, colour_bins**3) float32 colour signatures.
+        ``colour`` (n, colour_bins**3) float32 colour signatures;
+        ``shape`` (n, 3, SHAPE_DIM) uint8 shape signatures (the whole, then the end squares).
 
     Raises
     ------
@@ -550,9 +572,14 @@ def embed_parts(
         If an image cannot be decoded.
     """
     model = load_vgg16(layer=layer) if model is None else model
-    wholes, part_arrays, owners, colours = [], [], [], []
+    wholes, part_arrays, owners, colours, shapes = [], [], [], [], []
     for i, img in enumerate(images):
         data = png_bytes(img) if isinstance(img, Image.Image) else img
+        cut, boxes = lockup_parts(upright_rgba(data), part_min_aspect=part_min_aspect, trim=trim)
+        shape = np.zeros((3, SHAPE_DIM), dtype=np.uint8)
+        found = shape_signatures(cut, boxes if parts else [], background=background)
+        shape[: len(found)] = found
+        shapes.append(shape)
         wholes.append(
             load_for_embedding(
                 data, image_size=image_size, background=background, fit=fit, trim=trim
@@ -592,4 +619,11 @@ def embed_parts(
             part_vecs[i, j] = v
             part_mask[i, j] = True
     colour = np.stack(colours) if colours else np.zeros((0, colour_bins**3), np.float32)
-    return {"vectors": vectors, "parts": part_vecs, "part_mask": part_mask, "colour": colour}
+    shape = np.stack(shapes) if shapes else np.zeros((0, 3, SHAPE_DIM), np.uint8)
+    return {
+        "vectors": vectors,
+        "parts": part_vecs,
+        "part_mask": part_mask,
+        "colour": colour,
+        "shape": shape,
+    }

@@ -256,6 +256,8 @@ _PARAMS: tuple[Param, ...] = (
     _p("negatives", "bool", None, _N3, "also embed the negative of light-on-dark artwork (dark-mode logos); null means the preset (logos only)",  # noqa: E501
        doc="also embed the luminance negative of light-on-dark artwork (a white logo on black), at 160 px, so it meets its usual dark-on-light version; `null`: the preset's (logos only)"),  # noqa: E501
     _p("colour_weight", "float", None, _N3, "share of the colour signature in the similarity, 0 to 1; null means the preset", low=0, high=1),  # noqa: E501
+    _p("shape_weight", "float", None, _N3, "share of the shape signature (gradient orientations) in the similarity, 0 to 1; null means the preset", low=0, high=1,  # noqa: E501
+       doc="share of the shape signature (HOG: gradient orientations, which ignore colour, fill and polarity) in each compared pair of whole and parts, 0 to 1; `null`: the preset's (logos 0.3, photos 0)"),  # noqa: E501
     _p("precision", "choice", "fp32", _N3, "fp32 exact, int8 fast path on ONNX Runtime, bf16, or auto (int8 on CPUs with VNNI/AMX, else fp32)", choices=(*PRECISIONS, "auto")),  # noqa: E501
     _p("workers", "int", 2, _N3, "decoding threads that run ahead of the model (engine ray: decoding tasks per model actor)", low=0),  # noqa: E501
     _p("force", "bool", False, _N3, "rebuild RUN/embeddings even when it is current; the cache still serves"),  # noqa: E501

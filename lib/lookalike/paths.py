@@ -91,6 +91,7 @@ class RunLayout:
     PARTS = "parts.npy"
     PART_MASK = "part_mask.npy"
     COLOUR = "colour.npy"
+    SHAPE = "shape.npy"
     SIMILARITY_STATE = "similarity.json"
 
     def __init__(self, run_dir: str | os.PathLike[str] | RunLayout):
@@ -183,6 +184,12 @@ class RunLayout:
     def colour(self) -> Path:
         """``embeddings/colour.npy``: colour signatures, (n_images, bins**3)."""
         return self.embeddings_dir / self.COLOUR
+
+    @property
+    def shape(self) -> Path:
+        """``embeddings/shape.npy``: uint8 shape signatures, (n_images, 3, SHAPE_DIM): the
+        whole, then the two end squares (zeros where absent)."""
+        return self.embeddings_dir / self.SHAPE
 
     @property
     def similarity_state(self) -> Path:

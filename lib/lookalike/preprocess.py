@@ -14,6 +14,8 @@ decoded with it) and is deterministic:
 * :func:`foreground_mask` and :func:`colour_signature`: the artwork and its colours.
 * :func:`negative_input`: the luminance negative of light-on-dark artwork (a dark-mode logo),
   embedded beside the whole so it meets its usual version.
+* :func:`shape_signatures`: histograms of oriented gradients (HOG) of the whole and its end
+  squares, which ignore colour, fill and polarity (a filled star and its outline match).
 * :func:`logo_traits`: transparency, a flat ground and few colours, which the ``auto`` preset
   reads to tell a folder of logos from one of photos.
 """
@@ -74,6 +76,16 @@ RING_SHARE = 0.05
 #: :func:`logo_traits`: at most this many colours (16 levels per channel) cover 90% of an
 #: opaque logo's pixels; flat artwork needs 1-3, the demo's product photos 9 or more.
 LOGO_MAX_COLOURS = 4
+
+#: Shape signature (:func:`shape_signatures`): side (px) of the grey square it is computed on,
+#: side (px) of a HOG cell, and orientation bins. Small and coarse on purpose: the outline of
+#: the artwork, not its texture (docs/benchmarks.md, "Dark-mode variants and drawing styles").
+SHAPE_SIZE = 64
+SHAPE_CELL = 8
+SHAPE_ORIENTATIONS = 9
+
+#: Length of one shape signature: (cells - 1)**2 blocks of 2 x 2 cells, each cell's histogram.
+SHAPE_DIM = (SHAPE_SIZE // SHAPE_CELL - 1) ** 2 * 4 * SHAPE_ORIENTATIONS
 
 #: RGB (0..255) of the named backgrounds.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -581,12 +593,62 @@ def part_inputs(
         bg = COLOURS[pick_background(img)]
     else:
         bg = COLOURS[background]
-    size = (int(part_size), int(part_size))
+    return _end_squares(img, boxes, size=int(part_size), bg=bg)
+
+
+def _end_squares(
+    img: Image.Image, boxes: list[tuple[int, ...]], *, size: int, bg: tuple[float, float, float]
+) -> list[np.ndarray]:
     out = []
     for box in boxes:
-        crop = img.crop(box).resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        crop = img.crop(box).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
         out.append(np.ascontiguousarray(composite(crop, bg), dtype=np.float32))
     return out
+
+
+def shape_signature(rgb: np.ndarray) -> np.ndarray:
+    """Square-rooted HOG of one (SHAPE_SIZE, SHAPE_SIZE, 3) input: uint8 (SHAPE_DIM,).
+
+    scikit-image's ``hog`` (Dalal and Triggs: unsigned gradient orientations, L2-Hys block
+    normalisation) on the luma, square-rooted like the colour signature and scaled to 0..255
+    so a run of a million images keeps it in a few GB. Gradient orientation ignores colour,
+    fill and polarity: a filled star and its outline, or white artwork on black and its usual
+    version, get close signatures.
+    """
+    from skimage.feature import hog  # imported here: only the logos preset needs it
+
+    grey = _luma(np.asarray(rgb, dtype=np.float32)) / 255.0
+    h = hog(
+        grey,
+        orientations=SHAPE_ORIENTATIONS,
+        pixels_per_cell=(SHAPE_CELL, SHAPE_CELL),
+        cells_per_block=(2, 2),
+        feature_vector=True,
+    )
+    return np.round(np.sqrt(np.clip(h, 0.0, 1.0)) * 255.0).astype(np.uint8)
+
+
+def shape_signatures(
+    img: Image.Image, boxes: list[tuple[int, ...]], *, background: str = "auto"
+) -> np.ndarray:
+    """Shape signatures of an image and of its end squares: uint8 (1 + len(boxes), SHAPE_DIM).
+
+    Parameters
+    ----------
+    img : PIL.Image
+        As :func:`lockup_parts` returns it (upright, trimmed when the preset trims).
+    boxes : list of box
+        Its :func:`part_boxes` (empty for an image without parts).
+    background : str, default "auto"
+        As for the whole (:func:`load_for_embedding`).
+    """
+    whole = _square_input(img, size=SHAPE_SIZE, background=background, fit="pad")
+    if background == "auto":
+        bg = COLOURS[pick_background(img)]
+    else:
+        bg = COLOURS.get(background, COLOURS["white"])
+    squares = _end_squares(img, boxes, size=SHAPE_SIZE, bg=bg)
+    return np.stack([shape_signature(a) for a in [whole, *squares]])
 
 
 def logo_traits(path_or_bytes: str | os.PathLike[str] | bytes | Image.Image) -> dict[str, Any]:

@@ -94,7 +94,7 @@ _NO_WHITENING = Whitener(None, None, None)
 
 
 def _key(run: RunLayout, random_state: int | None) -> dict[str, Any]:
-    extras = [run.parts, run.part_mask, run.colour]
+    extras = [run.parts, run.part_mask, run.colour, run.shape]
     return {
         "vectors_sha256": storage.sha256_file(run.vectors),
         "ids_sha256": storage.sha256_file(run.ids),
