@@ -404,10 +404,7 @@ def _square_input(img: Image.Image, *, size: int, background: str, fit: str) -> 
         )
     # Pillow premultiplies alpha while resampling RGBA, so edges do not get dark fringes.
     img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    if background == "auto":
-        bg = COLOURS[pick_background(img)]
-    else:
-        bg = COLOURS.get(background, COLOURS["white"])
+    bg = _ground(img, background)
     rgb = composite(img, bg)
     if rgb.shape[:2] == (size, size):
         return np.ascontiguousarray(rgb, dtype=np.float32)
@@ -417,6 +414,13 @@ def _square_input(img: Image.Image, *, size: int, background: str, fit: str) -> 
     left = (size - rgb.shape[1]) // 2
     out[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
     return out
+
+
+def _ground(img: Image.Image, background: str) -> tuple[float, float, float]:
+    """The RGB that ``background`` puts under ``img``'s transparent pixels (``"none"``: white)."""
+    if background == "auto":
+        return COLOURS[pick_background(img)]
+    return COLOURS.get(background, COLOURS["white"])
 
 
 def is_light_on_dark(
@@ -468,9 +472,8 @@ def _as_seen(img: Image.Image, background: str) -> tuple[np.ndarray, np.ndarray 
     """``img`` composited as the whole is (float32 RGB 0..255), and its alpha (or None)."""
     if background == "none":
         img = img.convert("RGB")
-    bg = COLOURS[pick_background(img)] if background == "auto" else COLOURS.get(background)
     alpha = np.asarray(img.getchannel("A")) if img.mode == "RGBA" else None
-    return composite(img, bg or COLOURS["white"]), alpha
+    return composite(img, _ground(img, background)), alpha
 
 
 def shows_light_on_dark(
@@ -588,12 +591,7 @@ def part_inputs(
         return []
     if background == "none":
         img = img.convert("RGB")  # the original plain conversion, as for the whole
-        bg = COLOURS["white"]
-    elif background == "auto":
-        bg = COLOURS[pick_background(img)]
-    else:
-        bg = COLOURS[background]
-    return _end_squares(img, boxes, size=int(part_size), bg=bg)
+    return _end_squares(img, boxes, size=int(part_size), bg=_ground(img, background))
 
 
 def _end_squares(
@@ -643,11 +641,7 @@ def shape_signatures(
         As for the whole (:func:`load_for_embedding`).
     """
     whole = _square_input(img, size=SHAPE_SIZE, background=background, fit="pad")
-    if background == "auto":
-        bg = COLOURS[pick_background(img)]
-    else:
-        bg = COLOURS.get(background, COLOURS["white"])
-    squares = _end_squares(img, boxes, size=SHAPE_SIZE, bg=bg)
+    squares = _end_squares(img, boxes, size=SHAPE_SIZE, bg=_ground(img, background))
     return np.stack([shape_signature(a) for a in [whole, *squares]])
 
 

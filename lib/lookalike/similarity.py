@@ -79,8 +79,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "whiten": 128,
         "colour_weight": 0.1,
         # Gradient orientations beside the CNN, slot by slot: the same symbol drawn filled or
-        # outlined, in another colour or polarity, meets itself. +0.07 P@1 on emoji, no set
-        # worse (docs/benchmarks.md, "Dark-mode variants and drawing styles").
+        # outlined, in another colour or polarity, meets itself. +0.075 P@1 on emoji, no set
+        # worse (docs/benchmarks.md, "The shape signature, slot by slot").
         "shape_weight": 0.3,
         "colour_bins": 8,
         "cluster_method": "similarity",
