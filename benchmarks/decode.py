@@ -18,7 +18,8 @@ What feeds the model in stage 03, measured without the model (except for the agr
 (d) the logo extras' decodes on ``data/demo/logos/*.png``: the colour pass and the part
     inputs as stage 03 did them before (part inputs cut in the colour pass only to count
     them, and one decode per part) against now (the boxes counted, one decode per lockup),
-    and now with the preset's light-on-dark test and the negatives' inputs.
+    and now with the preset's light-on-dark test and the negatives' inputs; and the shape
+    signatures alone (their part of "now"), against the whole images' decode.
 
 Run: ``.venv/bin/python benchmarks/decode.py [--n 200] [--n-large 48] [--no-model]``.
 """
@@ -45,7 +46,13 @@ from lookalike import extras  # noqa: E402
 from lookalike.cpu import describe  # noqa: E402
 from lookalike.model import prepare  # noqa: E402
 from lookalike.paths import DEMO_DIR  # noqa: E402
-from lookalike.preprocess import load_for_embedding, negative_input, part_inputs  # noqa: E402
+from lookalike.preprocess import (  # noqa: E402
+    load_for_embedding,
+    lockup_parts,
+    negative_input,
+    part_inputs,
+    shape_signatures,
+)
 from lookalike.similarity import embed_kwargs, resolve_preset  # noqa: E402
 
 
@@ -173,21 +180,34 @@ def extras_decodes(logos: list[Path], repeat: int) -> None:
         for i in dark:
             negative_input(logos[i], **neg_opts)
 
+    decoded = [extras.upright_rgba(p) for p in logos]
+
+    def shapes() -> None:  # the shape signatures alone, of images already decoded
+        for img in decoded:
+            cut, boxes = lockup_parts(img, part_min_aspect=opts["part_min_aspect"], trim=True)
+            shape_signatures(cut, boxes, background=opts["background"])
+
     whole = partial(load_for_embedding, **_pre("logos"))
     t_whole = len(logos) / _rate(lambda: [whole(p) for p in logos], len(logos), repeat)
     t_before = len(logos) / _rate(before, len(logos), repeat)
     t_now = len(logos) / _rate(now, len(logos), repeat)
     t_neg = len(logos) / _rate(with_negatives, len(logos), repeat)
+    t_shape = len(logos) / _rate(shapes, len(logos), repeat)
     print(
         f"\n(d) logos preset, {len(logos)} logos ({len(lockups)} lockups, {len(todo)} parts), "
         "one thread, seconds"
     )
     print(f"  whole images (for scale)        {t_whole:6.2f} s")
     print(f"  extras' decodes before          {t_before:6.2f} s")
-    print(f"  extras' decodes now             {t_now:6.2f} s  x{t_before / t_now:.2f} faster")
+    print(f"  extras' decodes now             {t_now:6.2f} s  x{t_now / t_before:.2f} the time")
     print(
         f"  now, with the negative test     {t_neg:6.2f} s  ({len(dark)} light-on-dark "
         "decoded again for their negative)"
+    )
+    ms = 1000 * t_shape / len(logos)
+    print(
+        f"  of which shape signatures       {t_shape:6.2f} s  ({ms:.1f} ms per logo, "
+        f"x{t_shape / t_whole:.2f} the whole images' decode + prepare)"
     )
 
 
